@@ -1,0 +1,75 @@
+"""attrib enroll"""
+from __future__ import annotations
+
+import click
+
+from ..gallery import FAMILIES
+from ..pipeline import embed_items, expand_paths, load_many
+from .common import echo_json, gallery_option, json_option, open_gallery, plugin_manager, progressbar
+
+
+def _parse_meta(ctx, param, values):
+    meta = {}
+    for v in values:
+        if "=" not in v:
+            raise click.BadParameter(f"{v!r} is not KEY=VALUE")
+        k, _, val = v.partition("=")
+        meta[k.strip()] = val
+    return meta
+
+
+@click.command()
+@click.option("--generator", "-s", "source", required=True, help="Source name to enroll into (created if new).")
+@click.option("--family", type=click.Choice(FAMILIES), help="Source family (kept if the source exists).")
+@click.option("--meta", multiple=True, callback=_parse_meta, metavar="KEY=VALUE", help="Free metadata, repeatable.")
+@click.option("--encoder", help="Encoder for a NEW gallery: a registered name or a trained encoder folder.")
+@click.option("--batch-size", default=32, show_default=True, help="Images per encoder batch.")
+@gallery_option
+@json_option
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.pass_context
+def enroll(ctx, source, family, meta, encoder, batch_size, json_, paths):
+    """Enroll sample images of one generator (files and folders, recursive).
+
+    A handful of samples is enough (5 is the design point). Images already in the gallery
+    (same sha256) are skipped as duplicates; unreadable files are reported and skipped. The
+    enrollment is atomic: if it fails or is interrupted, the gallery stays as it was.
+
+    \b
+    Example:
+      attrib enroll --generator midjourney6 --family diffusion samples/
+    """
+    from ..encoders import get_encoder
+    from ..gallery import check_name
+
+    check_name(source)
+    files = expand_paths(paths)
+    if not files:
+        raise click.ClickException(f"no image files found in {', '.join(paths)}")
+    enc = get_encoder(encoder, pm=plugin_manager(ctx)) if encoder else None
+    gallery = open_gallery(ctx, create=True, encoder=enc)
+    with progressbar(len(files), f"embedding {source}") as bar:
+        items, emb = embed_items(gallery.encoder, load_many(files), batch_size=batch_size, progress=bar.update)
+    good = [it for it in items if it.error is None]
+    failed = [{"path": it.path, "error": it.error} for it in items if it.error is not None]
+    if not good:
+        msg = f"no image could be read ({len(failed)} failed): nothing enrolled"
+        if json_:
+            echo_json({"source": source, "enrolled": 0, "duplicate": 0, "failed": len(failed), "failures": failed, "duplicates": []})
+        else:
+            for f in failed:
+                click.echo(f"  failed: {f['error']}", err=True)
+        raise click.ClickException(msg)
+    result = gallery.enroll(source, emb, [it.record for it in good], family=family, metadata=meta)
+    result.failed = failed
+    if json_:
+        echo_json(result.to_dict())
+        return
+    click.echo(
+        f"Enrolled {result.enrolled} image(s) into '{source}'"
+        f" ({len(result.duplicates)} duplicate(s) skipped, {len(failed)} failed)."
+    )
+    for d in result.duplicates:
+        click.echo(f"  duplicate: {d['path']} (already in '{d['source']}')")
+    for f in failed:
+        click.echo(f"  failed: {f['error']}")

@@ -1,0 +1,135 @@
+"""attrib identify / attrib verify"""
+from __future__ import annotations
+
+import click
+
+from ..pipeline import StageTimer, embed_items, expand_paths, load_many
+from .common import echo_json, echo_jsonl, fmt, gallery_option, json_option, open_gallery, progressbar
+
+
+def _embed_paths(gallery, paths, batch_size, timer=None):
+    files = expand_paths(paths)
+    if not files:
+        raise click.ClickException(f"no image files found in {', '.join(paths)}")
+    with progressbar(len(files), "embedding") as bar:
+        return embed_items(gallery.encoder, load_many(files), batch_size=batch_size, timer=timer, progress=bar.update)
+
+
+def _far_option(f):
+    return click.option(
+        "--far",
+        type=click.FloatRange(1e-6, 0.5),
+        help="False-accept rate the thresholds are set for (default: the gallery's, 0.01).",
+    )(f)
+
+
+@click.command()
+@click.option("--top-k", "-k", default=5, show_default=True, type=click.IntRange(1, 100), help="Candidates listed per image.")
+@_far_option
+@click.option("--keep-unknown", is_flag=True, help="Keep rejected queries in the gallery, to propose new sources later.")
+@click.option("--batch-size", default=32, show_default=True)
+@gallery_option
+@json_option
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.pass_context
+def identify(ctx, top_k, far, keep_unknown, batch_size, json_, paths):
+    """Which enrolled generator made each image, or "unknown".
+
+    The best-matching source is accepted only if its score clears that source's calibrated
+    threshold (set for the false-accept rate --far); otherwise the answer is unknown. Each
+    answer reports the score, the threshold and the margin to the runner-up.
+
+    With --json, one JSON object per image (JSON Lines): path, source (null when unknown),
+    score, threshold, margin, candidates [{source, score}], error.
+    """
+    gallery = open_gallery(ctx)
+    if not gallery.source_names():
+        raise click.ClickException(f"gallery {gallery.path} has no sources: enroll some first")
+    items, emb = _embed_paths(gallery, paths, batch_size)
+    good = [it for it in items if it.error is None]
+    decisions = iter(gallery.identify(emb, top_k=top_k, far=far) if len(emb) else [])
+    if keep_unknown and len(emb):
+        gallery.keep_rejected(emb, [it.record for it in good], gallery.identify(emb, top_k=1, far=far))
+    rows = []
+    for it in items:
+        if it.error is not None:
+            rows.append({"path": it.path, "source": None, "score": None, "threshold": None, "margin": None, "candidates": [], "error": it.error})
+        else:
+            rows.append({"path": it.path, **next(decisions).to_dict(), "error": None})
+    if json_:
+        for r in rows:
+            echo_jsonl(r)
+    else:
+        _print_table(rows)
+    if not good:
+        raise click.ClickException("no image could be read")
+
+
+def _print_table(rows):
+    width = max(len(r["path"]) for r in rows)
+    width = min(max(width, 4), 60)
+    click.echo(f"{'image':<{width}}  {'decision':<20} {'score':>6} {'thresh':>6} {'margin':>6}  runner-up")
+    for r in rows:
+        path = r["path"] if len(r["path"]) <= width else "..." + r["path"][-(width - 3):]
+        if r["error"]:
+            click.echo(f"{path:<{width}}  error: {r['error']}")
+            continue
+        decision = r["source"] or "unknown"
+        if r["source"] is None and r["candidates"]:
+            decision = f"unknown (~{r['candidates'][0]['source']})"
+        runner = r["candidates"][1] if len(r["candidates"]) > 1 else None
+        runner_s = f"{runner['source']} {runner['score']:.3f}" if runner else "-"
+        click.echo(
+            f"{path:<{width}}  {decision[:20]:<20} {fmt(r['score']):>6} {fmt(r['threshold']):>6} {fmt(r['margin']):>6}  {runner_s}"
+        )
+
+
+@click.command()
+@click.option("--generator", "-s", "source", help="Enrolled source to verify against. Without it, give exactly two images (pair mode).")
+@_far_option
+@click.option("--batch-size", default=32, show_default=True)
+@gallery_option
+@json_option
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.pass_context
+def verify(ctx, source, far, batch_size, json_, paths):
+    """1:1 verification: was this image made by --generator? Or: were two images made by the same source?
+
+    The decision is taken at a calibrated threshold for the stated false-accept rate (--far).
+    With --json: path, generator, score, threshold, accepted, far (one object per image);
+    pair mode prints one object with paths a and b.
+    """
+    gallery = open_gallery(ctx)
+    if source is None:
+        if len(paths) != 2:
+            raise click.UsageError("pair mode takes exactly two images (or pass --generator NAME)")
+        items, emb = _embed_paths(gallery, paths, batch_size)
+        bad = [it for it in items if it.error]
+        if bad:
+            raise click.ClickException(bad[0].error)
+        res = {"a": items[0].path, "b": items[1].path, **gallery.verify_pair(emb[0], emb[1], far)}
+        if json_:
+            echo_jsonl(res)
+        else:
+            verdict = "same source" if res["accepted"] else "different sources"
+            click.echo(f"{verdict}: score {res['score']:.3f}, threshold {res['threshold']:.3f} (FAR {res['far']})")
+        return
+    gallery._require(source)
+    items, emb = _embed_paths(gallery, paths, batch_size)
+    results = iter(gallery.verify(emb, source, far) if len(emb) else [])
+    rows = []
+    for it in items:
+        if it.error:
+            rows.append({"path": it.path, "generator": source, "score": None, "threshold": None, "accepted": None, "far": far, "error": it.error})
+        else:
+            rows.append({"path": it.path, **next(results), "error": None})
+    for r in rows:
+        if json_:
+            echo_jsonl(r)
+        elif r["error"]:
+            click.echo(f"{r['path']}: error: {r['error']}")
+        else:
+            word = "ACCEPT" if r["accepted"] else "reject"
+            click.echo(f"{r['path']}: {word} {source} (score {r['score']:.3f}, threshold {r['threshold']:.3f} at FAR {r['far']})")
+    if all(r["error"] for r in rows):
+        raise click.ClickException("no image could be read")

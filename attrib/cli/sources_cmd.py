@@ -1,0 +1,73 @@
+"""attrib sources list|show|remove|path"""
+from __future__ import annotations
+
+import click
+
+from .common import echo_json, fmt, gallery_option, gallery_path, json_option, open_gallery
+
+
+@click.group()
+def sources():
+    """Enrolled sources (generators) of the gallery."""
+
+
+@sources.command("list")
+@gallery_option
+@json_option
+@click.pass_context
+def list_(ctx, json_):
+    """List sources with family, sample count and threshold."""
+    rows = open_gallery(ctx).sources()
+    if json_:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("No sources enrolled.")
+        return
+    click.echo(f"{'name':<24} {'family':<14} {'samples':>7} {'protos':>6} {'thresh':>7} {'exp.TAR':>7}")
+    for r in rows:
+        click.echo(
+            f"{r['name']:<24} {r['family']:<14} {r['samples']:>7} {r['prototypes']:>6} {fmt(r['threshold']):>7} {fmt(r['expected_tar'], 2):>7}"
+        )
+
+
+@sources.command()
+@click.argument("name")
+@gallery_option
+@json_option
+@click.pass_context
+def show(ctx, name, json_):
+    """Show one source: metadata, calibration and its samples."""
+    info = open_gallery(ctx).source(name)
+    if json_:
+        echo_json(info)
+        return
+    for key in ("name", "family", "samples", "prototypes", "threshold", "far", "expected_tar", "created_at", "updated_at"):
+        click.echo(f"{key:>13}: {info[key]}")
+    if info["metadata"]:
+        click.echo(f"{'metadata':>13}: {info['metadata']}")
+    for s in info["sample_list"]:
+        click.echo(f"  {s['sha256'][:12]}  {s['width']}x{s['height']} {s['format'] or '-':<5} {s['origin']}")
+
+
+@sources.command()
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@gallery_option
+@click.pass_context
+def remove(ctx, name, yes):
+    """Remove a source and all its samples."""
+    gallery = open_gallery(ctx)
+    gallery._require(name)
+    if not yes:
+        click.confirm(f"Remove source '{name}' and its samples from {gallery.path}?", abort=True)
+    n = gallery.remove_source(name)
+    click.echo(f"Removed '{name}' ({n} samples).")
+
+
+@sources.command()
+@gallery_option
+@click.pass_context
+def path(ctx):
+    """Print the gallery folder in use."""
+    click.echo(str(gallery_path(ctx)))

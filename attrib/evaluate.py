@@ -1,0 +1,195 @@
+"""The standard attribution protocol on a folder-per-source data set.
+
+Sources are split into **known** (enrolled K-shot) and **unknown** (never enrolled). For each K
+and trial: K random samples of each known source are enrolled into a fresh gallery (the product's
+own code path); the remaining samples of known sources are queries that should be attributed,
+and all samples of unknown sources are queries that should be rejected. Reported:
+
+* ``accuracy``: closed-set top-1 accuracy on known queries (best source, threshold ignored);
+* ``auroc``: known vs unknown queries by best score (open-set separation);
+* ``oscr``: area under correct-classification rate vs unknowns' false-positive rate;
+* ``eer``: verification equal error rate, genuine = query vs its own source,
+  impostor = query vs every other source (unknown queries included);
+* ``openset_accuracy``, ``observed_far``, ``tar``: what the calibrated thresholds actually did
+  at the gallery's FAR (known correctly accepted, unknown rejected; fraction of unknowns accepted).
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import metrics
+from .encoders import Encoder
+from .errors import AttribError
+from .gallery import Gallery, SampleRecord
+from .pipeline import StageTimer, embed_items, expand_paths, load_many
+
+
+@dataclass
+class Dataset:
+    """Embedded images of a folder-per-source data set."""
+
+    names: list[str]  # source per image
+    paths: list[str]
+    shas: list[str]
+    embeddings: np.ndarray
+
+    def sources(self) -> list[str]:
+        return sorted(set(self.names))
+
+
+def embed_dataset(encoder: Encoder, data_dir: str | Path, timer: StageTimer | None = None, progress=None, max_per_source: int | None = None) -> Dataset:
+    data_dir = Path(data_dir)
+    folders = sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise AttribError(f"{data_dir}: expected one folder per source, found none")
+    paths, names = [], []
+    for folder in folders:
+        files = expand_paths([folder])
+        if max_per_source:
+            files = files[:max_per_source]
+        paths += files
+        names += [folder.name] * len(files)
+    items, emb = embed_items(encoder, load_many(paths), timer=timer, progress=progress)
+    keep = [i for i, it in enumerate(items) if it.error is None]
+    return Dataset(
+        [names[i] for i in keep], [items[i].path for i in keep], [items[i].record.sha256 for i in keep], emb
+    )
+
+
+def split_sources(sources: Sequence[str], unknown: Sequence[str] | None, unknown_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    sources = sorted(sources)
+    if unknown:
+        missing = set(unknown) - set(sources)
+        if missing:
+            raise AttribError(f"--unknown names sources that are not in the data: {', '.join(sorted(missing))}")
+        unk = sorted(unknown)
+    else:
+        rng = np.random.default_rng(seed)
+        n_unk = max(1, int(round(len(sources) * unknown_fraction))) if unknown_fraction > 0 else 0
+        unk = sorted(rng.permutation(sources)[:n_unk].tolist())
+    known = [s for s in sources if s not in unk]
+    if len(known) < 2:
+        raise AttribError("need at least two known sources")
+    return known, unk
+
+
+def run_protocol(
+    ds: Dataset,
+    encoder: Encoder,
+    known: Sequence[str],
+    unknown: Sequence[str],
+    shots: Sequence[int] = (1, 5, 10),
+    trials: int = 3,
+    max_queries: int = 50,
+    far: float | None = None,
+    seed: int = 0,
+    progress: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    names = np.array(ds.names)
+    results: dict[str, Any] = {"known": list(known), "unknown": list(unknown), "shots": {}}
+    for k in shots:
+        per_trial = []
+        per_source: dict[str, list[tuple[float, float]]] = {s: [] for s in known}
+        for t in range(trials):
+            rng = np.random.default_rng([seed, k, t])
+            enroll_idx, query_idx = {}, []
+            for s in known:
+                idx = rng.permutation(np.flatnonzero(names == s))
+                if len(idx) <= k:
+                    raise AttribError(f"source {s} has {len(idx)} images: too few for {k}-shot plus queries")
+                enroll_idx[s] = idx[:k]
+                query_idx += idx[k : k + max_queries].tolist()
+            unk_idx = []
+            for s in unknown:
+                unk_idx += rng.permutation(np.flatnonzero(names == s))[:max_queries].tolist()
+            with tempfile.TemporaryDirectory(prefix="attrib-eval-") as tmp:
+                g = Gallery(tmp, encoder=encoder)
+                for s in known:
+                    ids = enroll_idx[s]
+                    g.enroll(s, ds.embeddings[ids], [SampleRecord(ds.shas[i], origin=ds.paths[i]) for i in ids])
+                m = _score_trial(g, ds, names, query_idx, unk_idx, far)
+                g.close()
+            per_trial.append(m["summary"])
+            for s, (acc, e) in m["per_source"].items():
+                per_source[s].append((acc, e))
+            if progress:
+                progress()
+        summary = {key: _mean([p[key] for p in per_trial]) for key in per_trial[0]}
+        summary["per_source"] = {
+            s: {"accuracy": _mean([v[0] for v in vals]), "eer": _mean([v[1] for v in vals])} for s, vals in per_source.items()
+        }
+        results["shots"][str(k)] = summary
+    return results
+
+
+def _mean(values):
+    arr = np.array([v for v in values if v is not None and v == v], dtype=float)
+    return round(float(arr.mean()), 4) if len(arr) else None
+
+
+def _score_trial(g: Gallery, ds: Dataset, names: np.ndarray, query_idx, unk_idx, far) -> dict[str, Any]:
+    sources = g.source_names()
+    q = ds.embeddings[query_idx]
+    u = ds.embeddings[unk_idx]
+    q_true = names[query_idx]
+    full_q = g._source_scores(q, top_k=len(sources))
+    full_u = g._source_scores(u, top_k=len(sources)) if len(u) else []
+    dec_q = g.identify(q, top_k=1, far=far)
+    dec_u = g.identify(u, top_k=1, far=far) if len(u) else []
+    best_q = np.array([c[0][1] for c in full_q])
+    pred_q = np.array([c[0][0] for c in full_q])
+    correct = pred_q == q_true
+    best_u = np.array([c[0][1] for c in full_u]) if len(u) else np.zeros(0)
+    genuine, impostor = [], []
+    for c, true in zip(full_q, q_true):
+        for s, v in c:
+            (genuine if s == true else impostor).append(v)
+    for c in full_u:
+        impostor += [v for _, v in c]
+    accepted_right = np.array([d.source == t for d, t in zip(dec_q, q_true)])
+    rejected_unk = np.array([d.source is None for d in dec_u]) if dec_u else np.zeros(0, bool)
+    n_all = len(accepted_right) + len(rejected_unk)
+    summary = {
+        "accuracy": float(correct.mean()),
+        "auroc": metrics.auroc(best_q, best_u) if len(u) else None,
+        "oscr": metrics.oscr(best_q, correct, best_u) if len(u) else None,
+        "eer": metrics.eer(np.array(genuine), np.array(impostor)),
+        "openset_accuracy": float((accepted_right.sum() + rejected_unk.sum()) / n_all),
+        "tar": float(accepted_right.mean()),
+        "observed_far": float(1 - rejected_unk.mean()) if len(rejected_unk) else None,
+        "known_queries": int(len(q)),
+        "unknown_queries": int(len(u)),
+    }
+    per_source = {}
+    for s in sources:
+        sel = q_true == s
+        gen = [v for c, t in zip(full_q, q_true) if t == s for name, v in c if name == s]
+        imp = [v for c, t in zip(full_q, q_true) if t != s for name, v in c if name == s] + [
+            v for c in full_u for name, v in c if name == s
+        ]
+        per_source[s] = (float(correct[sel].mean()) if sel.any() else None, metrics.eer(np.array(gen), np.array(imp)))
+    return {"summary": summary, "per_source": per_source}
+
+
+def format_report(res: dict[str, Any]) -> str:
+    lines = [
+        f"known sources ({len(res['known'])}): {', '.join(res['known'])}",
+        f"unknown sources ({len(res['unknown'])}): {', '.join(res['unknown']) or '-'}",
+        "",
+        f"{'shots':>5} {'top-1':>7} {'AUROC':>7} {'OSCR':>7} {'EER':>7} {'open-acc':>8} {'TAR':>7} {'obs.FAR':>7}",
+    ]
+
+    def f(x):
+        return "-" if x is None else f"{x:.3f}"
+
+    for k, s in res["shots"].items():
+        lines.append(
+            f"{k:>5} {f(s['accuracy']):>7} {f(s['auroc']):>7} {f(s['oscr']):>7} {f(s['eer']):>7} "
+            f"{f(s['openset_accuracy']):>8} {f(s['tar']):>7} {f(s['observed_far']):>7}"
+        )
+    return "\n".join(lines)

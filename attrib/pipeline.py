@@ -1,0 +1,131 @@
+"""Files in, embeddings out: decode and embed many images, one bad file never stopping the rest.
+
+Per-stage wall time (decode, encode, search) is accumulated in a :class:`StageTimer` so the CLI,
+the eval and the benchmarks all report the same numbers.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .encoders import Encoder
+from .errors import ImageError
+from .gallery import SampleRecord
+from .imageio import LoadedImage, load_image
+
+
+class StageTimer:
+    """Accumulates seconds per named stage."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+
+    @contextmanager
+    def stage(self, name: str, n: int = 1):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - t0
+            self.counts[name] += n
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        return {
+            k: {"seconds": round(v, 4), "items": self.counts[k], "per_s": round(self.counts[k] / v, 2) if v > 0 else None}
+            for k, v in self.seconds.items()
+        }
+
+
+@dataclass
+class Item:
+    """One input: its label, the decoded image (None when it failed), the error line otherwise."""
+
+    path: str
+    image: LoadedImage | None = None
+    error: str | None = None
+
+    @property
+    def record(self) -> SampleRecord:
+        img = self.image
+        return SampleRecord(img.sha256, img.width, img.height, img.format, self.path)
+
+
+def _load(path: str | os.PathLike) -> Item:
+    try:
+        return Item(str(path), load_image(path))
+    except ImageError as exc:
+        return Item(str(path), error=str(exc))
+
+
+def load_many(paths: Iterable[str | os.PathLike], workers: int | None = None) -> Iterator[Item]:
+    """Decode paths in order, in a small thread pool (Pillow releases the GIL while decoding)."""
+    workers = workers or min(4, os.cpu_count() or 1)
+    paths = list(paths)
+    if workers <= 1 or len(paths) <= 1:
+        yield from map(_load, paths)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        yield from pool.map(_load, paths)
+
+
+def embed_items(
+    encoder: Encoder,
+    items: Iterable[Item],
+    batch_size: int = 32,
+    timer: StageTimer | None = None,
+    progress=None,
+) -> tuple[list[Item], np.ndarray]:
+    """Decode (if not yet) and embed items in batches; returns (all items, embeddings of the good ones).
+
+    ``progress`` is called with the number of items finished after each batch.
+    """
+    timer = timer or StageTimer()
+    all_items: list[Item] = []
+    good: list[Item] = []
+    vectors: list[np.ndarray] = []
+    batch: list[Item] = []
+
+    def flush():
+        if batch:
+            with timer.stage("encode", len(batch)):
+                vectors.append(encoder.embed([it.image.pixels for it in batch]))
+            good.extend(batch)
+            if progress:
+                progress(len(batch))
+            for it in batch:  # pixels are not needed any more: keep memory flat on big runs
+                it.image.pixels = None
+            batch.clear()
+
+    iterator = iter(items)
+    while True:
+        with timer.stage("decode"):
+            item = next(iterator, None)
+        if item is None:
+            break
+        all_items.append(item)
+        if item.error is not None:
+            timer.counts["decode"] -= 1
+            if progress:
+                progress(1)
+            continue
+        batch.append(item)
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+    emb = np.concatenate(vectors) if vectors else np.zeros((0, encoder.dim), np.float32)
+    return all_items, emb
+
+
+def expand_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    from .imageio import iter_image_paths
+
+    return list(iter_image_paths(paths))

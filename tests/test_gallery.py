@@ -1,0 +1,164 @@
+import sqlite3
+import threading
+
+import numpy as np
+import pytest
+
+from attrib.encoders import get_encoder
+from attrib.errors import EncoderMismatch, GalleryError, UnknownSource
+from attrib.gallery import Gallery, SampleRecord, leave_one_out_scores, prototypes_of
+from attrib.openset import ScoreModel, pool
+
+from .conftest import synthetic
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    enc = get_encoder("residual")
+    imgs = {s: [synthetic(s, i) for i in range(8)] for s in range(4)}
+    return enc, {s: enc.embed(v) for s, v in imgs.items()}
+
+
+def recs(s, n, offset=0):
+    return [SampleRecord(f"sha-{s}-{i + offset}", 64, 64, "PNG", f"src{s}/{i}.png") for i in range(n)]
+
+
+def test_enroll_identify_verify(tmp_path, embedded):
+    enc, emb = embedded
+    g = Gallery(tmp_path / "g", encoder=enc)
+    for s in range(3):
+        g.enroll(f"src{s}", emb[s][:5], recs(s, 5), family="gan")
+    assert g.source_names() == ["src0", "src1", "src2"]
+    decisions = g.identify(np.concatenate([emb[s][5:] for s in range(3)]), top_k=3)
+    truth = [f"src{s}" for s in range(3) for _ in range(3)]
+    assert [d.candidates[0]["source"] for d in decisions] == truth
+    for d in decisions:
+        assert d.margin == pytest.approx(d.candidates[0]["score"] - d.candidates[1]["score"], abs=1e-6)
+        assert len(d.candidates) == 3
+    # verification: genuine scores beat impostor scores
+    gen = g.verify(emb[0][5:], "src0")
+    imp = g.verify(emb[1][5:], "src0")
+    assert min(r["score"] for r in gen) > max(r["score"] for r in imp)
+    assert all(r["far"] == g.far for r in gen)
+
+
+def test_duplicates_skipped_by_sha(tmp_path, embedded):
+    enc, emb = embedded
+    g = Gallery(tmp_path / "g", encoder=enc)
+    g.enroll("a", emb[0][:3], recs(0, 3))
+    r = g.enroll("b", emb[0][:3], recs(0, 3))
+    assert r.enrolled == 0 and len(r.duplicates) == 3 and r.duplicates[0]["source"] == "a"
+    assert g.stats()["samples"] == 3
+
+
+def test_crash_half_way_leaves_gallery_unchanged(tmp_path, embedded, monkeypatch):
+    enc, emb = embedded
+    g = Gallery(tmp_path / "g", encoder=enc)
+    g.enroll("a", emb[0][:3], recs(0, 3))
+    before = (g.stats(), g.sources())
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(g, "_recalibrate", boom)
+    with pytest.raises(KeyboardInterrupt):
+        g.enroll("b", emb[1][:3], recs(1, 3))
+    monkeypatch.undo()
+    g2 = Gallery(tmp_path / "g", create=False)
+    assert (g2.stats(), g2.sources()) == before
+
+
+def test_encoder_mismatch_refused(tmp_path, embedded):
+    enc, emb = embedded
+    Gallery(tmp_path / "g", encoder=enc).enroll("a", emb[0][:2], recs(0, 2))
+    other = get_encoder("residual", tile=16)
+    with pytest.raises(EncoderMismatch, match="bound to encoder"):
+        Gallery(tmp_path / "g", encoder=other)
+
+
+def test_missing_gallery_and_source(tmp_path, embedded):
+    with pytest.raises(GalleryError, match="no gallery"):
+        Gallery(tmp_path / "nope", create=False)
+    enc, emb = embedded
+    g = Gallery(tmp_path / "g", encoder=enc)
+    with pytest.raises(UnknownSource):
+        g.verify(emb[0][:1], "ghost")
+    with pytest.raises(GalleryError, match="invalid source name"):
+        g.enroll("../etc", emb[0][:1], recs(0, 1))
+
+
+def test_not_a_database(tmp_path):
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "gallery.db").write_bytes(b"garbage" * 100)
+    with pytest.raises(GalleryError, match="not a readable gallery"):
+        Gallery(tmp_path / "g")
+
+
+def test_index_cache_rebuilt_when_stale(tmp_path, embedded):
+    enc, emb = embedded
+    g = Gallery(tmp_path / "g", encoder=enc)
+    g.enroll("a", emb[0][:3], recs(0, 3))
+    g.identify(emb[0][3:4])
+    assert (tmp_path / "g" / "index" / "prototypes.faiss").exists()
+    reader = Gallery(tmp_path / "g", create=False)
+    assert reader.identify(emb[1][:1])[0].candidates[0]["source"] == "a"
+    g.enroll("b", emb[1][:3], recs(1, 3))  # another writer moves the gallery on
+    assert reader.identify(emb[1][5:6])[0].candidates[0]["source"] == "b"
+
+
+def test_remove_source(tmp_path, embedded):
+    enc, emb = embedded
+    g = Gallery(tmp_path / "g", encoder=enc)
+    g.enroll("a", emb[0][:3], recs(0, 3))
+    g.enroll("b", emb[1][:3], recs(1, 3))
+    assert g.remove_source("a") == 3
+    assert g.source_names() == ["b"]
+    assert g.identify(emb[0][:1])[0].candidates[0]["source"] == "b"
+
+
+def test_concurrent_writers(tmp_path, embedded):
+    enc, emb = embedded
+    Gallery(tmp_path / "g", encoder=enc).close()
+    errors = []
+
+    def writer(s):
+        try:
+            g = Gallery(tmp_path / "g", encoder=enc)
+            for k in range(4):
+                g.enroll(f"src{s}", emb[s][2 * k : 2 * k + 2], recs(s, 2, offset=2 * k))
+            g.close()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    g = Gallery(tmp_path / "g", create=False)
+    assert g.stats()["samples"] == 32
+    assert {s["name"]: s["samples"] for s in g.sources()} == {f"src{s}": 8 for s in range(4)}
+    assert sqlite3.connect(g.db_path).execute("pragma integrity_check").fetchone()[0] == "ok"
+
+
+def test_multi_prototypes_and_loo():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(15, 8)) + np.eye(8)[0] * 5
+    b = rng.normal(size=(15, 8)) + np.eye(8)[1] * 5
+    emb = np.concatenate([a, b]).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    centres, members = prototypes_of(emb)
+    assert len(centres) >= 2 and members.sum() == 30
+    assert len(leave_one_out_scores(emb[:1])) == 0
+    assert leave_one_out_scores(emb[:15]).mean() > 0.5
+
+
+def test_score_model_pooling():
+    prior = ScoreModel(0.2, 0.1, 30)
+    obs = ScoreModel.from_scores(np.array([0.5, 0.6, 0.55]))
+    pooled = pool(prior, obs)
+    assert prior.mu < pooled.mu < obs.mu
+    assert pooled.threshold(0.01) > pooled.threshold(0.1)
+    assert pool(None, None).threshold(0.01) > 0.5
+    assert ScoreModel(0, 1, 1).tail(ScoreModel(0, 1, 1).threshold(0.05)) == pytest.approx(0.05)

@@ -1,0 +1,99 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from attrib.errors import ImageError
+from attrib.imageio import iter_image_paths, load_image
+
+from .conftest import png_bytes, synthetic
+
+
+def test_png_roundtrip_native_size(tmp_path):
+    arr = synthetic(0, 0, 97)
+    p = tmp_path / "a.png"
+    Image.fromarray(arr).save(p)
+    img = load_image(p)
+    assert img.pixels.shape == (97, 97, 3) and img.pixels.dtype == np.uint8
+    assert np.array_equal(img.pixels, arr)
+    assert img.format == "PNG" and len(img.sha256) == 64
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "CMYK", "RGBA", "LA", "I;16", "I", "F", "1"])
+def test_odd_modes_become_rgb(mode):
+    base = Image.fromarray(synthetic(1, 0, 32))
+    if mode in ("I;16", "I", "F"):
+        img = Image.fromarray((np.asarray(base.convert("L")).astype(np.uint16) * 257).astype(np.uint16 if mode == "I;16" else np.int32 if mode == "I" else np.float32))
+    else:
+        img = base.convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, format="TIFF" if mode in ("I;16", "I", "F", "CMYK") else "PNG")
+    out = load_image(buf.getvalue())
+    assert out.pixels.shape == (32, 32, 3)
+
+
+def test_alpha_composited_on_white():
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    out = load_image(_png(rgba))
+    assert (out.pixels == 255).all()
+
+
+def _png(arr):
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_exif_orientation_applied():
+    arr = synthetic(2, 0, 16)[:, :10]  # 16 high, 10 wide
+    img = Image.fromarray(arr)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW when displayed
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif.tobytes())
+    out = load_image(buf.getvalue())
+    assert out.pixels.shape[:2] == (10, 16)
+
+
+def test_animated_gif_first_frame():
+    frames = [Image.fromarray(synthetic(i, 0, 16)).convert("P") for i in range(3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    assert load_image(buf.getvalue()).pixels.shape == (16, 16, 3)
+
+
+def test_corrupt_and_truncated_and_non_image(tmp_path):
+    data = png_bytes(synthetic(0, 1, 64))
+    with pytest.raises(ImageError, match="truncated|corrupt"):
+        load_image(data[: len(data) // 2], name="half.png")
+    with pytest.raises(ImageError, match="not an image"):
+        load_image(b"hello, I am text", name="t.txt")
+    with pytest.raises(ImageError, match="empty"):
+        load_image(b"", name="e.png")
+    with pytest.raises(ImageError, match="no such file"):
+        load_image(tmp_path / "missing.png")
+    with pytest.raises(ImageError, match="folder"):
+        load_image(tmp_path)
+
+
+def test_pixel_bound(monkeypatch):
+    monkeypatch.setenv("ATTRIB_MAX_PIXELS", "1000")
+    with pytest.raises(ImageError, match="pixel bound"):
+        load_image(png_bytes(synthetic(0, 0, 64)), name="big.png")
+
+
+def test_message_is_one_line():
+    with pytest.raises(ImageError) as info:
+        load_image(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, name="x.png")
+    assert "\n" not in str(info.value)
+
+
+def test_iter_image_paths(tmp_path):
+    for name in ["a.png", "b.JPG", "sub/c.webp", ".hidden/d.png", "notes.txt"]:
+        p = tmp_path / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+    found = [p.relative_to(tmp_path).as_posix() for p in iter_image_paths([tmp_path])]
+    assert found == ["a.png", "b.JPG", "sub/c.webp"]
+    assert list(iter_image_paths([tmp_path / "notes.txt"])) == [tmp_path / "notes.txt"]
