@@ -1,5 +1,14 @@
 """Plugin hooks. A plugin is a module or package registered under the ``attrib`` entry-point group
-that implements some of these functions, decorated with ``@attrib.hookimpl``."""
+that implements some of these functions, decorated with ``@attrib.hookimpl``::
+
+    # pyproject.toml of the plugin package
+    [project.entry-points.attrib]
+    my_plugin = "attrib_my_plugin"
+
+Built-in pieces (:mod:`attrib.default_plugins`) are registered through the same hooks. Every hook
+is called on a fresh plugin manager per CLI invocation or app; a hook that raises is reported
+(``attrib plugins``, detector results), it never stops attrib. docs/plugins.md is the tutorial.
+"""
 from pluggy import HookimplMarker, HookspecMarker
 
 hookspec = HookspecMarker("attrib")
@@ -12,6 +21,15 @@ def register_encoders(register):
 
     ``factory(**kwargs)`` returns an :class:`attrib.encoders.Encoder`. Built-in encoders are
     registered through this hook too."""
+
+
+@hookspec
+def register_detectors(register):
+    """Register detectors: call ``register(detector)`` once per detector.
+
+    ``detector`` is an :class:`attrib.detectors.Detector` (a ``name``, a ``description`` and a
+    ``detect(image)`` method returning :class:`attrib.detectors.Evidence`). Keep construction
+    cheap; import heavy libraries inside ``detect``. Detector names are unique across plugins."""
 
 
 @hookspec

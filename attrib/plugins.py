@@ -1,42 +1,98 @@
 """The plugin manager. Built-in pieces in :mod:`attrib.default_plugins` are registered exactly like
 outside plugins, which come from the ``attrib`` entry-point group.
 
-``ATTRIB_LOAD_PLUGINS`` (comma-separated distribution names, empty for none) limits which
-installed plugins load. A fresh manager is built per CLI invocation or app; nothing is global
-at import time.
+``ATTRIB_LOAD_PLUGINS`` chooses which installed plugins load: unset loads all of them, an empty
+value loads none (only the built-ins), otherwise a comma-separated list of distribution names
+(``attrib-c2pa``) or entry-point names. A fresh manager is built per CLI invocation or app;
+nothing is global at import time.
+
+A plugin that cannot be imported, or whose hook raises, never stops attrib: the failure is kept
+in :attr:`AttribPluginManager.load_errors` (``attrib plugins`` shows it) and, for detectors, in
+every detection result.
 """
 from __future__ import annotations
 
 import importlib
 import os
-from typing import Any
+import re
+from importlib.metadata import entry_points
+from typing import Any, Callable
 
 import pluggy
 
 from . import hookspecs
 
-DEFAULT_PLUGINS = ("attrib.default_plugins.encoders",)
+ENTRY_POINT_GROUP = "attrib"
+DEFAULT_PLUGINS = ("attrib.default_plugins.encoders", "attrib.default_plugins.detectors")
 
 _cached: pluggy.PluginManager | None = None
 
 
-def make_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
-    pm = pluggy.PluginManager("attrib")
+class AttribPluginManager(pluggy.PluginManager):
+    """A pluggy manager that remembers where each plugin came from and what failed."""
+
+    def __init__(self):
+        super().__init__("attrib")
+        #: plugin name -> {"distribution", "version"} for plugins loaded from entry points
+        self.distributions: dict[str, dict[str, str]] = {}
+        #: ``{"name", "distribution", "version", "hook", "error"}`` per failure (load or hook call)
+        self.load_errors: list[dict[str, Any]] = []
+
+    def record_error(self, name: str, error: BaseException | str, hook: str | None = None) -> dict[str, Any]:
+        dist = self.distributions.get(name, {})
+        message = error if isinstance(error, str) else _one_line(error)
+        entry = {"name": name, "distribution": dist.get("distribution"), "version": dist.get("version"), "hook": hook, "error": message}
+        if entry not in self.load_errors:  # hooks are called again and again; report each failure once
+            self.load_errors.append(entry)
+        return entry
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def wanted_plugins() -> set[str] | None:
+    """The names ``ATTRIB_LOAD_PLUGINS`` asks for (normalised), or None when it is unset (all)."""
+    value = os.environ.get("ATTRIB_LOAD_PLUGINS")
+    if value is None:
+        return None
+    return {_normalise(n.strip()) for n in value.split(",") if n.strip()}
+
+
+def make_plugin_manager(load_entry_points: bool = True) -> AttribPluginManager:
+    """A fresh manager: the built-ins, then the installed plugins ``ATTRIB_LOAD_PLUGINS`` allows."""
+    pm = AttribPluginManager()
     pm.add_hookspecs(hookspecs)
     for name in DEFAULT_PLUGINS:
         pm.register(importlib.import_module(name), name=name)
     if load_entry_points:
-        wanted = os.environ.get("ATTRIB_LOAD_PLUGINS")
-        if wanted is None:
-            pm.load_setuptools_entrypoints("attrib")
-        else:
-            from importlib.metadata import entry_points
-
-            names = {n.strip() for n in wanted.split(",") if n.strip()}
-            for ep in entry_points(group="attrib"):
-                if ep.dist is not None and ep.dist.name in names and not pm.has_plugin(ep.name):
-                    pm.register(ep.load(), name=ep.name)
+        _load_entry_points(pm, wanted_plugins())
     return pm
+
+
+def _load_entry_points(pm: AttribPluginManager, wanted: set[str] | None) -> None:
+    found: set[str] = set()
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist_name = ep.dist.name if ep.dist is not None else None
+        keys = {_normalise(ep.name)} | ({_normalise(dist_name)} if dist_name else set())
+        if wanted is not None and not keys & wanted:
+            continue
+        found |= keys
+        if pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
+            continue
+        pm.distributions[ep.name] = {"distribution": dist_name, "version": ep.dist.version if ep.dist is not None else None}
+        try:
+            plugin = ep.load()
+            pm.register(plugin, name=ep.name)
+        except Exception as exc:  # a broken plugin is reported, never fatal
+            pm.record_error(ep.name, exc, hook="load")
+    for missing in sorted((wanted or set()) - found):
+        pm.record_error(missing, "not installed (named in ATTRIB_LOAD_PLUGINS)", hook="load")
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -47,14 +103,140 @@ def get_plugin_manager() -> pluggy.PluginManager:
     return _cached
 
 
+def call_each(pm: pluggy.PluginManager, hook_name: str, make_kwargs: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Call every implementation of ``hook_name`` on its own, so one that raises does not stop
+    the others; ``make_kwargs(plugin_name)`` builds its arguments. Returns the failures."""
+    failures = []
+    for impl in getattr(pm.hook, hook_name).get_hookimpls():
+        try:
+            impl.function(**make_kwargs(impl.plugin_name))
+        except Exception as exc:
+            if isinstance(pm, AttribPluginManager):
+                failures.append(pm.record_error(impl.plugin_name, exc, hook=hook_name))
+            else:
+                failures.append({"name": impl.plugin_name, "hook": hook_name, "error": _one_line(exc)})
+    return failures
+
+
 def collect_encoders(pm: pluggy.PluginManager) -> dict[str, dict[str, Any]]:
+    """``{name: {"factory", "description", "plugin"}}`` from every ``register_encoders`` hook."""
     registry: dict[str, dict[str, Any]] = {}
 
-    for impl in pm.hook.register_encoders.get_hookimpls():
-        plugin_name = impl.plugin_name
+    def make_kwargs(plugin_name):
+        def register(name, factory, description=""):
+            registry[name] = {"factory": factory, "description": description, "plugin": plugin_name}
 
-        def register(name, factory, description="", _plugin=plugin_name):
-            registry[name] = {"factory": factory, "description": description, "plugin": _plugin}
+        return {"register": register}
 
-        impl.function(register=register)
+    call_each(pm, "register_encoders", make_kwargs)
     return registry
+
+
+def collect_detectors(pm: pluggy.PluginManager) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """``({name: {"detector", "description", "plugin"}}, failures)`` from every
+    ``register_detectors`` hook. A failure is a hook that raised or an object that is not a
+    detector; name clashes keep the first registration (built-ins come first)."""
+    from .detectors import check_detector
+
+    registry: dict[str, dict[str, Any]] = {}
+    failures: list[dict[str, Any]] = []
+
+    def make_kwargs(plugin_name):
+        def register(detector):
+            problem = check_detector(detector)
+            if problem is None and detector.name in registry:
+                problem = f"detector name {detector.name!r} is already registered by {registry[detector.name]['plugin']}"
+            if problem is not None:
+                if isinstance(pm, AttribPluginManager):
+                    failures.append(pm.record_error(plugin_name, problem, hook="register_detectors"))
+                else:
+                    failures.append({"name": plugin_name, "hook": "register_detectors", "error": problem})
+                return
+            registry[detector.name] = {"detector": detector, "description": detector.description, "plugin": plugin_name}
+
+        return {"register": register}
+
+    failures = call_each(pm, "register_detectors", make_kwargs) + failures
+    return registry, failures
+
+
+def register_commands(pm: pluggy.PluginManager, cli) -> list[dict[str, Any]]:
+    """Let every plugin add commands to ``cli``; a plugin that raises is skipped (and returned)."""
+    return call_each(pm, "register_commands", lambda _: {"cli": cli})
+
+
+def _registrations(pm: pluggy.PluginManager, plugin) -> dict[str, list[str]]:
+    """What ``plugin`` registers through each ``register_*`` hook (by calling its hooks alone)."""
+    import click
+
+    out: dict[str, list[str]] = {}
+    for caller in pm.get_hookcallers(plugin) or []:
+        for impl in caller.get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+            names: list[str] = []
+            try:
+                if caller.name == "register_commands":
+                    group = click.Group("probe")
+                    impl.function(cli=group)
+                    names = sorted(group.commands)
+                elif caller.name == "register_encoders":
+                    impl.function(register=lambda name, *a, **k: names.append(name))
+                elif caller.name == "register_detectors":
+                    impl.function(register=lambda d: names.append(getattr(d, "name", repr(d))))
+                else:
+                    continue
+            except Exception:
+                continue  # reported by the collectors already
+            out[caller.name.replace("register_", "")] = names
+    return out
+
+
+def list_plugins(pm: pluggy.PluginManager, include_builtin: bool = False) -> list[dict[str, Any]]:
+    """One dict per plugin: ``name``, ``distribution``, ``version``, ``hooks``, ``registers``
+    (``{"detectors": [...], "encoders": [...], "commands": [...]}``) and ``error`` (None, or why it
+    failed to load or why one of its hooks raised). Built-ins only with ``include_builtin``."""
+    dists = getattr(pm, "distributions", {})
+    errors = getattr(pm, "load_errors", [])
+    rows = []
+    for name, plugin in pm.list_name_plugin():
+        builtin = name in DEFAULT_PLUGINS
+        if builtin and not include_builtin:
+            continue
+        dist = dists.get(name, {})
+        plugin_errors = [e for e in errors if e["name"] == name]
+        rows.append(
+            {
+                "name": name,
+                "distribution": dist.get("distribution") or ("attrib" if builtin else None),
+                "version": dist.get("version") or (_attrib_version() if builtin else None),
+                "builtin": builtin,
+                "hooks": sorted(c.name for c in pm.get_hookcallers(plugin) or []),
+                "registers": _registrations(pm, plugin),
+                "error": "; ".join(f"{e['hook']}: {e['error']}" for e in plugin_errors) or None,
+            }
+        )
+    registered = {r["name"] for r in rows}
+    for e in errors:  # plugins that never got registered (import failed, not installed)
+        if e["name"] not in registered and e["hook"] == "load":
+            rows.append(
+                {
+                    "name": e["name"],
+                    "distribution": e.get("distribution"),
+                    "version": e.get("version"),
+                    "builtin": False,
+                    "hooks": [],
+                    "registers": {},
+                    "error": f"load: {e['error']}",
+                }
+            )
+    return sorted(rows, key=lambda r: (not r["builtin"], r["name"]))
+
+
+def _attrib_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("attrib")
+    except PackageNotFoundError:
+        return None

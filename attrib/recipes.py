@@ -57,7 +57,7 @@ class Recipe:
 
     @classmethod
     def builtin(cls, name: str) -> "Recipe":
-        text = resources.files("attrib").joinpath(f"recipes/{name}.toml").read_text()
+        text = resources.files("attrib").joinpath(f"data/{name}.toml").read_text()
         return cls.parse(text, Path("."), f"{name}.toml")
 
     def zoo_dir(self) -> Path | None:

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..errors import AttribError
-from ..plugins import make_plugin_manager
+from ..plugins import make_plugin_manager, register_commands
 from .common import AttribGroup, gallery_option
 
 
@@ -31,7 +31,7 @@ def build_cli(pm=None) -> click.Group:
         ctx.ensure_object(dict)
         ctx.obj["pm"] = pm
 
-    from . import demo_cmd, encoders_cmd, enroll_cmd, eval_cmd, identify_cmd, recipe_cmd, sources_cmd, zoo_cmd
+    from . import demo_cmd, detect_cmd, encoders_cmd, enroll_cmd, eval_cmd, identify_cmd, plugins_cmd, recipe_cmd, serve_cmd, sources_cmd, train_cmd, zoo_cmd
 
     for command in (
         enroll_cmd.enroll,
@@ -43,9 +43,15 @@ def build_cli(pm=None) -> click.Group:
         zoo_cmd.zoo,
         encoders_cmd.encoders,
         recipe_cmd.recipe,
+        train_cmd.train,
+        serve_cmd.serve,
+        detect_cmd.detect,
+        detect_cmd.detectors,
+        plugins_cmd.plugins,
     ):
         cli.add_command(command)
-    pm.hook.register_commands(cli=cli)
+    for failure in register_commands(pm, cli):  # a broken plugin never takes the CLI down
+        click.echo(f"warning: plugin {failure['name']}: register_commands failed: {failure['error']}", err=True)
     return cli
 
 

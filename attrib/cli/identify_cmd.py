@@ -5,14 +5,30 @@ import click
 
 from ..pipeline import StageTimer, embed_items, expand_paths, load_many
 from .common import echo_json, echo_jsonl, fmt, gallery_option, json_option, open_gallery, progressbar
+from .detect_cmd import detector_options, make_runner
 
 
-def _embed_paths(gallery, paths, batch_size, timer=None):
+def _embed_paths(gallery, paths, batch_size, timer=None, on_item=None):
     files = expand_paths(paths)
     if not files:
         raise click.ClickException(f"no image files found in {', '.join(paths)}")
+    items = load_many(files)
+    if on_item is not None:  # e.g. detectors: they see each image before its pixels are released
+        items = (on_item(it) or it for it in items)
     with progressbar(len(files), "embedding") as bar:
-        return embed_items(gallery.encoder, load_many(files), batch_size=batch_size, timer=timer, progress=bar.update)
+        return embed_items(gallery.encoder, items, batch_size=batch_size, timer=timer, progress=bar.update)
+
+
+def _detector_tap(runner, found):
+    """An on_item callback that runs the detectors on each readable image into ``found``."""
+    from ..detectors import DetectorImage
+
+    def tap(item):
+        if item.error is None:
+            image = DetectorImage(pixels=item.image.pixels, path=item.path, format=item.image.format)
+            found[id(item)] = [ev.to_dict() for ev in runner.run(image)]
+
+    return tap
 
 
 def _far_option(f):
@@ -28,11 +44,13 @@ def _far_option(f):
 @_far_option
 @click.option("--keep-unknown", is_flag=True, help="Keep rejected queries in the gallery, to propose new sources later.")
 @click.option("--batch-size", default=32, show_default=True)
+@click.option("--no-detectors", is_flag=True, help="Skip the detectors (attribution only).")
+@detector_options
 @gallery_option
 @json_option
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.pass_context
-def identify(ctx, top_k, far, keep_unknown, batch_size, json_, paths):
+def identify(ctx, top_k, far, keep_unknown, batch_size, no_detectors, detector_names, detector_timeout, json_, paths):
     """Which enrolled generator made each image, or "unknown".
 
     The best-matching source is accepted only if its score clears that source's calibrated
@@ -40,12 +58,16 @@ def identify(ctx, top_k, far, keep_unknown, batch_size, json_, paths):
     answer reports the score, the threshold and the margin to the runner-up.
 
     With --json, one JSON object per image (JSON Lines): path, source (null when unknown),
-    score, threshold, margin, candidates [{source, score}], error.
+    score, threshold, margin, candidates [{source, score}], error, and detectors: each
+    detector's evidence {detector, verdict, score, source_hint, details, error} (see
+    `attrib detect`; --no-detectors skips them).
     """
     gallery = open_gallery(ctx)
     if not gallery.source_names():
         raise click.ClickException(f"gallery {gallery.path} has no sources: enroll some first")
-    items, emb = _embed_paths(gallery, paths, batch_size)
+    found = {}
+    tap = None if no_detectors else _detector_tap(make_runner(ctx, detector_names, detector_timeout), found)
+    items, emb = _embed_paths(gallery, paths, batch_size, on_item=tap)
     good = [it for it in items if it.error is None]
     decisions = iter(gallery.identify(emb, top_k=top_k, far=far) if len(emb) else [])
     if keep_unknown and len(emb):
@@ -56,6 +78,7 @@ def identify(ctx, top_k, far, keep_unknown, batch_size, json_, paths):
             rows.append({"path": it.path, "source": None, "score": None, "threshold": None, "margin": None, "candidates": [], "error": it.error})
         else:
             rows.append({"path": it.path, **next(decisions).to_dict(), "error": None})
+        rows[-1]["detectors"] = found.get(id(it), [])
     if json_:
         for r in rows:
             echo_jsonl(r)
@@ -82,6 +105,10 @@ def _print_table(rows):
         click.echo(
             f"{path:<{width}}  {decision[:20]:<20} {fmt(r['score']):>6} {fmt(r['threshold']):>6} {fmt(r['margin']):>6}  {runner_s}"
         )
+        if r.get("detectors"):
+            from ..detectors import summarise
+
+            click.echo(f"{'':<{width}}  detectors: {summarise(r['detectors'])}")
 
 
 @click.command()

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import click
 
@@ -74,8 +75,6 @@ def build(directory: str, generators: int, images: int, size: int, post: tuple[s
 @click.option("--json", "json_", is_flag=True, help="Output a JSON array of specs.")
 def list_(generators: int, json_: bool):
     """List the generators `zoo build` makes: name, family, architecture, hyperparameters."""
-    from dataclasses import asdict
-
     from ..zoo import default_zoo
 
     specs = default_zoo(generators)

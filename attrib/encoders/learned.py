@@ -1,0 +1,372 @@
+"""Learned fingerprint encoders: a backbone plus a projection head, trained with metric learning.
+
+A trained encoder is a folder::
+
+    config.json          backbone, head, input policy, calibration prior, training summary, metrics
+    model.safetensors    weights of backbone + head
+
+Its id derives from both (:meth:`Encoder.id`), so a gallery refuses embeddings of any other
+encoder. Backbones (``--backbone``):
+
+* ``fpcnn`` (optionally ``fpcnn:wide``): the small fingerprint CNN below: a fixed high-pass
+  residual, full-resolution convolutions before any downsampling (fingerprints live in the highest
+  frequencies), then strided stages, mean + standard-deviation pooling;
+* ``timm:NAME``: any timm model (``timm:resnet18``, ``timm:tf_efficientnet_lite0``), with
+  ``weights=FILE`` for pretrained weights from a local file;
+* ``open_clip:NAME``: the image tower of an open_clip model, weights from a local file.
+
+Nothing is ever downloaded: pretrained weights come from a file (or an existing hub cache when
+the caller passes one). Input policy: images are never resized; they are cut into ``tile x tile``
+crops (a centred grid, at most ``max_tiles`` of them), each crop is embedded, and the normalised
+mean of the crop embeddings is the image's embedding.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import EncoderError
+from .base import Encoder
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+# ----------------------------------------------------------------------------------- networks
+
+
+def build_fpcnn(variant: str = ""):
+    """The small fingerprint CNN (~60k parameters, ~20 MFLOP per 64x64 tile): a fixed high-pass
+    residual beside the raw image, a 5x5 first layer that sees both phases of any period-2
+    pattern, then three strided stages, mean + standard-deviation pooling. ``wide`` doubles
+    the channels."""
+    torch = _torch()
+    nn = torch.nn
+
+    class HighPass(nn.Module):
+        """Fixed residual ``x - binomial3x3(x)`` per channel, beside the raw image (scaled down)."""
+
+        def __init__(self):
+            super().__init__()
+            k = torch.tensor([1.0, 2.0, 1.0])
+            k = (k[:, None] * k[None, :]) / 16.0
+            self.register_buffer("blur", k.expand(3, 1, 3, 3).clone())
+
+        def forward(self, x):
+            blurred = nn.functional.conv2d(nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), self.blur, groups=3)
+            return torch.cat([(x - blurred) * 8.0, x * 0.5], dim=1)
+
+    def block(cin, cout, k, stride):
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+        )
+
+    w = 32 if variant == "wide" else 16
+
+    class FPCNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.hp = HighPass()
+            self.features = nn.Sequential(
+                block(6, w, 5, 2),
+                block(w, 2 * w, 3, 2),
+                block(2 * w, 2 * w, 3, 1),
+                block(2 * w, 4 * w, 3, 2),
+                block(4 * w, 4 * w, 3, 1),
+            )
+            self.num_features = 8 * w  # mean and std pooling
+
+        def forward(self, x):
+            f = self.features(self.hp(x))
+            return torch.cat([f.mean(dim=(2, 3)), f.std(dim=(2, 3))], dim=1)
+
+    return FPCNN()
+
+
+def _load_state_file(path: Path) -> dict:
+    torch = _torch()
+    path = Path(path)
+    if not path.exists():
+        raise EncoderError(f"weights file {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or foreign file: one line, no traceback
+        raise EncoderError(f"cannot read weights {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    for key in ("state_dict", "model", "module"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise EncoderError(f"{path}: not a state dict")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_pretrained(model, path: Path, by_order: bool | None = None) -> dict[str, int]:
+    """Load weights from a local file into ``model``.
+
+    Keys are matched by name; when names do not match but every tensor shape lines up in order
+    (the EfficientNet-Lite0 file that loads into timm's ``tf_efficientnet_lite0``), by parameter
+    order. Returns ``{"loaded": n, "total": m}``; raises if almost nothing fits.
+    """
+    state = _load_state_file(path)
+    own = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    if by_order or (by_order is None and len(matched) < 0.5 * len(own)):
+        # counters such as BatchNorm's num_batches_tracked are not parameters: align float tensors only
+        own_items = [(k, v) for k, v in own.items() if v.is_floating_point()]
+        src_items = [(k, v) for k, v in state.items() if hasattr(v, "is_floating_point") and v.is_floating_point()]
+        # classifier heads may be absent on either side: align the common prefix
+        n = 0
+        mapped = {}
+        for (k_own, v_own), (_, v_src) in zip(own_items, src_items):
+            if tuple(v_own.shape) != tuple(v_src.shape):
+                break
+            mapped[k_own] = v_src
+            n += 1
+        if n > len(matched):
+            matched = mapped
+    n_float = sum(1 for v in own.values() if v.is_floating_point())
+    if len(matched) < 0.5 * n_float:
+        raise EncoderError(
+            f"{path}: only {len(matched)} of {n_float} tensors fit this backbone (wrong file for this model?)"
+        )
+    model.load_state_dict(matched, strict=False)
+    return {"loaded": len(matched), "total": n_float}
+
+
+def build_backbone(spec: str, weights: str | Path | None = None):
+    """Backbone from a spec string -> (module, feature_dim, input normalisation dict)."""
+    kind, _, name = spec.partition(":")
+    if kind == "residual-mlp":  # learned metric on top of the training-free residual features
+        from .residual import ResidualSpectrumEncoder
+
+        torch = _torch()
+        dim = ResidualSpectrumEncoder().dim
+        return torch.nn.LayerNorm(dim), dim, {"mean": (0.0,), "std": (1.0,)}
+    if kind == "fpcnn":
+        net = build_fpcnn(name)
+        if weights:
+            load_pretrained(net, Path(weights))
+        return net, net.num_features, {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
+    if kind == "timm":
+        import timm
+
+        try:
+            net = timm.create_model(name, pretrained=False, num_classes=0)
+        except RuntimeError as exc:
+            raise EncoderError(f"timm has no model {name!r} ({exc})") from None
+        if weights:
+            load_pretrained(net, Path(weights))
+        cfg = getattr(net, "pretrained_cfg", {}) or {}
+        norm = {"mean": tuple(cfg.get("mean", IMAGENET_MEAN)), "std": tuple(cfg.get("std", IMAGENET_STD))}
+        return net, net.num_features, norm
+    if kind == "open_clip":
+        import open_clip
+
+        try:
+            model = open_clip.create_model(name, pretrained=None)
+        except RuntimeError as exc:
+            raise EncoderError(f"open_clip has no model {name!r} ({exc})") from None
+        visual = model.visual
+        if weights:
+            state = _load_state_file(Path(weights))
+            if any(k.startswith("visual.") for k in state):
+                state = {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
+            missing, unexpected = visual.load_state_dict(state, strict=False)
+            if len(missing) > 0.5 * len(visual.state_dict()):
+                raise EncoderError(f"{weights}: does not fit open_clip {name} (missing {len(missing)} tensors)")
+        mean = getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN
+        std = getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD
+        return visual, int(visual.output_dim), {"mean": tuple(mean), "std": tuple(std), "image_size": _clip_size(visual)}
+    raise EncoderError(f"unknown backbone {spec!r}: use fpcnn, timm:NAME or open_clip:NAME")
+
+
+def _clip_size(visual) -> int | None:
+    size = getattr(visual, "image_size", None)
+    if isinstance(size, (tuple, list)):
+        size = size[0]
+    return int(size) if size else None
+
+
+def build_net(config: dict[str, Any], weights: str | Path | None = None):
+    """Backbone + projection head -> a module mapping (N, 3, T, T) in [0, 1] to unit embeddings."""
+    torch = _torch()
+    nn = torch.nn
+    backbone, feat_dim, norm = build_backbone(config["backbone"], weights)
+    dim = int(config["dim"])
+
+    class EmbeddingNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = backbone
+            self.head = nn.Sequential(nn.Linear(feat_dim, config.get("head_hidden", 256)), nn.ReLU(inplace=True), nn.Linear(config.get("head_hidden", 256), dim))
+            shape = (1, 3, 1, 1) if len(norm["mean"]) == 3 else (1, 1)
+            self.register_buffer("mean", torch.tensor(norm["mean"]).view(*shape))
+            self.register_buffer("std", torch.tensor(norm["std"]).view(*shape))
+
+        def forward(self, x):
+            f = self.backbone((x - self.mean) / self.std)
+            if f.ndim > 2:
+                f = f.flatten(1)
+            return nn.functional.normalize(self.head(f), dim=1)
+
+    net = EmbeddingNet()
+    return net, norm
+
+
+# ---------------------------------------------------------------------------------- tiling
+
+
+def grid_tiles(image: np.ndarray, tile: int, max_tiles: int) -> np.ndarray:
+    """A centred grid of non-overlapping ``tile`` crops (evenly subsampled to ``max_tiles``);
+    images smaller than a tile are reflect-padded. -> (N, tile, tile, 3) uint8."""
+    h, w = image.shape[:2]
+    if h < tile or w < tile:
+        mode = "reflect" if min(h, w) > 1 else "edge"
+        pad_h, pad_w = max(0, tile - h), max(0, tile - w)
+        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode=mode) if mode == "edge" else _reflect_pad(image, pad_h, pad_w)
+        h, w = image.shape[:2]
+    ny, nx = h // tile, w // tile
+    oy, ox = (h - ny * tile) // 2, (w - nx * tile) // 2
+    crops = image[oy : oy + ny * tile, ox : ox + nx * tile].reshape(ny, tile, nx, tile, 3).transpose(0, 2, 1, 3, 4)
+    crops = crops.reshape(ny * nx, tile, tile, 3)
+    if len(crops) > max_tiles:
+        keep = np.linspace(0, len(crops) - 1, max_tiles).round().astype(int)
+        crops = crops[keep]
+    return crops
+
+
+def _reflect_pad(image: np.ndarray, pad_h: int, pad_w: int) -> np.ndarray:
+    while pad_h > 0 or pad_w > 0:  # numpy reflect pads at most size-1 per call
+        ph, pw = min(pad_h, image.shape[0] - 1), min(pad_w, image.shape[1] - 1)
+        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+        pad_h, pad_w = pad_h - ph, pad_w - pw
+    return image
+
+
+# ---------------------------------------------------------------------------------- encoder
+
+
+class LearnedEncoder(Encoder):
+    """A trained backbone + head, loaded from a folder (see module docstring)."""
+
+    def __init__(self, net, config: dict[str, Any], weights_sha256: str, folder: Path | None = None, device: str | None = None):
+        torch = _torch()
+        self.config_ = config
+        self.name = config.get("name", "learned")
+        self.dim = int(config["dim"])
+        self.tile = int(config["input"]["tile"])
+        self.max_tiles = int(config["input"]["max_tiles"])
+        self.batch_size = int(config["input"].get("batch_size", 32))
+        self._weights_sha = weights_sha256
+        self.folder = folder
+        self.spec = str(Path(folder).resolve()) if folder else None
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.net = net.to(self.device).eval()
+        self.features = None
+        if config["backbone"] == "residual-mlp":
+            from .residual import ResidualSpectrumEncoder
+
+            self.features = ResidualSpectrumEncoder(**config["input"].get("residual", {}))
+
+    def config(self) -> dict[str, Any]:
+        return {k: self.config_[k] for k in ("backbone", "dim", "head_hidden", "input") if k in self.config_}
+
+    def weights_hash(self) -> str:
+        return self._weights_sha
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        return self.config_.get("calibration")
+
+    def embed_tiles(self, tiles: np.ndarray) -> np.ndarray:
+        """(N, T, T, 3) uint8 -> (N, dim) unit vectors."""
+        torch = _torch()
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(tiles), 256):
+                x = torch.from_numpy(np.ascontiguousarray(tiles[i : i + 256])).to(self.device)
+                x = x.permute(0, 3, 1, 2).float().div_(255.0)
+                out.append(self.net(x).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def embed_features(self, feats: np.ndarray) -> np.ndarray:
+        """(N, F) residual features -> (N, dim) unit vectors (``residual-mlp`` backbone)."""
+        torch = _torch()
+        with torch.inference_mode():
+            return self.net(torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32)).to(self.device)).float().cpu().numpy()
+
+    def _embed_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        if self.features is not None:
+            return self.embed_features(np.stack([self.features.features(img) for img in images]))
+        tiles = [grid_tiles(img, self.tile, self.max_tiles) for img in images]
+        counts = [len(t) for t in tiles]
+        emb = self.embed_tiles(np.concatenate(tiles))
+        out, start = [], 0
+        for n in counts:
+            out.append(emb[start : start + n].mean(axis=0))
+            start += n
+        return np.stack(out)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_encoder(folder: str | Path, net, config: dict[str, Any]) -> Path:
+    """Write ``model.safetensors`` + ``config.json`` into ``folder`` (atomically per file)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    tmp = folder / (WEIGHTS_NAME + ".tmp")
+    save_file(state, str(tmp))
+    tmp.replace(folder / WEIGHTS_NAME)
+    tmp = folder / (CONFIG_NAME + ".tmp")
+    tmp.write_text(json.dumps(config, indent=2, default=str))
+    tmp.replace(folder / CONFIG_NAME)
+    return folder
+
+
+def load_encoder(folder: str | Path, device: str | None = None) -> LearnedEncoder:
+    """Load a trained encoder folder (config.json + model.safetensors)."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    if not cfg_path.exists() or not w_path.exists():
+        raise EncoderError(f"{folder}: not an encoder folder (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
+    try:
+        config = json.loads(cfg_path.read_text())
+        for key in ("backbone", "dim", "input"):
+            config[key]
+    except (ValueError, KeyError) as exc:
+        raise EncoderError(f"{cfg_path}: invalid encoder config ({exc})") from None
+    net, _ = build_net(config)
+    try:
+        state = load_file(str(w_path))
+        net.load_state_dict(state)
+    except Exception as exc:
+        raise EncoderError(f"{w_path}: weights do not load ({str(exc).splitlines()[0]})") from None
+    return LearnedEncoder(net, config, sha256_file(w_path), folder=folder, device=device)

@@ -1,0 +1,135 @@
+"""Uploaded images in, decoded images out: the bounds a request must stay within.
+
+Checked before anything is decoded, from the bytes and the image headers alone:
+the number of images (413), each part's declared type (415 unless ``image/*``,
+``application/octet-stream`` or none), each image's width x height (413) and their sum over the
+request (413). Then each image is decoded by :func:`attrib.imageio.load_image` in a thread; one that
+cannot be read becomes a per-image ``error`` line, as in the CLI's output.
+
+Nothing here touches the server's file system: an upload's file name is only a label, echoed
+back as ``path`` (with control characters removed) and stored as a sample's origin.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Sequence
+
+from PIL import Image
+
+from ..errors import ImageError
+from ..imageio import load_image
+from ..pipeline import Item
+from .errors import ServiceError
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+ACCEPTED_TYPES = ("image/", "application/octet-stream")
+
+
+@dataclass
+class Upload:
+    name: str
+    data: bytes
+    content_type: str | None = None
+
+
+def label(filename: str | None, index: int) -> str:
+    """The name an upload is known by in answers: its file name, made printable, or ``image<i>``."""
+    name = _CONTROL.sub("?", filename or "").strip()
+    return name[:255] if name else f"image{index}"
+
+
+def check_types(uploads: Sequence[Upload]) -> None:
+    for u in uploads:
+        ctype = (u.content_type or "").split(";")[0].strip().lower()
+        if ctype and not ctype.startswith(ACCEPTED_TYPES):
+            raise ServiceError(415, f"{u.name}: declared as {ctype}; send image bytes (image/* or application/octet-stream)")
+
+
+def probe(data: bytes) -> int | None:
+    """width x height from the image header (nothing decoded), or None when unreadable here
+    (the decoder then says why); raises 413 for Pillow's decompression-bomb bound."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                w, h = img.size
+    except Image.DecompressionBombError:
+        raise ServiceError(413, "image is too large (decompression bomb bound)") from None
+    except Exception:
+        return None
+    return int(w) * int(h)
+
+
+def check_pixels(uploads: Sequence[Upload], max_pixels: int, max_request_pixels: int) -> int:
+    """Pixels the request will decode (413 past a bound). Runs in a thread."""
+    total = 0
+    for u in uploads:
+        try:
+            n = probe(u.data)
+        except ServiceError as exc:
+            raise ServiceError(413, f"{u.name}: {exc.message}") from None
+        if n is None:
+            continue
+        if n > max_pixels:
+            raise ServiceError(413, f"{u.name}: {n:,} pixels is over the {max_pixels:,}-pixel bound per image")
+        total += n
+    if total > max_request_pixels:
+        raise ServiceError(413, f"{total:,} pixels in this request is over the {max_request_pixels:,}-pixel bound per request")
+    return total
+
+
+def decode(upload: Upload) -> Item:
+    """One upload -> :class:`attrib.pipeline.Item` (decoded image, or the one-line error)."""
+    if not upload.data:
+        return Item(upload.name, error=f"{upload.name}: empty file")
+    try:
+        return Item(upload.name, load_image(upload.data, name=upload.name))
+    except ImageError as exc:
+        return Item(upload.name, error=str(exc))
+
+
+async def decode_all(uploads: Sequence[Upload], pool) -> list[Item]:
+    loop = asyncio.get_running_loop()
+    if len(uploads) == 1:
+        return [await loop.run_in_executor(pool, decode, uploads[0])]
+    return list(await asyncio.gather(*(loop.run_in_executor(pool, decode, u) for u in uploads)))
+
+
+class PixelBudget:
+    """Decoded pixels held by all requests together stay under ``capacity``; a request waits for
+    its share (at most ``timeout`` seconds, then 503). Bounds the memory decoded images take."""
+
+    def __init__(self, capacity: int, timeout: float):
+        self.capacity = capacity
+        self.timeout = timeout
+        self.used = 0
+        self._cond: asyncio.Condition | None = None
+
+    def _condition(self) -> asyncio.Condition:
+        if self._cond is None:
+            self._cond = asyncio.Condition()
+        return self._cond
+
+    async def acquire(self, n: int) -> int:
+        n = min(max(int(n), 0), self.capacity)
+        if n == 0:
+            return 0
+        cond = self._condition()
+        async with cond:
+            try:
+                await asyncio.wait_for(cond.wait_for(lambda: self.used + n <= self.capacity), self.timeout)
+            except asyncio.TimeoutError:
+                raise ServiceError(503, "the server is busy decoding other images; try again shortly", {"Retry-After": "1"}) from None
+            self.used += n
+        return n
+
+    async def release(self, n: int) -> None:
+        if n:
+            cond = self._condition()
+            async with cond:
+                self.used -= n
+                cond.notify_all()

@@ -1,0 +1,162 @@
+"""Response shapes for the OpenAPI document. They are the CLI's ``--json`` shapes; handlers build
+plain dicts with the same code paths as the CLI and return them as they are."""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..gallery import FAMILIES
+
+Family = Literal[FAMILIES]  # type: ignore[valid-type]
+
+
+class Error(BaseModel):
+    error: str = Field(description="One line a client can act on.")
+    status: int
+    code: str = Field(description="Short machine name of the status, e.g. payload_too_large.")
+    request_id: Optional[str] = Field(None, description="Also in the X-Request-ID response header and the access log.")
+
+
+class Candidate(BaseModel):
+    source: str
+    score: float
+
+
+class DetectorEvidence(BaseModel):
+    """What one detector says about one image (see attrib.detectors.Evidence)."""
+
+    model_config = ConfigDict(extra="allow")
+    detector: str
+    verdict: Literal["synthetic", "real", "undetermined"]
+    score: Optional[float] = Field(description="In [0, 1]: 1 points to a generated image, 0 to a real one.")
+    source_hint: Optional[str]
+    details: dict[str, Any]
+    error: Optional[str] = Field(description="Null, or one line: why this detector gave no answer.")
+
+
+class IdentifyRow(BaseModel):
+    """One uploaded image (as one line of ``attrib identify --json``)."""
+
+    model_config = ConfigDict(extra="allow")
+    path: str = Field(description="The upload's file name (or image<i>): only a label.")
+    source: Optional[str] = Field(description="The attributed source; null when unknown or unreadable.")
+    score: Optional[float]
+    threshold: Optional[float]
+    margin: Optional[float]
+    candidates: list[Candidate]
+    error: Optional[str] = Field(description="Null, or one line saying why this image could not be read.")
+    detectors: list[DetectorEvidence] = Field(description="Each detector's evidence ([] when none ran or the image is unreadable).")
+
+
+class VerifyRow(BaseModel):
+    """One uploaded image verified against ``generator`` (as ``attrib verify --generator --json``)."""
+
+    path: str
+    generator: str
+    score: Optional[float]
+    threshold: Optional[float]
+    accepted: Optional[bool]
+    far: Optional[float]
+    error: Optional[str]
+
+
+class VerifyPair(BaseModel):
+    """Two images, same source or not (as ``attrib verify --json A B``)."""
+
+    a: str
+    b: str
+    score: float
+    threshold: float
+    accepted: bool
+    far: float
+
+
+class Duplicate(BaseModel):
+    path: Optional[str]
+    source: str
+
+
+class Failure(BaseModel):
+    path: str
+    error: str
+
+
+class EnrollResult(BaseModel):
+    """As ``attrib enroll --json``."""
+
+    source: str
+    enrolled: int
+    duplicate: int
+    failed: int
+    duplicates: list[Duplicate]
+    failures: list[Failure]
+
+
+class Source(BaseModel):
+    """As one element of ``attrib sources list --json``."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    family: str
+    metadata: dict[str, Any]
+    samples: int
+    prototypes: int
+    threshold: float
+    far: float
+    expected_tar: Optional[float]
+    created_at: Optional[str]
+    updated_at: Optional[str]
+
+
+class Sample(BaseModel):
+    id: int
+    sha256: str
+    width: Optional[int]
+    height: Optional[int]
+    format: Optional[str]
+    origin: Optional[str]
+    added_at: Optional[str]
+
+
+class SourceDetail(Source):
+    """As ``attrib sources show --json``."""
+
+    sample_list: list[Sample]
+
+
+class Removed(BaseModel):
+    source: str
+    removed_samples: int
+
+
+class GalleryInfo(BaseModel):
+    encoder_id: str
+    dim: int
+    schema_version: int
+    generation: int
+    sources: int
+    samples: int
+    prototypes: int
+    rejected: int
+    far: float
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    gallery: GalleryInfo
+    writes_enabled: bool
+
+
+class Detector(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    description: str
+    plugin: Optional[str]
+
+
+class Plugin(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    hooks: list[str]

@@ -1,0 +1,180 @@
+"""Learned encoders: backbones, local pretrained weights, training, artifacts, galleries."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from attrib.cli import build_cli
+from attrib.encoders import get_encoder
+from attrib.encoders.learned import build_backbone, build_net, grid_tiles, load_encoder, load_pretrained
+from attrib.errors import EncoderError, EncoderMismatch
+from attrib.gallery import Gallery
+
+from .conftest import synthetic, write_png
+
+
+@pytest.fixture(scope="module")
+def six_sources(tmp_path_factory):
+    root = tmp_path_factory.mktemp("six")
+    for s in range(6):
+        for i in range(8):
+            write_png(root / f"gen{s}-s0" / f"{i:03d}.png", synthetic(s, i, 48))
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(six_sources, tmp_path_factory):
+    from attrib.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("enc") / "fp-test"
+    cfg = TrainConfig(
+        data=str(six_sources), out=str(out), tile=32, max_tiles=4, steps=6, val_every=3, batch_classes=2,
+        per_class=2, val_sources=["gen2-s0", "gen3-s0", "gen4-s0", "gen5-s0"], dim=16, head_hidden=32, val_shots=2,
+    )
+    train(cfg, progress=False)
+    return out
+
+
+def test_training_writes_artifacts(trained):
+    conf = json.loads((trained / "config.json").read_text())
+    assert (trained / "model.safetensors").exists()
+    assert conf["backbone"] == "fpcnn" and conf["dim"] == 16
+    assert conf["input"]["tile"] == 32
+    assert set(conf["calibration"]) >= {"impostor", "genuine", "pair_impostor"}
+    assert conf["training"]["val_sources"] == ["gen2-s0", "gen3-s0", "gen4-s0", "gen5-s0"]
+    assert conf["training"]["train_sources"] == 2
+    assert len(conf["training"]["history"]) == 2
+    for key in ("accuracy", "auroc", "eer"):
+        assert 0 <= conf["metrics"][key] <= 1
+
+
+def test_encoder_loads_with_stable_id(trained):
+    a, b = load_encoder(trained), get_encoder(str(trained))
+    assert a.id == b.id and a.id.startswith("fp-test-")
+    img = synthetic(0, 0, 80)
+    ea, eb = a.embed([img]), b.embed([img])
+    assert ea.shape == (1, 16) and np.allclose(ea, eb, atol=1e-6)
+    assert np.isclose(np.linalg.norm(ea), 1.0, atol=1e-5)
+    assert a.calibration["impostor"]["sigma"] > 0
+
+
+def test_resume_continues_from_checkpoint(six_sources, trained, tmp_path):
+    from attrib.train import TrainConfig, train
+
+    import shutil
+
+    out = tmp_path / "resumed"
+    shutil.copytree(trained, out)
+    cfg = TrainConfig(
+        data=str(six_sources), out=str(out), tile=32, max_tiles=4, steps=9, val_every=3, batch_classes=2,
+        per_class=2, val_sources=["gen2-s0", "gen3-s0", "gen4-s0", "gen5-s0"], dim=16, head_hidden=32, val_shots=2,
+    )
+    messages = []
+    train(cfg, progress=False, log=messages.append)
+    assert any("resumed from step 6" in m for m in messages)
+    assert json.loads((out / "config.json").read_text())["training"]["history"][-1]["step"] == 9
+
+
+def test_gallery_with_learned_encoder_refuses_mixing(trained, tmp_path, six_sources):
+    runner = CliRunner()
+    cli = build_cli()
+    g = tmp_path / "g"
+    files = sorted((six_sources / "gen0-s0").iterdir())[:3]
+    r = runner.invoke(cli, ["-g", str(g), "enroll", "--encoder", str(trained), "--generator", "a", *map(str, files)])
+    assert r.exit_code == 0, r.output
+    assert Gallery(g, create=False).encoder.id == load_encoder(trained).id
+    r = runner.invoke(cli, ["-g", str(g), "identify", "--json", str(files[0])])
+    assert r.exit_code == 0 and json.loads(r.output)["candidates"][0]["source"] == "a"
+    r = runner.invoke(cli, ["-g", str(g), "enroll", "--encoder", "residual", "--generator", "b", str(files[1])])
+    assert r.exit_code == 1 and "bound to encoder" in r.output and "Traceback" not in r.output
+    with pytest.raises(EncoderMismatch):
+        Gallery(g, encoder=get_encoder("residual"))
+
+
+def test_corrupt_weights_one_line_error(trained, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(trained, bad)
+    (bad / "model.safetensors").write_bytes(b"not safetensors at all")
+    with pytest.raises(EncoderError) as info:
+        load_encoder(bad)
+    assert "\n" not in str(info.value)
+    with pytest.raises(EncoderError, match="not an encoder folder"):
+        load_encoder(tmp_path)
+
+
+def test_cli_train_command(six_sources, tmp_path):
+    r = CliRunner().invoke(
+        build_cli(),
+        ["train", str(six_sources), "--out", str(tmp_path / "e"), "--steps", "2", "--val-every", "2", "--tile", "32",
+         "--batch-classes", "2", "--per-class", "2", "--dim", "8", "--val-source", "gen2-s0", "--val-source", "gen3-s0",
+         "--val-source", "gen4-s0", "--val-source", "gen5-s0", "--loss", "supcon", "--miner", "multi-similarity", "--json"],
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["metrics"]["shots"] == 5
+
+
+@pytest.mark.parametrize("loss", ["arcface", "proxy-anchor", "multi-similarity"])
+def test_losses_by_name(loss):
+    from attrib.train import make_loss
+
+    fn = make_loss(loss, 3, 8)
+    emb = torch.nn.functional.normalize(torch.randn(6, 8), dim=1)
+    assert torch.isfinite(fn(emb, torch.tensor([0, 0, 1, 1, 2, 2])))
+
+
+def test_timm_weights_from_local_file_by_name_and_by_order(tmp_path):
+    from safetensors.torch import save_file
+
+    net, dim, _ = build_backbone("timm:test_resnet")
+    state = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    save_file(state, str(tmp_path / "w.safetensors"))
+    fresh, _, _ = build_backbone("timm:test_resnet", weights=tmp_path / "w.safetensors")
+    first = next(iter(state))
+    assert torch.equal(fresh.state_dict()[first], state[first])
+    # a file with other key names but the same tensors in the same order (EfficientNet-Lite0 style)
+    renamed = {f"layer{i:03d}": v for i, v in enumerate(state.values())}
+    torch.save(renamed, tmp_path / "renamed.pth")
+    other, _, _ = build_backbone("timm:test_resnet", weights=tmp_path / "renamed.pth")
+    assert torch.equal(other.state_dict()[first], state[first])
+    # a file for another model is refused in one line
+    vit, _, _ = build_backbone("timm:test_vit")
+    save_file(vit.state_dict(), str(tmp_path / "vit.safetensors"))
+    with pytest.raises(EncoderError, match="fit this backbone"):
+        load_pretrained(net, tmp_path / "vit.safetensors")
+    with pytest.raises(EncoderError, match="does not exist"):
+        build_backbone("timm:test_resnet", weights=tmp_path / "missing.pth")
+
+
+def test_open_clip_tower_from_local_file(tmp_path):
+    import open_clip
+
+    cfg_dir = tmp_path / "cfg"
+    cfg_dir.mkdir()
+    (cfg_dir / "tiny-clip-test.json").write_text(json.dumps({
+        "embed_dim": 16,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+        "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 1, "layers": 1},
+    }))
+    open_clip.add_model_config(cfg_dir)
+    model = open_clip.create_model("tiny-clip-test", pretrained=None)
+    torch.save(model.state_dict(), tmp_path / "clip.pt")
+    visual, dim, norm = build_backbone("open_clip:tiny-clip-test", weights=tmp_path / "clip.pt")
+    assert dim == 16 and norm["image_size"] == 32
+    key = next(iter(visual.state_dict()))
+    assert torch.equal(visual.state_dict()[key], model.visual.state_dict()[key])
+    net, _ = build_net({"backbone": "open_clip:tiny-clip-test", "dim": 8, "input": {"tile": 32, "max_tiles": 2}})
+    out = net(torch.rand(2, 3, 32, 32))
+    assert out.shape == (2, 8)
+
+
+def test_grid_tiles_crop_never_resize():
+    img = synthetic(1, 1, 100)
+    tiles = grid_tiles(img, 32, 16)
+    assert tiles.shape == (9, 32, 32, 3)
+    assert np.array_equal(tiles[0], img[2:34, 2:34])  # centred grid: (100 - 96) / 2 = 2
+    assert grid_tiles(img[:10, :20], 32, 4).shape == (1, 32, 32, 3)  # small: padded, not scaled
+    assert len(grid_tiles(synthetic(0, 0, 256), 32, 8)) == 8

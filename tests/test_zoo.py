@@ -1,0 +1,206 @@
+"""The generator zoo: offline photos, architectures, determinism, build layout, post-processing, CLI."""
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from attrib import zoo
+from attrib.cli.zoo_cmd import zoo as zoo_cli
+from attrib.errors import AttribError
+
+#: A few steps are enough where only determinism or plumbing is tested.
+QUICK = zoo.TrainConfig(steps=3, batch_size=2, crop=32)
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    """One cache for the module, so generators trained by one test are reused by the next."""
+    return tmp_path_factory.mktemp("zoo-cache")
+
+
+@pytest.fixture(autouse=True)
+def cache(shared_cache, monkeypatch):
+    monkeypatch.setenv("ATTRIB_CACHE", str(shared_cache))
+    return shared_cache
+
+
+def test_real_photos_load_offline():
+    photos = zoo.real_photos()
+    names = [name for name, _ in photos]
+    assert len(photos) >= 15
+    assert len(set(names)) == len(names)
+    assert {"skimage.astronaut", "sklearn.china", "matplotlib.grace_hopper"} <= set(names)
+    for _, pixels in photos:
+        assert pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] == 3
+        assert min(pixels.shape[:2]) >= 128
+
+
+def test_default_zoo_200_is_diverse_and_stable():
+    specs = zoo.default_zoo(200)
+    names = [spec.name for spec in specs]
+    assert len(set(names)) == 200
+    assert {spec.arch for spec in specs} == set(zoo.ARCHS)
+    assert {name.rsplit("-s", 1)[0] for name in names} == set(zoo.GENERATOR_KINDS)
+    assert {spec.family for spec in specs} <= set(zoo.FAMILIES) - {"real"}
+    assert len({tuple(spec.hyperparameters().values()) for spec in specs}) > 50
+    assert zoo.default_zoo(200) == specs
+    assert zoo.default_zoo(7) == specs[:7]
+    assert zoo.generator_spec("tconv-k3", 4) == next(s for s in specs if s.name == "tconv-k3-s4")
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(AttribError, match="unknown generator kind"):
+        zoo.generator_spec("gan9000", 0)
+
+
+@pytest.mark.parametrize("kind", list(zoo.GENERATOR_KINDS))
+def test_every_architecture_is_fully_convolutional(kind):
+    spec = zoo.generator_spec(kind, 0)
+    model = zoo.ZooGenerator(spec, latent_noise=0.1).eval()
+    with torch.no_grad():
+        for size in (64, 128):
+            out = model(torch.zeros(1, 3, size, size))
+            assert out.shape == (1, 3, size, size)
+
+
+def test_generation_is_deterministic(tmp_path, monkeypatch):
+    spec = zoo.generator_spec("stylegan", 1)  # noise injection too
+    monkeypatch.setenv("ATTRIB_CACHE", str(tmp_path / "a"))
+    first = zoo.generate(spec, 3, size=40, seed=5, train=QUICK)
+    monkeypatch.setenv("ATTRIB_CACHE", str(tmp_path / "b"))  # retrain from scratch
+    second = zoo.generate(spec, 3, size=40, seed=5, train=QUICK)
+    assert first.shape == (3, 40, 40, 3) and first.dtype == np.uint8
+    np.testing.assert_array_equal(first, second)
+    # image i depends on i, not on how many were asked for; other seeds give other content
+    np.testing.assert_array_equal(zoo.generate(spec, 2, size=40, seed=5, train=QUICK), first[:2])
+    assert not np.array_equal(zoo.generate(spec, 3, size=40, seed=6, train=QUICK), first)
+
+
+def _spectral_fingerprint(image):
+    """Log power spectrum of the high-pass residual, relative to its mean (content-normalised)."""
+    gray = image.astype(np.float64).mean(axis=2)
+    blurred = sum(np.roll(gray, (dy, dx), axis=(0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)) / 9
+    spectrum = np.log(np.abs(np.fft.fft2(gray - blurred)) ** 2 + 1e-3)
+    return (spectrum - spectrum.mean()).ravel()
+
+
+def test_sources_differ_in_their_spectral_fingerprint():
+    """The reason the zoo exists: images of one source resemble each other more than others'."""
+    sources = [zoo.REAL] + zoo.default_zoo(3)  # trained as the zoo trains them; later tests reuse them
+    features = np.stack([[_spectral_fingerprint(img) for img in zoo.generate(s, 8, size=64)] for s in sources])
+    centroids = features[:, :4].mean(axis=1)  # 4 images make each centroid, the other 4 are attributed
+    queries = features[:, 4:]
+    distances = ((queries[:, :, None] - centroids[None, None]) ** 2).sum(axis=-1)
+    accuracy = (distances.argmin(axis=-1) == np.arange(len(sources))[:, None]).mean()
+    assert accuracy >= 0.75  # chance is 0.25
+
+
+def _files(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_build_layout_manifest_and_cache_reuse(tmp_path, monkeypatch):
+    specs = zoo.default_zoo(3)
+    manifest = zoo.build_zoo(tmp_path / "z", specs, images_per_source=4, size=64, progress=False)
+    names = ["real"] + [spec.name for spec in specs]
+    assert [source["name"] for source in manifest["sources"]] == names
+    on_disk = json.loads((tmp_path / "z" / "zoo.json").read_text())
+    assert on_disk == manifest
+    assert on_disk["zoo_version"] == zoo.ZOO_VERSION
+    assert on_disk["settings"]["size"] == 64
+    tconv = on_disk["sources"][1]
+    assert (tconv["arch"], tconv["family"], tconv["hyperparameters"]["kernel"]) == ("tconv", "gan", 4)
+    assert on_disk["sources"][0]["family"] == "real"
+    for name in names:
+        assert _files(tmp_path / "z" / name) == [f"{i:05d}.png" for i in range(4)]
+        with Image.open(tmp_path / "z" / name / "00000.png") as img:
+            assert img.size == (64, 64) and img.mode == "RGB"
+    before = {p: p.read_bytes() for p in (tmp_path / "z").rglob("*.png")}
+
+    # A rebuild trains nothing and writes the same bytes; fewer images leave no stale files.
+    monkeypatch.setattr(zoo, "_train", lambda *a: pytest.fail("a cached generator was retrained"))
+    zoo.build_zoo(tmp_path / "z", specs, images_per_source=4, size=64, progress=False)
+    assert {p: p.read_bytes() for p in (tmp_path / "z").rglob("*.png")} == before
+    zoo.build_zoo(tmp_path / "z", specs[:1], images_per_source=2, size=64, include_real=False, progress=False)
+    assert _files(tmp_path / "z") == sorted([specs[0].name, "zoo.json"])
+    assert _files(tmp_path / "z" / specs[0].name) == ["00000.png", "00001.png"]
+
+
+def test_build_refuses_a_folder_that_is_not_a_zoo(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(AttribError, match="not empty"):
+        zoo.build_zoo(tmp_path, [], images_per_source=1, size=32, progress=False)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_post_processing_changes_bytes_and_format():
+    pixels = zoo.generate(zoo.REAL, 1, size=64)[0]
+    png, suffix = zoo.encode_image(pixels)
+    assert suffix == ".png"
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), pixels)
+
+    jpeg, suffix = zoo.encode_image(pixels, ["jpeg75"])
+    assert suffix == ".jpg" and jpeg[:2] == b"\xff\xd8"
+    decoded = np.asarray(Image.open(io.BytesIO(jpeg)))
+    assert decoded.shape == pixels.shape and not np.array_equal(decoded, pixels)
+    np.testing.assert_array_equal(zoo.post_process(pixels, "jpeg75"), decoded)
+
+    assert zoo.post_process(pixels, "resize0.5").shape == (32, 32, 3)
+    assert not np.array_equal(zoo.post_process(pixels, "resize0.5"), zoo.post_process(pixels, "resize0.5:bilinear"))
+    assert not np.array_equal(zoo.post_process(pixels, "blur1.0"), pixels)
+    # JPEG then resize: the compression is baked in, the file is lossless
+    data, suffix = zoo.encode_image(pixels, "jpeg50,resize2")
+    assert suffix == ".png" and Image.open(io.BytesIO(data)).size == (128, 128)
+
+
+@pytest.mark.parametrize("bad", ["jpeg", "jpeg0", "jpeg101", "resize0", "resize2:nearest", "blur", "sharpen1"])
+def test_bad_post_processing_is_refused(bad):
+    with pytest.raises(AttribError, match="bad post-processing step"):
+        zoo.parse_post([bad])
+
+
+def test_cache_dir_follows_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("ATTRIB_CACHE", str(tmp_path / "c"))
+    assert zoo.cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("ATTRIB_CACHE")
+    monkeypatch.setenv("ATTRIB_HOME", str(tmp_path / "h"))
+    assert zoo.cache_dir() == tmp_path / "h" / "cache"
+
+
+def test_cli_build(tmp_path):
+    out = tmp_path / "zoo"
+    result = CliRunner().invoke(
+        zoo_cli, ["build", str(out), "-n", "2", "-k", "3", "--size", "64", "--post", "jpeg75", "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "wrote 3 sources" in result.output
+    manifest = json.loads((out / "zoo.json").read_text())
+    assert manifest["settings"]["post"] == ["jpeg75"]
+    for source in manifest["sources"]:
+        assert source["suffix"] == ".jpg"
+        assert _files(out / source["name"]) == ["00000.jpg", "00001.jpg", "00002.jpg"]
+
+
+def test_cli_errors(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(zoo_cli, ["build", str(tmp_path / "z"), "--post", "jpeg999"])
+    assert result.exit_code == 2 and "JPEG quality" in result.output
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x.txt").write_text("")
+    result = runner.invoke(zoo_cli, ["build", str(tmp_path / "other"), "-n", "1", "-k", "1", "--quiet"])
+    assert result.exit_code == 1 and "not empty" in result.output
+
+
+def test_cli_list():
+    runner = CliRunner()
+    result = runner.invoke(zoo_cli, ["list", "-n", "200", "--json"])
+    assert result.exit_code == 0
+    listed = json.loads(result.output)
+    assert [item["name"] for item in listed] == [spec.name for spec in zoo.default_zoo(200)]
+    result = runner.invoke(zoo_cli, ["list"])
+    assert result.exit_code == 0 and len(result.output.splitlines()) == 12
+    assert result.output.startswith("tconv-k4-s0\tgan\ttconv\t")
