@@ -126,7 +126,7 @@ class DetectorImage:
         self._data = data
         self.path = None if path is None else str(path)
         self._format = format
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     @classmethod
     def from_source(cls, source, name: str | None = None) -> "DetectorImage":

@@ -450,6 +450,7 @@ class Gallery:
             block = pool @ protos[bounds[c0] : bounds[c1]].T if len(pool) else np.zeros((0, bounds[c1] - bounds[c0]), np.float32)
             if len(pool):
                 best[:, c0:c1] = np.maximum.reduceat(block, np.array(bounds[c0:c1]) - bounds[c0], axis=1)
+        best = openset.fisher_z(best)  # score models live in Fisher-z space
         own = np.array(pool_src, dtype=object)[:, None] == np.array(names, dtype=object)[None, :]
         other = (~own).astype(np.float64)
         n = other.sum(axis=0)

@@ -1,7 +1,9 @@
 """Open-set calibration: how a similarity score becomes *accept* or *unknown*.
 
 Scores are cosine similarities between an embedding and a source's prototypes (the best one).
-For every source the gallery keeps a Gaussian model of **impostor** scores (samples of *other*
+Score models are Gaussians in Fisher-z space (``atanh(score)``), where bounded, skewed cosine
+distributions are close to normal; thresholds are mapped back with ``tanh`` so they stay in
+[-1, 1]. For every source the gallery keeps a Gaussian model of **impostor** scores (samples of *other*
 sources scored against this source's prototypes) and of **genuine** scores (each enrolled sample
 scored leave-one-out against a prototype built from the source's other samples).
 
@@ -30,6 +32,8 @@ PRIOR_WEIGHT = 30.0
 MIN_SIGMA = 0.01
 #: impostor model used when neither a prior nor impostors exist (cosine of unrelated vectors ~ 0)
 FALLBACK_IMPOSTOR = {"mu": 0.0, "sigma": 0.25, "n": 0.0}
+#: cosines are clipped to +-Z_CLIP before atanh
+Z_CLIP = 0.9999
 #: false-accept rate used by identify and verify unless told otherwise
 DEFAULT_FAR = 0.01
 
@@ -38,7 +42,8 @@ _N = NormalDist()
 
 @dataclass
 class ScoreModel:
-    """A Gaussian model of scores: mean, standard deviation, and how many scores it rests on."""
+    """A Gaussian model of Fisher-z scores (``atanh(cosine)``): mean, standard deviation, and how
+    many scores it rests on."""
 
     mu: float
     sigma: float
@@ -46,7 +51,7 @@ class ScoreModel:
 
     @classmethod
     def from_scores(cls, scores: np.ndarray) -> "ScoreModel | None":
-        scores = np.asarray(scores, dtype=np.float64)
+        scores = fisher_z(scores)
         if scores.size == 0:
             return None
         sigma = float(scores.std(ddof=1)) if scores.size > 1 else 0.0
@@ -62,13 +67,18 @@ class ScoreModel:
         return asdict(self)
 
     def threshold(self, far: float) -> float:
-        """Score above which a fraction ``far`` of these scores lies."""
+        """Cosine score above which a fraction ``far`` of these scores lies."""
         far = min(max(far, 1e-9), 1 - 1e-9)
-        return self.mu + _N.inv_cdf(1.0 - far) * self.sigma
+        return math.tanh(self.mu + _N.inv_cdf(1.0 - far) * self.sigma)
 
     def tail(self, threshold: float) -> float:
-        """Fraction of these scores at or above ``threshold``."""
-        return 1.0 - _N.cdf((threshold - self.mu) / self.sigma)
+        """Fraction of these scores at or above the cosine ``threshold``."""
+        return 1.0 - _N.cdf((float(fisher_z(threshold)) - self.mu) / self.sigma)
+
+
+def fisher_z(scores) -> np.ndarray:
+    """``atanh`` of cosine scores, clipped away from +-1."""
+    return np.arctanh(np.clip(np.asarray(scores, dtype=np.float64), -Z_CLIP, Z_CLIP))
 
 
 def pool(prior: ScoreModel | None, observed: ScoreModel | None, prior_weight: float = PRIOR_WEIGHT) -> ScoreModel:

@@ -16,7 +16,8 @@ option (no network at run time or in tests), so the zoo *makes* small ones:
   architectures.
 * **Training** is brief: a couple of hundred L1 steps reconstructing random crops of the real
   photos, so outputs look like (soft) photos while carrying the decoder's fingerprint. It is
-  seeded, takes a few seconds per generator on a laptop CPU, and is cached (see :func:`cache_dir`).
+  seeded, takes a few seconds per generator on one CPU core, and is cached under
+  :func:`attrib.paths.cache_dir` (``$ATTRIB_CACHE``).
 * **Generation** encodes a random crop of a real photo, adds a little latent noise and decodes.
   Crops (with random horizontal flips) come from one seeded content pool shared by every source,
   so image content never reveals the source. Image ``i`` of a source depends only on the source,
@@ -41,9 +42,13 @@ import functools
 import hashlib
 import importlib.util
 import io
+import itertools
 import json
+import multiprocessing
 import os
+import pickle
 import re
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -56,9 +61,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .errors import AttribError
+from .paths import cache_dir
 
 #: Bumped whenever a change alters generated pixels; part of every cache key and of the manifest.
-ZOO_VERSION = "1"
+ZOO_VERSION = "2"
 
 #: The source families of the design (a spec's ``family`` is one of these).
 FAMILIES = ("gan", "diffusion", "autoregressive", "real", "other")
@@ -106,18 +112,6 @@ _IMAGE_NAME = re.compile(r"^\d{5}\.(png|jpg)$")
 
 
 # --------------------------------------------------------------------------------------- cache
-
-
-def cache_dir() -> Path:
-    """Where trained generators and generated images are cached.
-
-    ``$ATTRIB_CACHE``, else ``$ATTRIB_HOME/cache``, else ``~/.cache/attrib``.
-    """
-    if os.environ.get("ATTRIB_CACHE"):
-        return Path(os.environ["ATTRIB_CACHE"])
-    if os.environ.get("ATTRIB_HOME"):
-        return Path(os.environ["ATTRIB_HOME"]) / "cache"
-    return Path.home() / ".cache" / "attrib"
 
 
 def _digest(*parts) -> str:
@@ -203,19 +197,14 @@ def real_photos() -> list[tuple[str, np.ndarray]]:
 
 @functools.lru_cache(maxsize=8)
 def _content_pool(min_side: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
-    """Photos at least ``min_side`` on each side (smaller ones upscaled) and their sampling
-    probabilities: colour photos count twice, so about 2/3 of crops are in colour."""
-    images, weights = [], []
-    for _, pixels in _load_photos():
-        h, w = pixels.shape[:2]
-        if min(h, w) < min_side:
-            scale = min_side / min(h, w)
-            size = (max(min_side, round(w * scale)), max(min_side, round(h * scale)))
-            pixels = np.asarray(Image.fromarray(pixels).resize(size, Image.BICUBIC))
-        images.append(pixels)
-        gray = np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(pixels[..., 1], pixels[..., 2])
-        weights.append(1.0 if gray else 2.0)
-    return tuple(images), np.asarray(weights) / sum(weights)
+    """The photos at least ``min_side`` on each side (never upscaled: 'real' stays real) and
+    their sampling probabilities: colour photos count twice, so about 2/3 of crops are in colour."""
+    images = [pixels for _, pixels in _load_photos() if min(pixels.shape[:2]) >= min_side]
+    if not images:
+        largest = max(min(pixels.shape[:2]) for _, pixels in _load_photos())
+        raise AttribError(f"image size {min_side} is larger than every real photo (at most {largest} pixels)")
+    weights = np.array([1.0 if (p[..., :1] == p).all() else 2.0 for p in images])
+    return tuple(images), weights / weights.sum()
 
 
 def _random_crop(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -527,9 +516,9 @@ class ZooGenerator(nn.Module):
 class TrainConfig:
     """How zoo generators are trained (part of every cache key)."""
 
-    steps: int = 200
+    steps: int = 250
     batch_size: int = 8
-    crop: int = 48  # training crop side; a multiple of 8 so every latent size divides it
+    crop: int = 32  # training crop side; a multiple of 8 so every latent size divides it
     lr: float = 1e-3
     latent_noise: float = 0.1  # latent noise, relative to the latent's spatial std (train and generate)
     threads: int = 1  # torch CPU threads; fixed so results do not depend on the machine's core count
@@ -575,24 +564,62 @@ def _train(spec: GeneratorSpec, train: TrainConfig) -> ZooGenerator:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-    return model.eval()
+    # back to the layout a model loaded from the cache has, so both generate identical pixels
+    return model.to(memory_format=torch.contiguous_format).eval()
+
+
+def _generator_path(spec: GeneratorSpec, train: TrainConfig) -> Path:
+    return cache_dir() / "zoo" / "generators" / f"{spec.name}-{_generator_key(spec, train)}.pt"
 
 
 def load_generator(spec: GeneratorSpec, train: TrainConfig = TrainConfig()) -> ZooGenerator:
     """The trained generator for ``spec``: from the cache, or trained (a few seconds) and cached."""
-    path = cache_dir() / "zoo" / "generators" / f"{spec.name}-{_generator_key(spec, train)}.pt"
+    path = _generator_path(spec, train)
     if path.exists():
         model = ZooGenerator(spec, train.latent_noise)
         try:
             model.load_state_dict(torch.load(path, weights_only=True))
             return model.eval()
-        except (RuntimeError, OSError, EOFError, ValueError):
+        except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError):
             pass  # a damaged cache entry: train again and replace it
     model = _train(spec, train)
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     _atomic_write(path, buffer.getvalue())
     return model
+
+
+def _train_into_cache(spec: GeneratorSpec, train: TrainConfig) -> str:
+    load_generator(spec, train)
+    return spec.name
+
+
+def _train_all(specs: Sequence[GeneratorSpec], train: TrainConfig, workers: int, progress: bool) -> None:
+    """Train and cache ``specs``, in up to ``workers`` processes (each on ``train.threads``
+    threads, so results do not depend on ``workers``). A process spends seconds importing torch,
+    about as long as one training, so each is given at least three generators."""
+    workers = min(workers, len(specs) // 3)
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(tqdm(total=len(specs), desc="training", unit="generator", disable=not progress))
+        if workers > 1:
+            # spawn, not fork: forking a process that has started torch's thread pools can deadlock
+            context = multiprocessing.get_context("spawn")
+            pool = stack.enter_context(ProcessPoolExecutor(min(workers, len(specs)), mp_context=context))
+            names = pool.map(_train_into_cache, specs, itertools.repeat(train))
+        else:
+            names = map(_train_into_cache, specs, itertools.repeat(train))
+        for name in names:
+            bar.set_postfix_str(name)
+            bar.update()
+
+
+def default_workers() -> int:
+    """Training processes :func:`build_zoo` uses by default: the usable cores, at most 4."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
 
 
 # --------------------------------------------------------------------------------- generation
@@ -610,8 +637,8 @@ def generate(
     Image ``i`` depends only on ``(spec, train, seed, i, size)``, so asking for more images keeps
     the first ones. Generated images are cached beside the generator.
     """
-    if size < 8:
-        raise AttribError(f"image size must be at least 8 pixels, got {size}")
+    if n < 1 or size < 8:
+        raise AttribError(f"need at least one image of at least 8 pixels, got {n} of {size}")
     if spec.arch == "real":
         return _real_images(spec, n, size, seed)
     path = cache_dir() / "zoo" / "images" / f"{spec.name}-{_digest(_generator_key(spec, train), n, size, seed)[:16]}.npy"
@@ -625,7 +652,7 @@ def generate(
     for i, crop in enumerate(crops):
         with _torch_state(_seed("noise", seed, spec.name, i), train.threads), torch.no_grad():
             images.append(_to_uint8(model(_to_tensor(crop[None])))[0, :size, :size])
-    out = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
+    out = np.stack(images)
     buffer = io.BytesIO()
     np.save(buffer, out)
     _atomic_write(path, buffer.getvalue())
@@ -730,16 +757,19 @@ def build_zoo(
     seed: int = 0,
     progress: bool = True,
     train: TrainConfig = TrainConfig(),
+    workers: int | None = None,
 ) -> dict:
     """Write ``out_dir/<source>/<00000>.png|.jpg`` for every spec (plus :data:`REAL`) and
     ``out_dir/zoo.json``; returns the manifest.
 
-    Rebuilding reuses cached generators and images, and replaces the images of a previous
-    build in the same folder. Progress goes to stderr.
+    Generators not in the cache are trained first, ``workers`` at a time (default
+    :func:`default_workers`). Rebuilding reuses cached generators and images, and replaces the
+    images of a previous build in the same folder. Progress goes to stderr.
     """
     steps = parse_post(post)
     if images_per_source < 1:
         raise AttribError(f"images per source must be >= 1, got {images_per_source}")
+    _content_pool(size)  # refuse a size larger than the photos before training anything
     sources = ([REAL] if include_real else []) + list(specs)
     if not sources:
         raise AttribError("nothing to build: no generators and no real source")
@@ -749,8 +779,11 @@ def build_zoo(
     out = Path(out_dir)
     _clear_previous_build(out)
     out.mkdir(parents=True, exist_ok=True)
+    untrained = [spec for spec in specs if not _generator_path(spec, train).exists()]
+    if untrained:
+        _train_all(untrained, train, default_workers() if workers is None else workers, progress)
     entries = []
-    bar = tqdm(sources, desc="zoo", unit="source", disable=not progress)
+    bar = tqdm(sources, desc="writing", unit="source", disable=not progress)
     for spec in bar:
         bar.set_postfix_str(spec.name)
         folder = out / spec.name

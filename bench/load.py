@@ -67,19 +67,35 @@ def files_of(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.png"))
 
 
+def tile_up(paths: list[Path], size: int, out: Path) -> list[Path]:
+    """Each image repeated into a ``size`` x ``size`` PNG (same content, a larger file to decode and embed)."""
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    made = []
+    for i, p in enumerate(paths):
+        arr = np.asarray(Image.open(p).convert("RGB"))
+        reps = (-(-size // arr.shape[0]), -(-size // arr.shape[1]), 1)
+        dst = out / f"{i:04d}-{p.parent.name}.png"
+        Image.fromarray(np.tile(arr, reps)[:size, :size]).save(dst)
+        made.append(dst)
+    return made
+
+
 # -- CLI baseline --------------------------------------------------------------------------------
-def cli_images_per_s(gallery_path: Path, paths: list[Path]) -> float:
-    """``attrib identify``'s code path, in-process: decode (thread pool), encode (batches), search."""
+def cli_images_per_s(gallery_path: Path, paths: list[Path]) -> tuple[float, float]:
+    """``attrib identify``'s code path, in-process: decode (thread pool), encode (batches), search.
+    Returns (images/s, CPU ms per image)."""
     from attrib.gallery import Gallery
     from attrib.pipeline import embed_items, load_many
 
     g = Gallery(gallery_path, create=False)
     try:
         g.identify(g.encoder.embed([np.zeros((64, 64, 3), np.uint8)]))  # index loaded, as a warm reader
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         items, emb = embed_items(g.encoder, load_many(paths), batch_size=32)
         g.identify(emb, top_k=5)
-        return len(paths) / (time.perf_counter() - t0)
+        return len(paths) / (time.perf_counter() - t0), (time.process_time() - c0) / len(paths) * 1000
     finally:
         g.close()
 
@@ -183,6 +199,26 @@ def summarise(latencies, statuses, wall, concurrency) -> dict:
     }
 
 
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds used so far by process ``pid`` and its children (Linux /proc; None elsewhere)."""
+    try:
+        pids, todo = [], [pid]
+        while todo:
+            p = todo.pop()
+            pids.append(p)
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo += [int(x) for x in fh.read().split()]
+        total = 0
+        for p in pids:
+            with open(f"/proc/{p}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return None
+
+
 # -- the server ----------------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:
@@ -190,10 +226,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(gallery: Path, port: int, workers: int, key_file: Path, log: Path, encode_processes: int = 1) -> subprocess.Popen:
+def start_server(gallery: Path, port: int, workers: int, key_file: Path, log: Path, encode_processes: int | None = None) -> subprocess.Popen:
     cmd = [sys.executable, "-c", "from attrib.cli import main; main()", "--gallery", str(gallery), "serve",
            "--host", HOST, "--port", str(port), "--workers", str(workers), "--api-key-file", str(key_file),
-           "--encode-processes", str(encode_processes), "--no-access-log"]
+           "--no-access-log"] + (["--encode-processes", str(encode_processes)] if encode_processes is not None else [])
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -275,15 +311,16 @@ def main():
     ap.add_argument("--sources", type=int, default=200, help="sources to enroll (at most; the rest are unknown)")
     ap.add_argument("--shots", type=int, default=5)
     ap.add_argument("--queries", type=int, default=256, help="distinct query images")
+    ap.add_argument("--size", type=int, help="tile query images up to SIZE x SIZE pixels (as bench/speed.py does); default: as they are")
     ap.add_argument("--concurrency", default="1,8,32")
     ap.add_argument("--requests", type=int, default=300, help="requests per concurrency level (at most)")
     ap.add_argument("--duration", type=float, default=30.0, help="seconds per concurrency level (at most)")
     ap.add_argument("--rounds", type=int, default=3, help="CLI baseline + service levels, alternated (1..5)")
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--encode-processes", type=int, default=1)
+    ap.add_argument("--encode-processes", type=int, help="per worker (default: the server's, one per core)")
     ap.add_argument("--detectors", default="none", help="identify's detectors field: none, all or names")
     ap.add_argument("--enroll", type=int, default=500, help="images enrolled in one request during identify load (0: skip)")
-    ap.add_argument("--enroll-concurrency", type=int, default=8)
+    ap.add_argument("--enroll-concurrency", type=int, default=1, help="identify clients while enrolling")
     ap.add_argument("--keep", type=Path, help="keep the gallery and server log in this folder")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -330,6 +367,8 @@ def run(args, tmp: Path) -> dict:
     pool = [f for folder in folders for f in files_of(folder)[args.shots + 5 :]]
     rng = np.random.default_rng(0)
     queries = [pool[i] for i in rng.choice(len(pool), size=min(args.queries, len(pool)), replace=False)]
+    if args.size:
+        queries = tile_up(queries, args.size, tmp / "queries")
     fields = {"detectors": args.detectors}
     bodies = [request_bytes("POST", "/v1/identify", multipart([(p.name, p.read_bytes())], fields)) for p in queries]
     out["data"] = {"folders": len(folders), "known": n_known, "unknown": len(unknown), "gallery_samples": n_samples,
@@ -345,20 +384,28 @@ def run(args, tmp: Path) -> dict:
         rounds, cli = [], []
         levels_of = [int(x) for x in args.concurrency.split(",") if x.strip()]
         for r in range(args.rounds):
-            cli.append(round(cli_images_per_s(gallery, queries), 2))
-            print(f"round {r + 1}: CLI {cli[-1]} images/s", file=sys.stderr)
+            load_before = os.getloadavg()[0]
+            rate, cpu_ms = cli_images_per_s(gallery, queries)
+            cli.append(round(rate, 2))
+            print(f"round {r + 1}: CLI {cli[-1]} images/s ({cpu_ms:.1f} CPU ms/image), load average {load_before:.1f}", file=sys.stderr)
             levels = []
             for c in levels_of:
                 warm = asyncio.run(run_load(port, bodies, c, max(2 * c, 8), 30))  # warm-up: every worker, every thread
+                cpu0 = tree_cpu_seconds(proc.pid)
                 res = asyncio.run(run_load(port, bodies, c, args.requests, args.duration))
+                cpu1 = tree_cpu_seconds(proc.pid)
+                res["server_cpu_ms_per_request"] = round((cpu1 - cpu0) / res["requests"] * 1000, 2) if cpu0 is not None and cpu1 is not None and res["requests"] else None
                 res["warmup_failed"] = warm["failed"]
                 res["share_of_cli"] = round(res["requests_per_s"] / cli[-1], 3) if res["requests_per_s"] else None
                 print(f"  concurrency {c}: {res['requests_per_s']} req/s ({res['share_of_cli']} of CLI), "
-                      f"p50 {res['p50_ms']} ms, p99 {res['p99_ms']} ms, failed {res['failed']}", file=sys.stderr)
+                      f"p50 {res['p50_ms']} ms, p99 {res['p99_ms']} ms, failed {res['failed']}, "
+                      f"{res['server_cpu_ms_per_request']} server CPU ms/request", file=sys.stderr)
                 levels.append(res)
-            rounds.append({"cli_images_per_s": cli[-1], "identify": levels})
+            rounds.append({"cli_images_per_s": cli[-1], "cli_cpu_ms_per_image": round(cpu_ms, 2),
+                           "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)], "identify": levels})
         out["rounds"] = rounds
         out["cli_images_per_s"] = statistics.median(cli)
+        out["cli_cpu_ms_per_image"] = statistics.median(r["cli_cpu_ms_per_image"] for r in rounds)
         out["identify"] = [
             {
                 "concurrency": c,
@@ -366,6 +413,7 @@ def run(args, tmp: Path) -> dict:
                 "p50_ms": statistics.median(r["identify"][i]["p50_ms"] for r in rounds),
                 "p99_ms": statistics.median(r["identify"][i]["p99_ms"] for r in rounds),
                 "share_of_cli": statistics.median(r["identify"][i]["share_of_cli"] for r in rounds),
+                "server_cpu_ms_per_request": _median_or_none(r["identify"][i]["server_cpu_ms_per_request"] for r in rounds),
                 "requests": sum(r["identify"][i]["requests"] for r in rounds),
                 "failed": sum(r["identify"][i]["failed"] + r["identify"][i]["warmup_failed"] for r in rounds),
             }
@@ -390,6 +438,11 @@ def run(args, tmp: Path) -> dict:
     ) + len(out["graceful_shutdown"]["others"]) + int(out.get("enroll_during_identify", {}).get("enroll", {}).get("status", 200) != 200)
     out["gallery_check"] = check_gallery(gallery, expect_sources, expect_samples, queries[0])
     return out
+
+
+def _median_or_none(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
 
 
 def _side(path: Path) -> int:

@@ -143,6 +143,7 @@ def test_detector_image_is_lazy_and_read_only(tmp_path):
     with pytest.raises(ValueError):
         img.pixels[0, 0, 0] = 1
     assert pixels.flags.writeable  # the caller's array is untouched
+    assert np.array_equal(DetectorImage(path=path).pixels, pixels)  # decoded from the file on demand
     from_bytes = DetectorImage(data=png_bytes(pixels))
     assert np.array_equal(from_bytes.pixels, pixels)
     with pytest.raises(ImageError, match="no file bytes"):

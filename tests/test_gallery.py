@@ -162,3 +162,9 @@ def test_score_model_pooling():
     assert pooled.threshold(0.01) > pooled.threshold(0.1)
     assert pool(None, None).threshold(0.01) > 0.5
     assert ScoreModel(0, 1, 1).tail(ScoreModel(0, 1, 1).threshold(0.05)) == pytest.approx(0.05)
+
+
+def test_thresholds_stay_in_cosine_range():
+    wide = ScoreModel.from_scores(np.array([0.2, 0.5, 0.9, 0.95, 0.3]))
+    assert -1 < wide.threshold(1e-6) < 1
+    assert wide.tail(wide.threshold(0.01)) == pytest.approx(0.01, rel=1e-6)

@@ -178,3 +178,16 @@ def test_grid_tiles_crop_never_resize():
     assert np.array_equal(tiles[0], img[2:34, 2:34])  # centred grid: (100 - 96) / 2 = 2
     assert grid_tiles(img[:10, :20], 32, 4).shape == (1, 32, 32, 3)  # small: padded, not scaled
     assert len(grid_tiles(synthetic(0, 0, 256), 32, 8)) == 8
+
+
+def test_shipped_encoders_are_registered_by_name():
+    from attrib.default_plugins.encoders import _shipped
+    from attrib.encoders import list_encoders
+
+    registry = list_encoders()
+    for name, _ in _shipped():
+        assert name in registry
+        enc = get_encoder(name)
+        assert enc.spec == name and enc.dim > 0
+        emb = enc.embed([synthetic(0, 0, 64)])
+        assert emb.shape == (1, enc.dim)

@@ -124,8 +124,10 @@ def test_identify_per_image_errors_and_bad_input(client):
     assert_error(client.post("/v1/identify", files=files_for(good), data={"top_k": "0"}), 422, "top_k")
     assert_error(client.post("/v1/identify", files=files_for(good), data={"far": "2"}), 422, "far")
     assert_error(client.post("/v1/identify", files=files_for(good), data={"topk": "3"}), 422, "unknown field(s) topk")
-    assert_error(client.post("/v1/identify", data={"top_k": "3"}, files={"other": ("a.png", good[1])}), 422, "image is required")
-    assert_error(client.post("/v1/identify", data={"image": "not a file"}, files={"x": ("a", b"1")}), 422)
+    assert_error(client.post("/v1/identify", data={"top_k": "3"}, files={"other": ("a.png", good[1])}), 422, "unknown field(s) other")
+    assert_error(client.post("/v1/identify", files=[("top_k", (None, b"3"))]), 422, "image is required")
+    assert_error(client.post("/v1/identify", files=[("image", (None, b"not a file"))]), 422, "image: send image files")
+    assert_error(client.post("/v1/identify", files=files_for(good) + [("top_k", ("k.txt", b"3", "text/plain"))]), 422, "top_k: a text field")
     assert_error(client.post("/v1/identify", json={"image": "x"}), 415, "multipart/form-data")
     assert_error(client.post("/v1/identify", content=good[1], headers={"Content-Type": "image/png"}), 415)
     assert_error(client.post("/v1/identify", files=files_for(("notes.txt", b"hello", "text/plain"))), 415, "notes.txt")
@@ -414,11 +416,24 @@ def test_identify_stays_consistent_while_enrolling(gallery):
     assert health["gallery"]["sources"] == 7 and health["gallery"]["samples"] == 15 + 12
 
 
-def test_encoder_processes(gallery):
+def test_encoder_processes_and_a_crash(gallery):
+    import os
+    import signal
+
     with TestClient(make_app(gallery, encode_processes=1)) as c:
-        assert c.app.state.attrib.encoder_runner.kind == "processes"
+        runner = c.app.state.attrib.encoder_runner
+        assert runner.kind == "processes"
         r = c.post("/v1/identify", files=files_for(query(1), query(2)))
         assert r.status_code == 200 and [row["source"] for row in r.json()] == ["src1", "src2"]
+        for pid in list(runner.executor._processes):  # the encoder process dies (OOM killer, say)
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        r = c.post("/v1/identify", files=files_for(query(1)))
+        assert r.status_code in (200, 503), r.text  # 503 for the batch that was lost, never a 500
+        if r.status_code == 503:
+            assert r.headers["retry-after"] == "1"
+        r = c.post("/v1/identify", files=files_for(query(1)))
+        assert r.status_code == 200 and r.json()[0]["source"] == "src1"  # a fresh process took over
 
 
 def _free_port():
@@ -472,6 +487,10 @@ def test_serve_command_checks_settings(tmp_path, monkeypatch):
     r = run(cli, ["-g", str(tmp_path / "g"), "serve", "--api-key-file", str(empty)])
     assert r.exit_code == 1 and "holds no key" in r.output
     assert run(cli, ["serve", "--api-key-file", str(tmp_path / "missing")]).exit_code == 2
+    r = run(cli, ["-g", str(tmp_path / "g"), "serve", "--detectors", "bogus"])
+    assert r.exit_code == 1 and "--detectors: unknown detector(s) bogus" in r.output
+    r = run(cli, ["-g", str(tmp_path / "g"), "serve", "--encoder", "nope"])
+    assert r.exit_code == 1 and "unknown encoder 'nope'" in r.output
 
 
 def test_config_keys_never_in_repr_or_env(tmp_path, monkeypatch):
@@ -501,6 +520,16 @@ def live_server(gallery):
     yield app, port, server, thread
     server.should_exit = True
     thread.join(30)
+
+
+def test_oversized_body_is_refused_unread_and_the_connection_closed(live_server):
+    port = live_server[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /v1/identify HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                  b"Content-Length: 999999999\r\n\r\n")
+        head = s.recv(65536).decode("latin-1").lower()
+        assert head.startswith("http/1.1 413") and "connection: close" in head
+        assert s.recv(100) == b""  # closed: the 1 GB is never read
 
 
 def test_schemathesis_against_openapi(live_server):

@@ -1,6 +1,10 @@
-"""The generator zoo: offline photos, architectures, determinism, build layout, post-processing, CLI."""
+"""The generator zoo: offline photos, architectures, determinism, build layout, post-processing, CLI.
+
+conftest.py points ATTRIB_CACHE at one folder per session, so generators trained here are reused.
+"""
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -14,18 +18,6 @@ from attrib.errors import AttribError
 
 #: A few steps are enough where only determinism or plumbing is tested.
 QUICK = zoo.TrainConfig(steps=3, batch_size=2, crop=32)
-
-
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory):
-    """One cache for the module, so generators trained by one test are reused by the next."""
-    return tmp_path_factory.mktemp("zoo-cache")
-
-
-@pytest.fixture(autouse=True)
-def cache(shared_cache, monkeypatch):
-    monkeypatch.setenv("ATTRIB_CACHE", str(shared_cache))
-    return shared_cache
 
 
 def test_real_photos_load_offline():
@@ -68,16 +60,19 @@ def test_every_architecture_is_fully_convolutional(kind):
 
 
 def test_generation_is_deterministic(tmp_path, monkeypatch):
-    spec = zoo.generator_spec("stylegan", 1)  # noise injection too
+    spec = zoo.generator_spec("stylegan", 0)  # noise injection; n_up=3, so 44 pixels need padding
     monkeypatch.setenv("ATTRIB_CACHE", str(tmp_path / "a"))
-    first = zoo.generate(spec, 3, size=40, seed=5, train=QUICK)
+    first = zoo.generate(spec, 3, size=44, seed=5, train=QUICK)
     monkeypatch.setenv("ATTRIB_CACHE", str(tmp_path / "b"))  # retrain from scratch
-    second = zoo.generate(spec, 3, size=40, seed=5, train=QUICK)
-    assert first.shape == (3, 40, 40, 3) and first.dtype == np.uint8
+    second = zoo.generate(spec, 3, size=44, seed=5, train=QUICK)
+    assert first.shape == (3, 44, 44, 3) and first.dtype == np.uint8
     np.testing.assert_array_equal(first, second)
+    # a cached generator generates what the freshly trained one did
+    shutil.rmtree(tmp_path / "b" / "zoo" / "images")
+    np.testing.assert_array_equal(zoo.generate(spec, 3, size=44, seed=5, train=QUICK), first)
     # image i depends on i, not on how many were asked for; other seeds give other content
-    np.testing.assert_array_equal(zoo.generate(spec, 2, size=40, seed=5, train=QUICK), first[:2])
-    assert not np.array_equal(zoo.generate(spec, 3, size=40, seed=6, train=QUICK), first)
+    np.testing.assert_array_equal(zoo.generate(spec, 2, size=44, seed=5, train=QUICK), first[:2])
+    assert not np.array_equal(zoo.generate(spec, 3, size=44, seed=6, train=QUICK), first)
 
 
 def _spectral_fingerprint(image):
@@ -130,6 +125,19 @@ def test_build_layout_manifest_and_cache_reuse(tmp_path, monkeypatch):
     assert _files(tmp_path / "z" / specs[0].name) == ["00000.png", "00001.png"]
 
 
+@pytest.mark.slow  # worker processes take seconds to import torch
+def test_parallel_training_gives_the_same_zoo(tmp_path, monkeypatch):
+    kinds = ("tconv-k3", "pixelshuffle", "stylegan", "vae", "transformer-p4", "transformer-p8")
+    specs = [zoo.generator_spec(kind, 7) for kind in kinds]
+    trees = []
+    for workers in (2, 1):
+        monkeypatch.setenv("ATTRIB_CACHE", str(tmp_path / f"cache{workers}"))
+        out = tmp_path / f"zoo{workers}"
+        zoo.build_zoo(out, specs, images_per_source=2, size=32, progress=False, train=QUICK, workers=workers)
+        trees.append({p.relative_to(out): p.read_bytes() for p in out.rglob("*.png")})
+    assert len(trees[0]) == 14 and trees[0] == trees[1]
+
+
 def test_build_refuses_a_folder_that_is_not_a_zoo(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(AttribError, match="not empty"):
@@ -161,14 +169,6 @@ def test_post_processing_changes_bytes_and_format():
 def test_bad_post_processing_is_refused(bad):
     with pytest.raises(AttribError, match="bad post-processing step"):
         zoo.parse_post([bad])
-
-
-def test_cache_dir_follows_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv("ATTRIB_CACHE", str(tmp_path / "c"))
-    assert zoo.cache_dir() == tmp_path / "c"
-    monkeypatch.delenv("ATTRIB_CACHE")
-    monkeypatch.setenv("ATTRIB_HOME", str(tmp_path / "h"))
-    assert zoo.cache_dir() == tmp_path / "h" / "cache"
 
 
 def test_cli_build(tmp_path):

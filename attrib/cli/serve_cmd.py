@@ -22,9 +22,9 @@ from .common import gallery_option, gallery_path
 @click.option("--max-images", default=512, show_default=True, type=click.IntRange(1, 100_000), help="Images per request; 413 past it.")
 @click.option("--max-pixels", default=40_000_000, show_default=True, type=click.IntRange(1), help="Width x height of one image; 413 past it.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 1024), help="Largest encoder batch shared by concurrent identify/verify requests.")
-@click.option("--encode-processes", default=1, show_default=True, type=click.IntRange(0, 64),
-              help="Encoder processes per worker (the model then never competes with HTTP for the GIL); "
-              "0 runs the encoder in threads of the worker.")
+@click.option("--encode-processes", type=click.IntRange(0, 64),
+              help="Encoder processes per worker (the model then never competes with HTTP for the GIL). "
+              "Default: one per core (at most 4), shared by the workers; 0 runs the encoder in threads of the worker.")
 @click.option("--encode-threads", default=1, show_default=True, type=click.IntRange(1, 64), help="Encoder threads per worker with --encode-processes 0.")
 @click.option("--detectors", "default_detectors", default="all", show_default=True,
               help="Detectors identify runs when a request does not say: all, none, or names separated by commas.")
@@ -70,6 +70,12 @@ def serve(ctx, host, port, api_key_file, workers, encoder, max_body_mb, max_imag
         ).load_keys()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    from ..service.app import preflight
+
+    pm = (ctx.find_root().obj or {}).get("pm")
+    stats = preflight(config, pm)  # a gallery or setting that cannot work: one line, exit 1 (AttribGroup)
+    if not stats["sources"]:
+        click.echo(f"Note: the gallery {config.gallery} has no sources yet (enroll through POST /v1/sources/NAME/samples).", err=True)
     if host not in ("127.0.0.1", "localhost", "::1") and not config.api_keys:
         click.echo(f"Note: listening on {host} with writes disabled (no API key).", err=True)
     common = dict(
@@ -84,7 +90,7 @@ def serve(ctx, host, port, api_key_file, workers, encoder, max_body_mb, max_imag
     if workers == 1:
         from ..service import create_app
 
-        app = create_app(config, pm=(ctx.find_root().obj or {}).get("pm"))
+        app = create_app(config, pm=pm)
         uvicorn.run(app, **common)
         return
     # several processes: each worker builds its app from the environment (keys are re-read there)

@@ -29,7 +29,8 @@ def zoo():
     nearest / bilinear / bicubic upsampling, pixel shuffle, SD-VAE-like, StyleGAN-like,
     ViT-like patch decoder), briefly trained on real photos that installed packages ship.
     Its upsampling leaves a fingerprint, as in real generators. Nothing is downloaded;
-    trained generators are cached in $ATTRIB_CACHE (default ~/.cache/attrib).
+    trained generators are cached in $ATTRIB_CACHE (else $ATTRIB_HOME/cache, else
+    ~/.cache/attrib).
     """
 
 
@@ -39,7 +40,7 @@ def zoo():
               help="How many generators; the list cycles over every architecture (see `zoo list`).")
 @click.option("-k", "--images", default=40, show_default=True, type=click.IntRange(min=1),
               help="Images per source.")
-@click.option("--size", default=128, show_default=True, type=click.IntRange(min=16, max=2048),
+@click.option("--size", default=128, show_default=True, type=click.IntRange(min=16, max=1024),
               help="Image side in pixels, before post-processing.")
 @click.option("--post", multiple=True, callback=_check_post, metavar="STEP",
               help="Post-processing applied to every image, in order (repeatable or comma-separated): "
@@ -48,9 +49,11 @@ def zoo():
 @click.option("--no-real", is_flag=True, help="Leave out the 'real' source (crops of the photos themselves).")
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Seed of the image content (which photo crops); generators are fixed by their names.")
+@click.option("-j", "--workers", type=click.IntRange(min=1),
+              help="Generators trained at once, one process each [default: usable cores, at most 4].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def build(directory: str, generators: int, images: int, size: int, post: tuple[str, ...], no_real: bool,
-          seed: int, quiet: bool):
+          seed: int, workers: int | None, quiet: bool):
     """Write DIRECTORY/<source>/00000.png ... and DIRECTORY/zoo.json.
 
     A folder per source (each generator, plus 'real'), and a manifest with every source's
@@ -61,7 +64,7 @@ def build(directory: str, generators: int, images: int, size: int, post: tuple[s
 
     try:
         manifest = build_zoo(directory, default_zoo(generators), images_per_source=images, size=size, post=post,
-                             include_real=not no_real, seed=seed, progress=not quiet)
+                             include_real=not no_real, seed=seed, progress=not quiet, workers=workers)
     except AttribError as exc:
         raise click.ClickException(str(exc)) from None
     for source in manifest["sources"]:

@@ -1,5 +1,15 @@
-"""Built-in encoders."""
+"""Built-in encoders: the training-free residual fingerprint, and the learned encoders shipped in
+``attrib/data/encoders/`` (each a folder with config.json + model.safetensors)."""
+from importlib import resources
+
 from ..hookspecs import hookimpl
+
+
+def _shipped():
+    root = resources.files("attrib").joinpath("data/encoders")
+    if not root.is_dir():
+        return []
+    return sorted((p.name, p) for p in root.iterdir() if p.joinpath("config.json").is_file())
 
 
 @hookimpl
@@ -9,5 +19,23 @@ def register_encoders(register):
     register(
         "residual",
         ResidualSpectrumEncoder,
-        "training-free: log power spectrum and channel coherence of the noise residual, tiled",
+        "training-free: periodic residual patterns, autocorrelation, channel correlation, coarse spectrum",
     )
+    for name, folder in _shipped():
+
+        def factory(_folder=folder, _name=name, **kwargs):
+            from ..encoders.learned import load_encoder
+
+            enc = load_encoder(_folder, **kwargs)
+            enc.spec = _name  # galleries reopen it by name, wherever the package lives
+            return enc
+
+        register(name, factory, f"learned (shipped): {_describe(folder)}")
+
+
+def _describe(folder) -> str:
+    import json
+
+    conf = json.loads(folder.joinpath("config.json").read_text())
+    m = conf.get("metrics", {})
+    return f"{conf['backbone']} -> {conf['dim']}-d; held-out {m.get('shots', 5)}-shot acc {m.get('accuracy', float('nan')):.2f}, AUROC {m.get('auroc', float('nan')):.2f}"

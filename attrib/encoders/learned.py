@@ -314,7 +314,7 @@ class LearnedEncoder(Encoder):
 
     def _embed_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         if self.features is not None:
-            return self.embed_features(np.stack([self.features.features(img) for img in images]))
+            return self.embed_features(self.features._embed_batch(images))
         tiles = [grid_tiles(img, self.tile, self.max_tiles) for img in images]
         counts = [len(t) for t in tiles]
         emb = self.embed_tiles(np.concatenate(tiles))

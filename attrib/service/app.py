@@ -15,27 +15,38 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal, Optional, Sequence
+from typing import Annotated, Any, Optional, Sequence
 
 import numpy as np
-from fastapi import FastAPI, File, Form, Path, Query, Request, UploadFile
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import AttribError, EncoderMismatch, GalleryError, ImageError, UnknownSource
-from ..gallery import FAMILIES, NAME_RE, Gallery, check_name
+from ..errors import AttribError, EncoderMismatch, UnknownSource
+from ..gallery import NAME_RE, Gallery, check_name
 from ..pipeline import Item
 from ..plugins import make_plugin_manager
 from . import extensions, schemas
 from .batching import EncoderProcesses, EncoderThreads, EncoderUnavailable, MicroBatcher, QueueFull
 from .config import ConfigError, ServiceConfig
 from .errors import ServiceError, error_body, one_line
-from .intake import PixelBudget, Upload, check_pixels, check_types, decode_all, label
+from .intake import (
+    INLINE_DECODE_PIXELS,
+    INLINE_PROBE_BYTES,
+    PixelBudget,
+    Upload,
+    check_pixels,
+    check_types,
+    decode,
+    decode_all,
+    label,
+)
 from .metrics import Metrics
 from .middleware import AUTH_KEY, KeyRing, ServiceMiddleware
-from .store import GalleryStore
+from .store import EmptyGallery, GalleryStore, IdentifyBatcher
 
 log = logging.getLogger("attrib.service")
 
@@ -60,6 +71,7 @@ class ServiceState:
         self.routes: Sequence = ()
         self.encoder = None
         self.store: GalleryStore | None = None
+        self.searches: IdentifyBatcher | None = None
         self.batcher: MicroBatcher | None = None
         self.encoder_runner = None
         self.decode_pool: ThreadPoolExecutor | None = None
@@ -78,8 +90,14 @@ class ServiceState:
         finally:
             gallery.close()
         self.encoder.embed([np.zeros((64, 64, 3), np.uint8)])  # load lazily-loaded parts now, fail early
+        self.detectors = extensions.Detectors(self.pm, cfg.detector_timeout)
+        try:
+            self.detectors.choose(cfg.default_detectors)  # a bad --detectors fails at start-up
+        except ServiceError as exc:
+            raise ConfigError(f"--detectors: {exc.message}") from None
         self.encoder_runner = self._encoder_runner(spec)
         self.store = GalleryStore(cfg.gallery, self.encoder, pm=self.pm, read_threads=cfg.read_threads)
+        self.searches = IdentifyBatcher(self.store)
         self.decode_pool = ThreadPoolExecutor(cfg.decode_threads, thread_name_prefix="attrib-decode")
         self.batcher = MicroBatcher(
             self.encoder_runner,
@@ -88,11 +106,6 @@ class ServiceState:
             max_queued=cfg.max_queued_images,
             on_batch=self.metrics.observe_batch,
         )
-        self.detectors = extensions.Detectors(self.pm, cfg.detector_timeout)
-        try:
-            self.detectors.choose(cfg.default_detectors)  # a bad --detectors fails at start-up
-        except ServiceError as exc:
-            raise ConfigError(f"--detectors: {exc.message}") from None
         self.detect_pool = ThreadPoolExecutor(cfg.decode_threads, thread_name_prefix="attrib-detect")
         m = self.metrics
         m.gauge("attrib_encoder_queue_images", "Images waiting for the encoder.", lambda: self.batcher.queued)
@@ -111,10 +124,11 @@ class ServiceState:
         """Encoder processes when asked for and the encoder can be rebuilt from its spec in a fresh
         process (plugins loaded as here); else threads of this process."""
         cfg = self.config
-        if cfg.encode_processes > 0 and spec:
-            workers = int(os.environ.get("ATTRIB_SERVICE_WORKERS", "1") or 1)
-            threads = max(1, (os.cpu_count() or 1) // max(1, workers * cfg.encode_processes))
-            runner = EncoderProcesses(spec, self.encoder.id, cfg.encode_processes, threads)
+        workers = int(os.environ.get("ATTRIB_SERVICE_WORKERS", "1") or 1)
+        n = cfg.encoder_processes(workers)
+        if n > 0 and spec:
+            threads = max(1, (os.cpu_count() or 1) // max(1, workers * n))
+            runner = EncoderProcesses(spec, self.encoder.id, n, threads)
             try:
                 vectors, _ = runner.executor.submit(runner.fn, [np.zeros((64, 64, 3), np.uint8)]).result(timeout=300)
                 if isinstance(vectors[0], Exception):
@@ -127,7 +141,6 @@ class ServiceState:
                     extra={"fields": {"encoder": self.encoder.id, "error": one_line(f"{type(exc).__name__}: {exc}")}},
                 )
         if "torch" in sys.modules:  # share the cores between worker processes rather than oversubscribe
-            workers = int(os.environ.get("ATTRIB_SERVICE_WORKERS", "1") or 1)
             sys.modules["torch"].set_num_threads(max(1, (os.cpu_count() or 1) // max(workers, 1)))
         return EncoderThreads(self.encoder, cfg.encode_threads)
 
@@ -137,6 +150,22 @@ class ServiceState:
         for pool in (self.decode_pool, self.detect_pool):
             if pool is not None:
                 pool.shutdown(wait=True)
+
+
+def preflight(config: ServiceConfig, pm=None) -> dict[str, Any]:
+    """What start-up would refuse, checked before a server starts: the gallery opens (or is created)
+    with its encoder, the default detectors exist. Raises AttribError (ConfigError among them)."""
+    pm = pm or make_plugin_manager()
+    gallery = Gallery(config.gallery, encoder=config.encoder, create=True, pm=pm)
+    try:
+        stats = _gallery_info(gallery)
+    finally:
+        gallery.close()
+    try:
+        extensions.Detectors(pm, config.detector_timeout).choose(config.default_detectors)
+    except ServiceError as exc:
+        raise ConfigError(f"--detectors: {exc.message}") from None
+    return stats
 
 
 def create_app(config: ServiceConfig, pm=None) -> FastAPI:
@@ -182,12 +211,14 @@ def app_from_env() -> FastAPI:
 
 # -- errors ------------------------------------------------------------------------------------
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    if status == 413:  # the rest of an oversized body is not worth reading: close the connection
+        headers = {**(headers or {}), "Connection": "close"}
     return JSONResponse(error_body(status, message), status_code=status, headers=headers)
 
 
-def _validation_message(exc: RequestValidationError) -> str:
+def _validation_message(errors) -> str:
     parts = []
-    for err in exc.errors()[:3]:
+    for err in list(errors)[:3]:
         loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path", "header")]
         where = ".".join(loc) or "request"
         msg = err.get("msg", "invalid")
@@ -206,7 +237,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
-        return _error(422, _validation_message(exc))
+        return _error(422, _validation_message(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -249,51 +280,85 @@ def _json(content: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(_clean(content), status_code=status)
 
 
-async def _check_fields(request: Request, allowed: set[str]) -> None:
-    form = await request.form()  # parsed once already by FastAPI; this returns the same object
-    unknown = sorted({k for k in form.keys() if k not in allowed})
-    if unknown:
-        raise ServiceError(422, f"unknown field(s) {', '.join(unknown)} (this endpoint takes: {', '.join(sorted(allowed))})")
+async def _read_form(request: Request, model: type[BaseModel], max_images: int) -> tuple[list[Upload], BaseModel]:
+    """The ``image`` uploads (read into memory) and the other fields of an upload form, checked
+    against ``model`` (which also writes the endpoint's OpenAPI request body): 422 for anything else."""
+    form = await request.form(max_files=max(1000, max_images + 1), max_fields=100)
+    try:
+        images, values, unknown = [], {}, []
+        lists = schemas.list_fields(model)
+        for key, value in form.multi_items():
+            is_file = not isinstance(value, str)
+            if key == "image":
+                if not is_file:
+                    raise ServiceError(422, "image: send image files (multipart file fields with a filename), not text")
+                images.append(value)
+            elif key in model.model_fields:
+                if is_file:
+                    raise ServiceError(422, f"{key}: a text field, not a file")
+                if key in lists:
+                    values.setdefault(key, []).append(value)
+                else:
+                    values[key] = value
+            else:
+                unknown.append(key)
+        if unknown:
+            allowed = ", ".join(["image", *model.model_fields])
+            raise ServiceError(422, f"unknown field(s) {', '.join(sorted(set(unknown)))} (this endpoint takes: {allowed})")
+        try:
+            fields = model.model_validate(values)
+        except ValidationError as exc:
+            raise ServiceError(422, _validation_message(exc.errors())) from None
+        if not images:
+            raise ServiceError(422, "image is required (upload images as multipart file fields named 'image')")
+        if len(images) > max_images:
+            raise ServiceError(413, f"{len(images)} images is over the bound of {max_images} per request")
+        uploads = [Upload(label(f.filename, i), await f.read(), f.content_type) for i, f in enumerate(images)]
+    finally:
+        await form.close()  # spooled upload files go now, not when the garbage collector gets to them
+    return uploads, fields
 
 
 class Admitted:
     """Images of one request, decoded within the bounds; its pixel budget is held until exit."""
 
-    def __init__(self, state: ServiceState, files: list[UploadFile], operation: str):
-        self.state, self.files, self.operation = state, files, operation
+    def __init__(self, state: ServiceState, uploads: list[Upload], operation: str):
+        self.state, self.uploads, self.operation = state, uploads, operation
         self.items: list[Item] = []
-        self.uploads: list[Upload] = []
         self.held = 0
 
     async def __aenter__(self) -> list[Item]:
-        cfg, st = self.state.config, self.state
-        if not self.files:
-            raise ServiceError(422, "image is required (upload images as multipart file fields named 'image')")
-        if len(self.files) > cfg.max_images:
-            raise ServiceError(413, f"{len(self.files)} images is over the bound of {cfg.max_images} per request")
-        self.uploads = uploads = [Upload(label(f.filename, i), await f.read(), f.content_type) for i, f in enumerate(self.files)]
+        cfg, st, uploads = self.state.config, self.state, self.uploads
         check_types(uploads)
         loop = asyncio.get_running_loop()
-        total = await loop.run_in_executor(st.decode_pool, check_pixels, uploads, cfg.max_pixels, cfg.max_request_pixels)
-        self.held = await st.budget.acquire(total)
-        try:
-            self.items = await decode_all(uploads, st.decode_pool)
-        except BaseException:
-            await self._release()
-            raise
+        if sum(len(u.data) for u in uploads) <= INLINE_PROBE_BYTES:
+            total = check_pixels(uploads, cfg.max_pixels, cfg.max_request_pixels)
+        else:
+            total = await loop.run_in_executor(st.decode_pool, check_pixels, uploads, cfg.max_pixels, cfg.max_request_pixels)
+        held = st.budget.try_acquire(total) if total <= INLINE_DECODE_PIXELS else None
+        if held is not None:  # small: decoding here costs less than handing it to a thread
+            self.held = held
+            self.items = [decode(u) for u in uploads]
+        else:
+            self.held = await st.budget.acquire(total)
+            try:
+                self.items = await decode_all(uploads, st.decode_pool)
+            except BaseException:
+                self._release()
+                raise
         bad = sum(it.error is not None for it in self.items)
         st.metrics.count_images(self.operation, "unreadable", bad)
         return self.items
 
-    async def _release(self) -> None:
+    def _release(self) -> None:
         held, self.held = self.held, 0
-        await self.state.budget.release(held)
+        self.state.budget.release(held)
 
     async def __aexit__(self, *exc) -> None:
         for it in self.items:
             if it.image is not None:
                 it.image.pixels = None
-        await self._release()
+        self._release()
 
 
 async def _embed(state: ServiceState, items: list[Item], bulk: bool = False) -> tuple[list[Item], np.ndarray]:
@@ -342,14 +407,6 @@ def _gallery_info(g: Gallery) -> dict[str, Any]:
 
 
 # -- routes ------------------------------------------------------------------------------------
-ImageField = Annotated[
-    list[UploadFile],
-    File(min_length=1, description="Image file(s), each a multipart file field named `image` (repeatable)."),
-]
-FarForm = Annotated[
-    Optional[float],
-    Form(ge=FAR_MIN, le=FAR_MAX, description="False-accept rate the thresholds are set for (default: the gallery's, 0.01)."),
-]
 FarQuery = Annotated[
     Optional[float],
     Query(ge=FAR_MIN, le=FAR_MAX, description="False-accept rate the thresholds are shown for (default: the gallery's)."),
@@ -380,19 +437,20 @@ def _install_routes(app: FastAPI, state: ServiceState) -> None:  # noqa: C901 - 
         n = await state.store.write(lambda g: g.remove_source(name))
         return _json({"source": name, "removed_samples": n})
 
-    @app.post("/v1/sources/{name}/samples", response_model=schemas.EnrollResult, tags=["sources"], responses=WRITE_ERRORS)
-    async def enroll(
-        request: Request,
-        name: SourceName,
-        image: ImageField,
-        family: Annotated[Optional[Literal[FAMILIES]], Form(description="Source family (kept if the source exists).")] = None,  # type: ignore[valid-type]
-        meta: Annotated[list[str], Form(description="Free metadata, `KEY=VALUE`, repeatable.")] = [],  # noqa: B006 - FastAPI copies defaults
-    ):
+    @app.post(
+        "/v1/sources/{name}/samples",
+        response_model=schemas.EnrollResult,
+        tags=["sources"],
+        responses=WRITE_ERRORS,
+        openapi_extra={"requestBody": schemas.multipart_request(schemas.EnrollForm)},
+    )
+    async def enroll(request: Request, name: SourceName):
         """Enroll sample images into a source, created if new (as `attrib enroll --json`; needs an API key).
 
         One transaction: readers see all of it or none of it. Images already in the gallery (same
         sha256) are reported as duplicates; unreadable ones as failures."""
-        await _check_fields(request, {"image", "family", "meta"})
+        image, form = await _read_form(request, schemas.EnrollForm, state.config.max_images)
+        family, meta = form.family, form.meta
         check_name(name)
         metadata = {}
         for m in meta:
@@ -411,22 +469,18 @@ def _install_routes(app: FastAPI, state: ServiceState) -> None:  # noqa: C901 - 
         state.metrics.count_images("enroll", "enrolled", result.enrolled)
         return _json(result.to_dict())
 
-    @app.post("/v1/identify", response_model=list[schemas.IdentifyRow], tags=["attribution"], responses=UPLOAD_ERRORS | {401: _E, 403: _E})
-    async def identify(
-        request: Request,
-        image: ImageField,
-        top_k: Annotated[int, Form(ge=1, le=100, description="Candidates listed per image.")] = 5,
-        far: FarForm = None,
-        keep_unknown: Annotated[bool, Form(description="Keep rejected queries in the gallery (a write: needs an API key).")] = False,
-        detectors: Annotated[
-            Optional[str],
-            Form(description="Detectors to run beside the attribution: `all`, `none`, or names separated by commas "
-                 "(GET /v1/detectors). Default: the server's `--detectors`, normally `all` (as the CLI)."),
-        ] = None,
-    ):
+    @app.post(
+        "/v1/identify",
+        response_model=list[schemas.IdentifyRow],
+        tags=["attribution"],
+        responses=UPLOAD_ERRORS | {401: _E, 403: _E},
+        openapi_extra={"requestBody": schemas.multipart_request(schemas.IdentifyForm)},
+    )
+    async def identify(request: Request):
         """Which enrolled generator made each image, or unknown (one object per image, as
         `attrib identify --json`). Concurrent requests share encoder batches."""
-        await _check_fields(request, {"image", "top_k", "far", "keep_unknown", "detectors"})
+        image, form = await _read_form(request, schemas.IdentifyForm, state.config.max_images)
+        top_k, far, keep_unknown, detectors = form.top_k, form.far, form.keep_unknown, form.detectors
         if keep_unknown:
             _require_key(request, state, "keep_unknown")
         names = state.detectors.choose(detectors if detectors is not None else state.config.default_detectors)
@@ -440,19 +494,22 @@ def _install_routes(app: FastAPI, state: ServiceState) -> None:  # noqa: C901 - 
                     *(loop.run_in_executor(state.detect_pool, state.detectors.run, names, it.image.pixels, up.data, it.image.format)
                       for it, up in readable)
                 )
-            good, emb = await _embed(state, items)
+            try:
+                good, emb = await _embed(state, items)
+            except BaseException:
+                if evidence_task is not None:
+                    evidence_task.cancel()
+                raise
             evidence = {}
             if evidence_task is not None:
                 evidence = {id(it): ev for (it, _), ev in zip(readable, await evidence_task)}
         if not good:
             raise _none_readable(items)
 
-        def run(g: Gallery):
-            if g.db.execute("select 1 from sources limit 1").fetchone() is None:
-                raise ServiceError(409, "the gallery has no sources: enroll some first")
-            return g.identify(emb, top_k=top_k, far=far)
-
-        decisions = await state.store.read(run)
+        try:
+            decisions = await state.searches.identify(emb, top_k, far)
+        except EmptyGallery as exc:
+            raise ServiceError(409, str(exc)) from None
         if keep_unknown:
             records = [it.record for it in good]
             await state.store.write(lambda g: g.keep_rejected(emb, records, decisions))
@@ -474,20 +531,14 @@ def _install_routes(app: FastAPI, state: ServiceState) -> None:  # noqa: C901 - 
         response_model=list[schemas.VerifyRow] | schemas.VerifyPair,
         tags=["attribution"],
         responses=UPLOAD_ERRORS | {404: _E},
+        openapi_extra={"requestBody": schemas.multipart_request(schemas.VerifyForm)},
     )
-    async def verify(
-        request: Request,
-        image: ImageField,
-        generator: Annotated[
-            Optional[str],
-            Form(pattern=NAME_PATTERN, max_length=128, description="Enrolled source to verify against. Without it, send exactly two images (pair mode)."),
-        ] = None,
-        far: FarForm = None,
-    ):
+    async def verify(request: Request):
         """1:1 verification at a calibrated false-accept rate: was each image made by `generator`
         (a list, as `attrib verify --generator --json`)? Without `generator`: were the two images
         made by the same source (one object, as `attrib verify --json A B`)?"""
-        await _check_fields(request, {"image", "generator", "far"})
+        image, form = await _read_form(request, schemas.VerifyForm, state.config.max_images)
+        generator, far = form.generator, form.far
         if generator is None:
             if len(image) != 2:
                 raise ServiceError(422, f"pair mode takes exactly two images, got {len(image)} (or pass generator)")

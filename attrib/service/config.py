@@ -46,8 +46,9 @@ class ServiceConfig:
     #: images per encoder call for enrollment (kept small so identify never waits long)
     bulk_batch_size: int = 8
     #: encoder processes (each loads the encoder; the model then never holds the server's GIL);
-    #: 0 runs the encoder in ``encode_threads`` threads of the server process instead
-    encode_processes: int = 1
+    #: None: one per core (at most 4) shared by the workers; 0 runs the encoder in
+    #: ``encode_threads`` threads of the server process instead
+    encode_processes: int | None = None
     #: encoder threads when ``encode_processes`` is 0
     encode_threads: int = 1
     #: image decoding threads
@@ -75,7 +76,7 @@ class ServiceConfig:
                      "read_threads"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1")
-        if int(self.encode_processes) < 0:
+        if self.encode_processes is not None and int(self.encode_processes) < 0:
             raise ConfigError("encode_processes must be 0 (threads) or more")
         self.max_request_pixels = max(self.max_request_pixels, self.max_pixels)
         self.pixel_budget = max(self.pixel_budget, self.max_request_pixels)
@@ -119,6 +120,12 @@ class ServiceConfig:
 
             return cls(gallery=default_gallery()).load_keys()
         return cls(**json.loads(raw)).load_keys()
+
+    def encoder_processes(self, workers: int = 1) -> int:
+        """Encoder processes per worker: as set, else the cores (at most 4) shared by the workers."""
+        if self.encode_processes is not None:
+            return int(self.encode_processes)
+        return max(1, min(4, os.cpu_count() or 1) // max(1, workers))
 
     def describe(self) -> dict:
         """Settings for logs and /v1/health: no keys, no key file path."""

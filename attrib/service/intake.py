@@ -3,8 +3,9 @@
 Checked before anything is decoded, from the bytes and the image headers alone:
 the number of images (413), each part's declared type (415 unless ``image/*``,
 ``application/octet-stream`` or none), each image's width x height (413) and their sum over the
-request (413). Then each image is decoded by :func:`attrib.imageio.load_image` in a thread; one that
-cannot be read becomes a per-image ``error`` line, as in the CLI's output.
+request (413). Then each image is decoded by :func:`attrib.imageio.load_image`, in the decoder
+threads (small requests, which decode in well under a millisecond, on the event loop itself); one
+that cannot be read becomes a per-image ``error`` line, as in the CLI's output.
 
 Nothing here touches the server's file system: an upload's file name is only a label, echoed
 back as ``path`` (with control characters removed) and stored as a sample's origin.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Sequence
@@ -27,6 +29,11 @@ from .errors import ServiceError
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 ACCEPTED_TYPES = ("image/", "application/octet-stream")
+#: uploads of at most this many bytes in all have their headers read on the event loop (fast)
+INLINE_PROBE_BYTES = 512 * 1024
+#: requests of at most this many pixels in all are decoded on the event loop: well under a
+#: millisecond, cheaper than a trip to a thread; larger ones go to the decoder threads
+INLINE_DECODE_PIXELS = 256 * 256
 
 
 @dataclass
@@ -65,7 +72,7 @@ def probe(data: bytes) -> int | None:
 
 
 def check_pixels(uploads: Sequence[Upload], max_pixels: int, max_request_pixels: int) -> int:
-    """Pixels the request will decode (413 past a bound). Runs in a thread."""
+    """Pixels the request will decode (413 past a bound), from the image headers alone."""
     total = 0
     for u in uploads:
         try:
@@ -101,35 +108,52 @@ async def decode_all(uploads: Sequence[Upload], pool) -> list[Item]:
 
 class PixelBudget:
     """Decoded pixels held by all requests together stay under ``capacity``; a request waits for
-    its share (at most ``timeout`` seconds, then 503). Bounds the memory decoded images take."""
+    its share (at most ``timeout`` seconds, then 503). Bounds the memory decoded images take.
+
+    :meth:`try_acquire` may be called from any thread (the decoders take their share without a
+    trip through the event loop when it is free); :meth:`acquire` and :meth:`release` run on the loop.
+    """
 
     def __init__(self, capacity: int, timeout: float):
         self.capacity = capacity
         self.timeout = timeout
         self.used = 0
-        self._cond: asyncio.Condition | None = None
+        self._lock = threading.Lock()
+        self._freed: asyncio.Event | None = None
 
-    def _condition(self) -> asyncio.Condition:
-        if self._cond is None:
-            self._cond = asyncio.Condition()
-        return self._cond
+    def _clip(self, n: int) -> int:
+        return min(max(int(n), 0), self.capacity)
+
+    def try_acquire(self, n: int) -> int | None:
+        """Take ``n`` now and return it, or None when that would go over the capacity."""
+        n = self._clip(n)
+        with self._lock:
+            if self.used + n > self.capacity:
+                return None
+            self.used += n
+            return n
 
     async def acquire(self, n: int) -> int:
-        n = min(max(int(n), 0), self.capacity)
-        if n == 0:
-            return 0
-        cond = self._condition()
-        async with cond:
+        n = self._clip(n)
+        if self._freed is None:
+            self._freed = asyncio.Event()
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        while True:
+            got = self.try_acquire(n)
+            if got is not None:
+                return got
+            left = deadline - asyncio.get_running_loop().time()
+            self._freed.clear()
             try:
-                await asyncio.wait_for(cond.wait_for(lambda: self.used + n <= self.capacity), self.timeout)
+                if left <= 0:
+                    raise asyncio.TimeoutError
+                await asyncio.wait_for(self._freed.wait(), left)
             except asyncio.TimeoutError:
                 raise ServiceError(503, "the server is busy decoding other images; try again shortly", {"Retry-After": "1"}) from None
-            self.used += n
-        return n
 
-    async def release(self, n: int) -> None:
+    def release(self, n: int) -> None:
         if n:
-            cond = self._condition()
-            async with cond:
+            with self._lock:
                 self.used -= n
-                cond.notify_all()
+            if self._freed is not None:
+                self._freed.set()

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import itertools
 import logging
+import os
 import re
 import time
-import uuid
 
 from starlette.exceptions import HTTPException
 
@@ -66,6 +67,11 @@ class ServiceMiddleware:
     def __init__(self, app, state):
         self.app = app
         self.state = state  # attrib.service.app.ServiceState
+        self._prefix = os.urandom(8).hex()  # unique per worker process; a counter after it
+        self._ids = itertools.count(1)
+
+    def _next_id(self) -> str:
+        return f"{self._prefix}{next(self._ids):016x}"
 
     def _route(self, scope) -> str:
         route = scope.get("route")
@@ -87,7 +93,7 @@ class ServiceMiddleware:
         t0 = time.perf_counter()
         headers = dict(scope.get("headers") or [])
         incoming = headers.get(b"x-request-id", b"").decode("latin-1")
-        rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        rid = incoming if _REQUEST_ID.match(incoming) else self._next_id()
         token = request_id_var.set(rid)
         metrics = self.state.metrics
         metrics.in_flight += 1
@@ -118,14 +124,14 @@ class ServiceMiddleware:
             presented = presented_key(headers)
             scope[AUTH_KEY] = self.state.keys.check(presented) if presented else False
             problem = self._precheck(method, path, headers, scope[AUTH_KEY], presented is not None)
-            if problem is not None:
+            if problem is not None:  # answered before reading the body: close, don't drain it
                 status, message, extra = problem
-                await self._send_error(send_wrapper, status, message, extra)
+                await self._send_error(send_wrapper, status, message, [*extra, (b"connection", b"close")])
             else:
                 await self.app(scope, receive_wrapper, send_wrapper)
         except HTTPException as exc:  # raised by receive_wrapper outside a route handler
             if not info["started"]:
-                await self._send_error(send_wrapper, exc.status_code, str(exc.detail))
+                await self._send_error(send_wrapper, exc.status_code, str(exc.detail), [(b"connection", b"close")])
         except asyncio.CancelledError:
             if not info["started"]:
                 info["status"] = 499  # the client went away first (nginx's convention, logs only)

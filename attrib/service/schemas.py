@@ -6,9 +6,68 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..gallery import FAMILIES
+from ..gallery import FAMILIES, NAME_RE
 
 Family = Literal[FAMILIES]  # type: ignore[valid-type]
+FAR = dict(ge=1e-6, le=0.5)
+
+
+# -- request forms: the non-file fields of each upload endpoint (files come in `image` fields) ----------
+class _Form(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IdentifyForm(_Form):
+    top_k: int = Field(5, ge=1, le=100, description="Candidates listed per image.")
+    far: Optional[float] = Field(None, **FAR, description="False-accept rate the thresholds are set for (default: the gallery's, 0.01).")
+    keep_unknown: bool = Field(False, description="Keep rejected queries in the gallery (a write: needs an API key).")
+    detectors: Optional[str] = Field(
+        None,
+        description="Detectors to run beside the attribution: `all`, `none`, or names separated by commas "
+        "(GET /v1/detectors). Default: the server's `--detectors`, normally `all` (as the CLI).",
+    )
+
+
+class VerifyForm(_Form):
+    generator: Optional[str] = Field(
+        None, pattern=NAME_RE.pattern, max_length=128,
+        description="Enrolled source to verify against. Without it, send exactly two images (pair mode).",
+    )
+    far: Optional[float] = Field(None, **FAR, description="False-accept rate the threshold is set for (default: the gallery's, 0.01).")
+
+
+class EnrollForm(_Form):
+    family: Optional[Family] = Field(None, description="Source family (kept if the source exists).")
+    meta: list[str] = Field(default_factory=list, description="Free metadata, `KEY=VALUE`, repeatable.")
+
+
+#: fields of a form model that repeat (lists)
+def list_fields(model: type[BaseModel]) -> set[str]:
+    return {name for name, f in model.model_fields.items() if getattr(f.annotation, "__origin__", None) is list}
+
+
+def multipart_request(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI requestBody of an upload endpoint: ``image`` files plus ``model``'s fields."""
+    schema = model.model_json_schema()
+    schema.pop("additionalProperties", None)
+    for prop in schema.get("properties", {}).values():  # optional form fields are left out, never null
+        alts = [a for a in prop.pop("anyOf", []) if a.get("type") != "null"]
+        if len(alts) == 1:
+            prop.update(alts[0])
+        if prop.get("default", 0) is None:
+            del prop["default"]
+    schema["properties"] = {
+        "image": {
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "minItems": 1,
+            "description": "Image file(s), each a multipart file field named `image` (repeatable).",
+        },
+        **schema.get("properties", {}),
+    }
+    schema["required"] = ["image", *schema.get("required", [])]
+    schema["title"] = model.__name__
+    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
 
 
 class Error(BaseModel):

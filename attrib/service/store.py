@@ -5,6 +5,8 @@
   transaction, so it sees one committed generation of the gallery from start to end: an
   enrollment that commits meanwhile is seen whole by the next read, never half (prototypes of
   the new generation with thresholds of the old one, say).
+* The FAISS prototype index is a per-connection cache rebuilt when the generation moves on; its
+  rebuild (which also rewrites the cache file) happens under a lock, one reader thread at a time.
 * **Writes** run on one thread with its own connection. SQLite's ``BEGIN IMMEDIATE`` (in
   :meth:`Gallery._write`) serialises them with writers in other processes (``attrib enroll``,
   other workers), and WAL mode keeps readers going while a write is under way.
@@ -18,6 +20,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
+
+import numpy as np
 
 from ..gallery import Gallery
 
@@ -47,6 +51,7 @@ class GalleryStore:
         self._local = threading.local()
         self._opened: list[Gallery] = []
         self._lock = threading.Lock()
+        self._index_lock = threading.Lock()
         self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="attrib-read")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="attrib-write")
 
@@ -62,6 +67,8 @@ class GalleryStore:
     def _read_call(self, fn: Callable[..., T], args) -> T:
         g = self._gallery()
         with snapshot(g):
+            with self._index_lock:  # one thread at a time rebuilds and saves the FAISS cache file
+                g.prototype_index()
             return fn(g, *args)
 
     def _write_call(self, fn: Callable[..., T], args) -> T:
@@ -85,3 +92,72 @@ class GalleryStore:
                 except Exception:
                     pass
             self._opened.clear()
+
+
+class IdentifyBatcher:
+    """Identify searches of concurrent requests share one gallery read.
+
+    Requests whose embeddings come back together (one encoder batch) ask within the same turn of
+    the event loop; their searches then go to a reader thread together: one trip, one snapshot and
+    one FAISS call per ``(top_k, far)`` group instead of one of each per request.
+    """
+
+    def __init__(self, store: GalleryStore):
+        self.store = store
+        self._pending: list[tuple[np.ndarray, int, float | None, asyncio.Future]] = []
+        self._scheduled = False
+
+    async def identify(self, embeddings: np.ndarray, top_k: int, far: float | None) -> list:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._pending.append((embeddings, top_k, far, fut))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)  # after the other requests woken in this turn have asked
+        return await fut
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        batch, self._pending = self._pending, []
+        batch = [b for b in batch if not b[3].done()]
+        if not batch:
+            return
+        task = asyncio.ensure_future(self.store.read(search_groups, [(e, k, f) for e, k, f, _ in batch]))
+
+        def done(t: asyncio.Future) -> None:
+            try:
+                results = t.result()
+            except BaseException as exc:  # the read itself failed: every request hears it
+                results = [exc] * len(batch)
+            for (_, _, _, fut), res in zip(batch, results):
+                if fut.done():
+                    continue
+                if isinstance(res, BaseException):
+                    fut.set_exception(res)
+                else:
+                    fut.set_result(res)
+
+        task.add_done_callback(done)
+
+
+class EmptyGallery(Exception):
+    """Identify on a gallery without sources."""
+
+
+def search_groups(g: Gallery, requests: list[tuple[np.ndarray, int, float | None]]) -> list:
+    """Decisions for each ``(embeddings, top_k, far)`` request, searched per (top_k, far) group."""
+    if g.db.execute("select 1 from sources limit 1").fetchone() is None:
+        return [EmptyGallery("the gallery has no sources: enroll some first")] * len(requests)
+    out: list = [None] * len(requests)
+    groups: dict[tuple, list[int]] = {}
+    for i, (_, top_k, far) in enumerate(requests):
+        groups.setdefault((top_k, far), []).append(i)
+    for (top_k, far), members in groups.items():
+        emb = np.concatenate([requests[i][0] for i in members])
+        decisions = g.identify(emb, top_k=top_k, far=far)
+        start = 0
+        for i in members:
+            n = len(requests[i][0])
+            out[i] = decisions[start : start + n]
+            start += n
+    return out
