@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -64,6 +65,26 @@ def build(n: int, images: int, size: int, post: list[str]) -> Path:
     return out
 
 
+def speed_by_size(detectors: dict, sizes: list[int], repeats: int = 5) -> dict:
+    """Detector calls per second on a real photo tiled (mirrored) up to ``side x side``."""
+    from attrib.zoo import real_photos
+
+    photos = dict(real_photos())
+    photo = photos["skimage.astronaut"] if "skimage.astronaut" in photos else next(iter(photos.values()))
+    out = {}
+    for side in sizes:
+        reps = -(-side // min(photo.shape[:2]))
+        big = np.pad(photo, ((0, photo.shape[0] * (reps - 1)), (0, photo.shape[1] * (reps - 1)), (0, 0)), mode="symmetric")
+        image = DetectorImage(pixels=np.ascontiguousarray(big[:side, :side]))
+        for name, det in detectors.items():
+            det.detect(image)  # warm-up (imports, caches)
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                det.detect(image)
+            out.setdefault(name, {})[f"{side}px"] = round(repeats / (time.perf_counter() - t0), 1)
+    return out
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--zoo", type=Path, help="a built zoo folder (real/ + one folder per generator)")
@@ -78,6 +99,7 @@ def main(argv=None) -> dict:
         help="add this many more real crops (zoo.generate(REAL, ..., seed=2): other crops of the same photos) "
         "as negatives, for a tighter AUROC than the zoo's own real/ folder gives",
     )
+    ap.add_argument("--speed-sizes", default="512,2048", help="also time each detector on photo images of these sides")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args(argv)
 
@@ -99,17 +121,20 @@ def main(argv=None) -> dict:
     errors: dict[str, int] = defaultdict(int)
     n_images = 0
     t_start = time.perf_counter()
-    if args.extra_real:
-        from PIL import Image
+    scratch = [root] if args.zoo is None else []
+    if args.extra_real:  # post-processed like the zoo's own images, so only the source differs
+        from attrib.zoo import REAL, encode_image, generate
 
-        from attrib.zoo import REAL, generate
-
-        size = load_image(sources[0][2][0]).width
-        extra = tempfile.mkdtemp(prefix="attrib-bench-real-")
+        manifest = root / "zoo.json"
+        settings = json.loads(manifest.read_text())["settings"] if manifest.exists() else {}
+        size = settings.get("size") or load_image(sources[0][2][0]).width
+        post = settings.get("post", args.post if args.zoo is None else [])
+        scratch.append(Path(tempfile.mkdtemp(prefix="attrib-bench-real-")))
         paths = []
         for i, pixels in enumerate(generate(REAL, args.extra_real, size, seed=2)):
-            paths.append(Path(extra) / f"{i:05d}.png")
-            Image.fromarray(pixels).save(paths[-1])
+            data, suffix = encode_image(pixels, post)
+            paths.append(scratch[-1] / f"{i:05d}{suffix}")
+            paths[-1].write_bytes(data)
         sources.append(("real-extra", "real", paths))
     for name, arch, files in sources:
         if args.max_per_source:
@@ -157,6 +182,11 @@ def main(argv=None) -> dict:
             "images_per_s": round(n_images / seconds[det_name], 1) if seconds[det_name] else None,
             "errors": errors[det_name],
         }
+    results["images_per_s_by_size"] = speed_by_size(detectors, [int(v) for v in args.speed_sizes.split(",") if v.strip()])
+    for folder in scratch:
+        shutil.rmtree(folder, ignore_errors=True)
+    if args.zoo is None:
+        results["zoo"] = f"default_zoo({args.generators}), {args.images} images/source, {args.size}px, post {args.post or 'none'}"
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:

@@ -20,7 +20,8 @@ Steps, all against 127.0.0.1 only, every loop bounded in count and in time:
    medians are reported next to each round's figures.
 5. **Identify during enrollment**: identify at ``--enroll-concurrency`` while one request enrolls
    ``--enroll`` new images (one transaction): latency before vs. during.
-6. **Shutdown and integrity**: SIGTERM while requests are in flight (they must all complete), then
+6. **Shutdown and integrity**: SIGTERM while 16 requests of 8 images are being handled (they must
+   all complete), then
    the gallery is checked: SQLite ``integrity_check``, foreign keys, expected sample and source
    counts, prototypes and calibration for every source, a library identify.
 
@@ -246,13 +247,20 @@ def start_server(gallery: Path, port: int, workers: int, key_file: Path, log: Pa
     sys.exit("the server did not answer /v1/health within 120 s")
 
 
-async def graceful_stop(proc: subprocess.Popen, port: int, bodies: list[bytes], n: int = 16) -> dict:
-    """SIGTERM with ``n`` requests in flight: every one of them must still be answered 200."""
+async def graceful_stop(proc: subprocess.Popen, port: int, queries: list[Path], workers: int, n: int = 16, per_request: int = 8) -> dict:
+    """SIGTERM with ``n`` requests (``per_request`` images each) being handled: every one of them
+    must still be answered 200. A request still unread in a socket buffer when the signal lands is
+    not in flight yet (the server closes such connections, as any server does), so the signal waits
+    until the server reports all ``n`` in progress (one worker; with several, a fixed second)."""
     conns = [Connection(port) for _ in range(n)]
-    for c in conns:  # connect first, so each request is really in flight when the signal lands
+    for c in conns:
         c.reader, c.writer = await asyncio.open_connection(HOST, port)
-    tasks = [asyncio.ensure_future(c.send(bodies[i % len(bodies)])) for i, c in enumerate(conns)]
-    await asyncio.sleep(0.05)
+    bodies = [
+        request_bytes("POST", "/v1/identify", multipart([(p.name, p.read_bytes()) for p in queries[i * per_request : (i + 1) * per_request]], {"detectors": "none"}))
+        for i in range(n)
+    ]
+    tasks = [asyncio.ensure_future(c.send(b)) for c, b in zip(conns, bodies)]
+    seen = await _wait_in_flight(port, n) if workers == 1 else await asyncio.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     results = await asyncio.gather(*tasks, return_exceptions=True)
     codes = [r[0] if isinstance(r, tuple) else type(r).__name__ for r in results]
@@ -263,7 +271,26 @@ async def graceful_stop(proc: subprocess.Popen, port: int, bodies: list[bytes], 
         rc = "killed after 60 s"
     for c in conns:
         c.close()
-    return {"in_flight": n, "answered_200": codes.count(200), "others": [c for c in codes if c != 200], "exit_code": rc}
+    return {"in_flight": n, "seen_in_flight": seen, "answered_200": codes.count(200), "others": [c for c in codes if c != 200], "exit_code": rc}
+
+
+async def _wait_in_flight(port: int, n: int, timeout: float = 20.0) -> int | None:
+    """Poll /metrics until the server handles ``n`` requests besides the poll itself."""
+    deadline = time.perf_counter() + timeout
+    conn = Connection(port)
+    seen = None
+    try:
+        while time.perf_counter() < deadline:
+            status, body = await conn.send(request_bytes("GET", "/metrics"))
+            for line in body.decode().splitlines():
+                if line.startswith("attrib_http_requests_in_flight"):
+                    seen = int(float(line.rsplit(" ", 1)[1])) - 1
+            if seen is not None and seen >= n:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        conn.close()
+    return seen
 
 
 # -- integrity -----------------------------------------------------------------------------------
@@ -425,7 +452,7 @@ def run(args, tmp: Path) -> dict:
             out["enroll_during_identify"] = res
             expect_sources += 1
             expect_samples += res["enroll"]["result"].get("enrolled", 0) if isinstance(res["enroll"]["result"], dict) else 0
-        out["graceful_shutdown"] = asyncio.run(graceful_stop(proc, port, bodies))
+        out["graceful_shutdown"] = asyncio.run(graceful_stop(proc, port, queries, args.workers))
     finally:
         if proc.poll() is None:
             proc.terminate()

@@ -86,9 +86,9 @@ def _spectral_fingerprint(image):
 def test_sources_differ_in_their_spectral_fingerprint():
     """The reason the zoo exists: images of one source resemble each other more than others'."""
     sources = [zoo.REAL] + zoo.default_zoo(3)  # trained as the zoo trains them; later tests reuse them
-    features = np.stack([[_spectral_fingerprint(img) for img in zoo.generate(s, 8, size=64)] for s in sources])
-    centroids = features[:, :4].mean(axis=1)  # 4 images make each centroid, the other 4 are attributed
-    queries = features[:, 4:]
+    features = np.stack([[_spectral_fingerprint(img) for img in zoo.generate(s, 16, size=128)] for s in sources])
+    centroids = features[:, :8].mean(axis=1)  # 8 images make each centroid, the other 8 are attributed
+    queries = features[:, 8:]
     distances = ((queries[:, :, None] - centroids[None, None]) ** 2).sum(axis=-1)
     accuracy = (distances.argmin(axis=-1) == np.arange(len(sources))[:, None]).mean()
     assert accuracy >= 0.75  # chance is 0.25
