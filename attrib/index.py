@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -71,8 +72,8 @@ class VectorIndex:
         path.parent.mkdir(parents=True, exist_ok=True)
         index = faiss.index_gpu_to_cpu(self.index) if self.kind == "flat-gpu" else self.index
         header = json.dumps({**meta, "labels": self.labels, "kind": self.kind}).encode()
-        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        with open(tmp, "wb") as fh:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
             fh.write(len(header).to_bytes(8, "little"))
             fh.write(header)
             fh.write(faiss.serialize_index(index).tobytes())

@@ -64,13 +64,16 @@ class Recipe:
         """Build (or reuse from the cache) the zoo data this recipe names; returns its folder."""
         if self.zoo is None:
             return None
-        from .paths import cache_dir
-        from .zoo import build_zoo, default_zoo
         import hashlib
         import json
 
+        from .paths import cache_dir
+        from .zoo import build_zoo, default_zoo
+
+        from .zoo import ZOO_VERSION
+
         z = {"generators": 12, "images": 30, "size": 128, "seed": 0, "post": [], **self.zoo}
-        key = hashlib.sha256(json.dumps(z, sort_keys=True).encode()).hexdigest()[:16]
+        key = hashlib.sha256(json.dumps({**z, "zoo_version": ZOO_VERSION}, sort_keys=True).encode()).hexdigest()[:16]
         out = cache_dir() / "zoo" / "builds" / key
         if not (out / "zoo.json").exists():
             build_zoo(out, default_zoo(int(z["generators"])), images_per_source=int(z["images"]), size=int(z["size"]), post=z["post"], seed=int(z["seed"]), progress=True)

@@ -276,6 +276,8 @@ def test_builtin_detectors_on_zoo_images(tmp_path):
 def test_small_and_large_images_are_bounded():
     tiny = SpectralDetector().detect(DetectorImage(synthetic(0, 0, 16)))
     assert tiny.verdict == "undetermined" and tiny.score is None and "32 pixels" in tiny.details["reason"]
+    flat = NPRDetector().detect(DetectorImage(np.full((64, 64, 3), 9, np.uint8)))
+    assert flat.verdict == "undetermined" and flat.score is None and "flat" in flat.details["reason"]
     odd = NPRDetector().detect(DetectorImage(synthetic(0, 0, 64)[:37, :61]))
     assert odd.error is None and 0 <= odd.score <= 1
     big = np.random.default_rng(0).integers(0, 256, (2000, 3000, 3), dtype=np.uint8)

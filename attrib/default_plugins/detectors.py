@@ -42,6 +42,8 @@ MIN_SIDE = 32
 PERIOD = 8
 #: log peak-to-background ratios below this count as noise
 FLOOR = 1.5
+#: maps with less variance than this (grey levels squared) carry nothing to test
+FLAT = 0.01
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
@@ -131,12 +133,15 @@ class PeriodicityDetector(Detector):
     def maps(self, x: np.ndarray) -> list[np.ndarray]:
         raise NotImplementedError
 
-    def statistic(self, pixels: np.ndarray) -> tuple[float, dict]:
+    def statistic(self, pixels: np.ndarray) -> tuple[float | None, dict]:
+        """(statistic, details); the statistic is None when the image is too flat to test."""
         patches, tile = _patches(pixels)
         per_map = zip(*(self.maps(_luma(p)) for p in patches))
-        stat, ratios = 0.0, None
+        stat, ratios, energy = 0.0, None, 0.0
         for maps in per_map:
-            r, cands = periodic_peaks(np.stack([_crop(a, tile) for a in maps]))
+            tiles = np.stack([_crop(a, tile) for a in maps])
+            energy = max(energy, float(tiles.var()))
+            r, cands = periodic_peaks(tiles)
             stat += float(np.clip(r - FLOOR, 0, None).sum())
             ratios = r if ratios is None else np.maximum(ratios, r)
         if self.reduce == "max":
@@ -151,6 +156,8 @@ class PeriodicityDetector(Detector):
         count = int((ratios >= FLOOR).sum())
         summary = f"{count} periodic peak{'s' if count != 1 else ''}" + (f", period {period}" if period else "") if count else "no periodic peaks"
         details = {"statistic": round(stat, 3), "period": period, "peaks": peaks, "tiles": len(patches), "summary": summary}
+        if energy < FLAT:
+            return None, {"reason": "no fine structure to test (a flat or very smooth image)", "tiles": len(patches)}
         return stat, details
 
     def score_of(self, stat: float) -> float:
@@ -163,6 +170,8 @@ class PeriodicityDetector(Detector):
         if min(h, w) < MIN_SIDE:
             return self.evidence(reason=f"image is {w}x{h}: at least {MIN_SIDE} pixels a side are needed")
         stat, details = self.statistic(pixels)
+        if stat is None:
+            return self.evidence(**details)
         score = round(self.score_of(stat), 4)
         verdict = "synthetic" if score >= self.synthetic_at else "real" if score < self.real_below else "undetermined"
         return self.evidence(verdict, score, None, **details)

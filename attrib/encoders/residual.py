@@ -107,6 +107,10 @@ class ResidualSpectrumEncoder(Encoder):
         if max(h, w) > self.max_side:  # centre crop: fingerprints are local, big images need no more
             oy, ox = max(0, (h - self.max_side) // 2), max(0, (w - self.max_side) // 2)
             image = image[oy : oy + self.max_side, ox : ox + self.max_side]
+        h, w = image.shape[:2]
+        if h < self.tile or w < self.tile:  # thumbnails: mirror up to one tile (a 1-px side repeats)
+            pad = ((0, max(0, self.tile - h)), (0, max(0, self.tile - w)), (0, 0))
+            image = np.pad(image, pad, mode="reflect" if min(h, w) > 1 else "edge")
         x = image.astype(np.float32) * np.float32(1 / 255)
         r = residual(x)
         r = r / (r.std(axis=(0, 1), keepdims=True) + 1e-6)
