@@ -372,6 +372,9 @@ class DetectorRunner:
 
     def __init__(self, detectors: Sequence[Detector], timeout: float | None = None, failures: Iterable[dict] = ()):
         self.detectors = list(detectors)
+        #: an explicit ``timeout`` bounds every detector; the default (ATTRIB_DETECTOR_TIMEOUT, else
+        #: 10 s) gives way to a detector's own ``timeout`` attribute
+        self.explicit = timeout is not None
         self.timeout = float(timeout) if timeout is not None else detector_timeout()
         if not self.timeout > 0:
             raise AttribError(f"detector time bound must be > 0 seconds, got {timeout}")
@@ -387,7 +390,9 @@ class DetectorRunner:
 
     def _bound(self, detector) -> float:
         own = getattr(detector, "timeout", None)
-        return float(own) if isinstance(own, (int, float)) and own > 0 else self.timeout
+        if self.explicit or not (isinstance(own, (int, float)) and own > 0):
+            return self.timeout
+        return float(own)
 
     def _skip_reason(self, detector) -> str | None:
         name = detector.name

@@ -569,8 +569,11 @@ class Gallery:
         """Open-set identification of each embedding: a source, or unknown (source None)."""
         far = self.far if far is None else far
         embeddings = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
-        thresholds = self.thresholds(far)
         cands = self._source_scores(embeddings, max(top_k, 2))
+        models = self._models()
+        fallback = openset.pool(self._prior("impostor"), None)
+        # thresholds of the best candidates only: a 10,000-source gallery must not pay for all of them
+        thresholds = {c[0][0]: models.get(c[0][0], (fallback,))[0].threshold(far) for c in cands if c}
         decisions = []
         for c in cands:
             d = openset.decide(c, thresholds, far)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 #: vectors above which an approximate (HNSW) index replaces the exact flat one
-HNSW_THRESHOLD = 50_000
+HNSW_THRESHOLD = 20_000
 HNSW_M = 32
 HNSW_EF_SEARCH = 128
 

@@ -218,10 +218,16 @@ def test_hanging_detector_is_bounded_then_skipped():
 
 def test_detector_own_timeout_and_env_bound(monkeypatch):
     quick = Sleepy(5, name="quick")
-    quick.timeout = 0.05
-    out = DetectorRunner([quick], timeout=30).run(synthetic(0, 3, 48))
+    quick.timeout = 0.05  # its own bound beats the default ...
+    monkeypatch.setenv("ATTRIB_DETECTOR_TIMEOUT", "30")
+    out = DetectorRunner([quick]).run(synthetic(0, 3, 48))
     assert out[0].error == "timed out after 0.05 s"
+    slow = Sleepy(5, name="slow")
+    slow.timeout = 60  # ... but not a bound the caller sets explicitly
+    out = DetectorRunner([slow], timeout=0.1).run(synthetic(0, 3, 48))
+    assert out[0].error == "timed out after 0.1 s"
     quick.release.set()
+    slow.release.set()
     monkeypatch.setenv("ATTRIB_DETECTOR_TIMEOUT", "2.5")
     assert detector_timeout() == 2.5 and DetectorRunner([]).timeout == 2.5
     monkeypatch.setenv("ATTRIB_DETECTOR_TIMEOUT", "soon")
@@ -341,6 +347,16 @@ def test_detect_reports_broken_and_slow_plugin_detectors(tmp_path):
     sleepy.release.set()
     r = invoke(cli, "detect", good)
     assert "boom" in r.output and "error: RuntimeError: kaput" in r.output
+
+
+def test_detect_many_files_keeps_order(tmp_path):
+    folder = tmp_path / "many"
+    for i in range(35):  # more than one decoding chunk
+        write_png(folder / f"{i:03d}.png", synthetic(i % 4, i, 40))
+    r = invoke(build_cli(), "detect", "--json", "-d", "npr", folder)
+    rows = [json.loads(line) for line in r.output.splitlines()]
+    assert [row["path"] for row in rows] == [str(folder / f"{i:03d}.png") for i in range(35)]
+    assert all(row["detectors"][0]["error"] is None for row in rows)
 
 
 def test_detectors_list(tmp_path):

@@ -13,7 +13,8 @@ def detector_options(f):
     f = click.option(
         "--detector-timeout",
         type=click.FloatRange(0, min_open=True),
-        help="Seconds each detector may take on one image (default: $ATTRIB_DETECTOR_TIMEOUT, else 10).",
+        help="Seconds each detector may take on one image (default: $ATTRIB_DETECTOR_TIMEOUT, else 10, "
+        "or a longer bound a detector declares).",
     )(f)
     f = click.option(
         "--detector",
@@ -54,7 +55,9 @@ def _inputs(paths):
             if not found:
                 raise click.ClickException(f"no image files found in {p}")
             files.extend(found)
-    disk = iter(load_many([f for f in files if f != "-"]))
+    on_disk = [f for f in files if f != "-"]
+    # decoded a chunk at a time, so a big folder never sits in memory all at once
+    disk = (item for start in range(0, len(on_disk), 32) for item in load_many(on_disk[start : start + 32]))
     for f in files:
         if f == "-":
             data = sys.stdin.buffer.read()
