@@ -16,7 +16,6 @@ import json
 import os
 import re
 import sqlite3
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone

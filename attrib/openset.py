@@ -132,3 +132,29 @@ def decide(candidates: list[tuple[str, float]], thresholds: dict[str, float], fa
         [{"source": s, "score": float(v)} for s, v in candidates],
         far,
     )
+
+
+def measure_prior(emb: np.ndarray, names, shots: int, rng: np.random.Generator, pairs: int = 1500) -> dict[str, Any]:
+    """An encoder's calibration prior, measured on sources outside any gallery.
+
+    impostor: other sources' embeddings scored against a source's K-shot prototype; genuine: the
+    source's remaining embeddings against it; pair_impostor: embeddings of different sources
+    against each other (at most ``pairs`` of them, drawn with ``rng``)."""
+    arr = np.asarray(names)
+    imp, gen = [], []
+    for s in sorted(set(arr.tolist())):
+        idx = np.flatnonzero(arr == s)
+        proto = emb[idx[:shots]].mean(axis=0)
+        proto = proto / (np.linalg.norm(proto) + 1e-12)
+        imp.append(emb[arr != s] @ proto)
+        gen.append(emb[idx[shots:]] @ proto)
+    idx = rng.permutation(len(emb))[:pairs]
+    sim = emb[idx] @ emb[idx].T
+    diff = arr[idx][:, None] != arr[idx][None, :]
+    return {
+        "impostor": ScoreModel.from_scores(np.concatenate(imp)).to_dict(),
+        "genuine": ScoreModel.from_scores(np.concatenate(gen)).to_dict(),
+        "pair_impostor": ScoreModel.from_scores(sim[diff]).to_dict(),
+        "shots": shots,
+        "sources": int(len(set(arr.tolist()))),
+    }

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -161,30 +160,9 @@ class Augmenter:
         return img[y : y + size, x : x + size]
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
-        from PIL import Image, ImageFilter
-
-        p, rng, t = self.p, self.rng, self.tile
-        work = self.crop(img, min(max(img.shape[:2]), 2 * t + 16))
-        pil = None
-        if rng.random() < p["p_resize"]:
-            f = rng.uniform(*p["resize"])
-            pil = Image.fromarray(work)
-            size = (max(8, round(pil.width * f)), max(8, round(pil.height * f)))
-            pil = pil.resize(size, [Image.BILINEAR, Image.BICUBIC, Image.LANCZOS][rng.integers(3)])
-        if rng.random() < p["p_blur"]:
-            pil = (pil or Image.fromarray(work)).filter(ImageFilter.GaussianBlur(rng.uniform(*p["blur"])))
-        if pil is not None:
-            work = np.asarray(pil)
-        work = self.crop(work, t + 8)
-        if rng.random() < p["p_jpeg"]:
-            buf = io.BytesIO()
-            Image.fromarray(work).save(buf, format="JPEG", quality=int(rng.integers(p["jpeg_q"][0], p["jpeg_q"][1] + 1)))
-            work = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-        work = self.crop(work, t)
-        if rng.random() < p["p_noise"]:
-            noise = rng.normal(0, rng.uniform(*p["noise"]), work.shape)
-            work = np.clip(work + noise, 0, 255).astype(np.uint8)
-        return work
+        # degrade a crop with margin (so JPEG blocks and rescaling do not align with the tile)
+        work = self.crop(img, min(max(img.shape[:2]), 2 * self.tile + 16))
+        return self.crop(degrade(work, self.p, self.rng), self.tile)
 
 
 # ---------------------------------------------------------------------------------- losses
@@ -224,7 +202,7 @@ def validate(encoder, embedded: dict[str, np.ndarray], shots: int, seed: int) ->
     half of them play unknown. Also measures the score statistics that become the encoder's
     calibration prior."""
     from .evaluate import Dataset, run_protocol
-    from .openset import ScoreModel
+    from .openset import measure_prior
 
     names = [s for s, e in embedded.items() for _ in range(len(e))]
     emb = np.concatenate(list(embedded.values()))
@@ -236,26 +214,7 @@ def validate(encoder, embedded: dict[str, np.ndarray], shots: int, seed: int) ->
     known = sorted(order[len(order) // 2 :])
     res = run_protocol(ds, encoder, known, unknown, shots=(shots,), trials=2, max_queries=30, seed=seed)
     summary = res["shots"][str(shots)]
-    # calibration prior: impostor = other sources' images vs a source's K-shot prototype
-    arr = np.array(names)
-    imp, gen = [], []
-    for s in srcs:
-        idx = np.flatnonzero(arr == s)
-        proto = emb[idx[:shots]].mean(axis=0)
-        proto /= np.linalg.norm(proto) + 1e-12
-        imp.append(emb[arr != s] @ proto)
-        gen.append(emb[idx[shots:]] @ proto)
-    idx = rng.permutation(len(emb))[:1500]
-    sim = emb[idx] @ emb[idx].T
-    diff = arr[idx][:, None] != arr[idx][None, :]
-    pair_imp = sim[diff]
-    calibration = {
-        "impostor": ScoreModel.from_scores(np.concatenate(imp)).to_dict(),
-        "genuine": ScoreModel.from_scores(np.concatenate(gen)).to_dict(),
-        "pair_impostor": ScoreModel.from_scores(pair_imp).to_dict(),
-        "shots": shots,
-        "sources": len(srcs),
-    }
+    calibration = measure_prior(emb, names, shots, rng)
     return {
         "accuracy": summary["accuracy"],
         "auroc": summary["auroc"],

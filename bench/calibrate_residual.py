@@ -19,31 +19,9 @@ import numpy as np
 
 from attrib.encoders import get_encoder
 from attrib.evaluate import embed_dataset
-from attrib.openset import ScoreModel
+from attrib.openset import measure_prior
 
 DATA_FILE = Path(__file__).resolve().parents[1] / "attrib" / "data" / "calibration.json"
-
-
-def prior(emb: np.ndarray, names: list[str], shots: int, seed: int = 0) -> dict:
-    arr = np.array(names)
-    rng = np.random.default_rng(seed)
-    imp, gen = [], []
-    for s in sorted(set(names)):
-        idx = rng.permutation(np.flatnonzero(arr == s))
-        proto = emb[idx[:shots]].mean(axis=0)
-        proto /= np.linalg.norm(proto) + 1e-12
-        imp.append(emb[arr != s] @ proto)
-        gen.append(emb[idx[shots:]] @ proto)
-    idx = rng.permutation(len(emb))[:2000]
-    sim = emb[idx] @ emb[idx].T
-    diff = arr[idx][:, None] != arr[idx][None, :]
-    return {
-        "impostor": ScoreModel.from_scores(np.concatenate(imp)).to_dict(),
-        "genuine": ScoreModel.from_scores(np.concatenate(gen)).to_dict(),
-        "pair_impostor": ScoreModel.from_scores(sim[diff]).to_dict(),
-        "shots": shots,
-        "sources": len(set(names)),
-    }
 
 
 def main():
@@ -54,7 +32,7 @@ def main():
     args = ap.parse_args()
     enc = get_encoder(args.encoder)
     ds = embed_dataset(enc, args.data)
-    cal = prior(ds.embeddings, ds.names, args.shots)
+    cal = measure_prior(ds.embeddings, ds.names, args.shots, np.random.default_rng(0), pairs=2000)
     cal["data"] = str(args.data)
     table = json.loads(DATA_FILE.read_text()) if DATA_FILE.exists() else {}
     table[enc.id] = cal

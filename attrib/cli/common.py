@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..errors import AttribError, ImageError
+from ..errors import AttribError
 from ..paths import default_gallery
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from ..pipeline import StageTimer, embed_items, expand_paths, load_many
-from .common import echo_json, echo_jsonl, fmt, gallery_option, json_option, open_gallery, progressbar
+from ..pipeline import embed_items, expand_paths, load_many
+from .common import echo_jsonl, fmt, gallery_option, json_option, open_gallery, progressbar
 from .detect_cmd import detector_options, make_runner
 
 
