@@ -626,6 +626,59 @@ class Gallery:
                 self.db["rejected"].insert_all(rows, ignore=True)
         return len(rows)
 
+    def propose_sources(self, min_size: int = 3, far: float | None = None, limit: int = 20000) -> list[dict[str, Any]]:
+        """Clusters of kept unknowns that may be new sources.
+
+        Two rejected images are linked when their pair score clears the pair-verification
+        threshold at ``far`` (the same test as ``verify a.png b.png``); clusters are the connected
+        components (FAISS range search, union-find) with at least ``min_size`` members, largest
+        first. Each proposal lists its members' origins, its cohesion (mean similarity to the
+        centre) and the enrolled source nearest to it."""
+        import faiss
+
+        rows = self.db.execute(
+            "select id, origin, embedding from rejected order by id limit ?", [limit]
+        ).fetchall()
+        if len(rows) < min_size:
+            return []
+        emb = from_blobs([r[2] for r in rows], self.dim)
+        thr = self.pair_threshold(far)
+        index = faiss.IndexFlatIP(self.dim)
+        index.add(emb)
+        lims, _, ids = index.range_search(emb, thr)
+        parent = list(range(len(rows)))
+
+        def root(i):
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for i in range(len(rows)):
+            for j in ids[lims[i] : lims[i + 1]]:
+                a, b = root(i), root(int(j))
+                if a != b:
+                    parent[a] = b
+        groups: dict[int, list[int]] = {}
+        for i in range(len(rows)):
+            groups.setdefault(root(i), []).append(i)
+        proposals = []
+        for members in sorted(groups.values(), key=len, reverse=True):
+            if len(members) < min_size:
+                continue
+            centre = l2_normalize(emb[members].mean(axis=0, keepdims=True))
+            nearest = self._source_scores(centre, 1)[0]
+            proposals.append(
+                {
+                    "size": len(members),
+                    "cohesion": round(float((emb[members] @ centre[0]).mean()), 4),
+                    "nearest_source": nearest[0][0] if nearest else None,
+                    "nearest_score": round(nearest[0][1], 4) if nearest else None,
+                    "members": [rows[i][1] for i in members],
+                }
+            )
+        return proposals
+
     def stats(self) -> dict[str, Any]:
         q = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
         return {

@@ -156,3 +156,17 @@ def test_eval_on_folders(run, tmp_path, source_dirs):
     assert s["accuracy"] > 0.9
     r = run("eval", source_dirs["src0"].parent, "--shots", "x")
     assert r.exit_code == 2
+
+
+def test_unknowns_kept_and_proposed_as_new_sources(run, enrolled, source_dirs):
+    newcomers = sorted(source_dirs["src3"].iterdir())
+    r = run("-g", enrolled, "identify", "--json", "--keep-unknown", "--no-detectors", "--far", "0.001", *newcomers)
+    rows = [json.loads(line) for line in r.output.splitlines()]
+    rejected = [row for row in rows if row["source"] is None]
+    assert len(rejected) >= 3
+    r = run("-g", enrolled, "sources", "propose", "--min-size", "3", "--json", "--far", "0.05")
+    proposals = json.loads(r.output)
+    assert r.exit_code == 0 and proposals
+    assert set(proposals[0]["members"]) <= {str(p) for p in newcomers}
+    assert proposals[0]["size"] >= 3 and proposals[0]["nearest_source"] in {"src0", "src1", "src2"}
+    assert "proposal 1" in run("-g", enrolled, "sources", "propose", "--far", "0.05").output

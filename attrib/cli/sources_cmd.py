@@ -71,3 +71,31 @@ def remove(ctx, name, yes):
 def path(ctx):
     """Print the gallery folder in use."""
     click.echo(str(gallery_path(ctx)))
+
+
+@sources.command()
+@click.option("--min-size", default=3, show_default=True, type=click.IntRange(2, 10_000), help="Smallest cluster worth proposing.")
+@click.option("--far", type=click.FloatRange(1e-6, 0.5), help="FAR of the pair test that links two images (default: the gallery's).")
+@gallery_option
+@json_option
+@click.pass_context
+def propose(ctx, min_size, far, json_):
+    """Propose new sources from unknowns kept by `identify --keep-unknown`.
+
+    Rejected images that pass the pair-verification test with each other are grouped; groups of
+    at least --min-size images are listed, largest first, with the nearest enrolled source.
+    Enroll a group you recognise with `attrib enroll --generator NAME FILES...`.
+    """
+    proposals = open_gallery(ctx).propose_sources(min_size=min_size, far=far)
+    if json_:
+        echo_json(proposals)
+        return
+    if not proposals:
+        click.echo("No cluster of kept unknowns is large enough to propose.")
+        return
+    for n, p in enumerate(proposals, 1):
+        click.echo(f"proposal {n}: {p['size']} images, cohesion {p['cohesion']:.3f}, nearest enrolled {p['nearest_source']} ({fmt(p['nearest_score'])})")
+        for m in p["members"][:10]:
+            click.echo(f"  {m}")
+        if p["size"] > 10:
+            click.echo(f"  ... and {p['size'] - 10} more")
