@@ -503,9 +503,20 @@ class Gallery:
         self._models_cache = (gen, out)
         return out
 
-    def thresholds(self, far: float | None = None) -> dict[str, float]:
+    def thresholds(self, far: float | None = None, sources=None) -> dict[str, float]:
+        """Thresholds at ``far`` of ``sources`` (default: all; a 10,000-source gallery asks for few).
+        A source not yet calibrated is held to the encoder's prior alone."""
         far = self.far if far is None else far
-        return {name: imp.threshold(far) for name, (imp, _) in self._models().items()}
+        models = self._models()
+        fallback = None
+        out = {}
+        for name in models.keys() if sources is None else set(sources):
+            if name in models:
+                out[name] = models[name][0].threshold(far)
+            else:
+                fallback = fallback or openset.pool(self._prior("impostor"), None)
+                out[name] = fallback.threshold(far)
+        return out
 
     def calibration_report(self, far: float | None = None) -> dict[str, Any]:
         far = self.far if far is None else far
@@ -569,10 +580,7 @@ class Gallery:
         far = self.far if far is None else far
         embeddings = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
         cands = self._source_scores(embeddings, max(top_k, 2))
-        models = self._models()
-        fallback = openset.pool(self._prior("impostor"), None)
-        # thresholds of the best candidates only: a 10,000-source gallery must not pay for all of them
-        thresholds = {c[0][0]: models.get(c[0][0], (fallback,))[0].threshold(far) for c in cands if c}
+        thresholds = self.thresholds(far, sources=[c[0][0] for c in cands if c])
         decisions = []
         for c in cands:
             d = openset.decide(c, thresholds, far)
@@ -587,8 +595,7 @@ class Gallery:
         protos = from_blobs(
             [r[0] for r in self.db.execute("select embedding from prototypes where source = ?", [source])], self.dim
         )
-        imp, gen = self._models().get(source, (openset.pool(self._prior("impostor"), None), None))
-        thr = imp.threshold(far)
+        thr = self.thresholds(far, sources=[source])[source]
         scores = (np.atleast_2d(embeddings) @ protos.T).max(axis=1)
         return [
             {"generator": source, "score": round(float(s), 6), "threshold": round(thr, 6), "accepted": bool(s >= thr), "far": far}

@@ -24,7 +24,7 @@ def demo(ctx, target, trials, json_):
     from ..evaluate import embed_dataset, format_report, run_protocol
     from ..gallery import DB_NAME, Gallery
     from ..paths import user_dir
-    from ..pipeline import embed_items, expand_paths, load_many
+    from ..pipeline import expand_paths
     from ..recipes import Recipe, build_recipe
 
     rec = Recipe.builtin("demo")
@@ -51,13 +51,13 @@ def demo(ctx, target, trials, json_):
     for name in known + unknown:
         files = [f for f in expand_paths([data / name])]
         queries += [(name, f) for f in files[rec.shots : rec.shots + 4]]
-    items, emb = embed_items(gallery.encoder, load_many([f for _, f in queries]))
-    decisions = gallery.identify(emb, top_k=3)
+    ds = embed_dataset(gallery.encoder, data)  # every image once: the queries and the eval protocol
+    row_of = {p: i for i, p in enumerate(ds.paths)}
+    decisions = gallery.identify(ds.embeddings[[row_of[str(f)] for _, f in queries]], top_k=3)
     rows = []
     for (truth, path), d in zip(queries, decisions):
         expected = truth if truth in known else None
         rows.append({"path": str(path), "truth": truth, "known": truth in known, **d.to_dict(), "correct": d.source == expected})
-    ds = embed_dataset(gallery.encoder, data)
     res = run_protocol(ds, gallery.encoder, known, unknown, shots=(1, 5, 10), trials=trials, max_queries=25)
     if json_:
         echo_json({"gallery": str(target), "data": str(data), "encoder": gallery.encoder.id, "decisions": rows, "eval": res})

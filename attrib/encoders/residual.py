@@ -40,11 +40,9 @@ def residual(img: np.ndarray) -> np.ndarray:
 
 
 def tiles(x: np.ndarray, tile: int, max_tiles: int) -> np.ndarray:
-    """Non-overlapping ``tile x tile`` tiles of an H x W x C array -> (N, C, tile, tile)."""
+    """Non-overlapping ``tile x tile`` tiles of an H x W x C array (at least one tile on each side;
+    :meth:`ResidualSpectrumEncoder.features` pads thumbnails) -> (N, C, tile, tile)."""
     h, w, c = x.shape
-    if h < tile or w < tile:  # too small: pad up to one tile (icons, thumbnails)
-        x = np.pad(x, ((0, max(0, tile - h)), (0, max(0, tile - w)), (0, 0)), mode="reflect" if min(h, w) > tile // 2 else "edge")
-        h, w = x.shape[:2]
     ny, nx = h // tile, w // tile
     oy, ox = (h - ny * tile) // 2, (w - nx * tile) // 2
     grid = x[oy : oy + ny * tile, ox : ox + nx * tile].reshape(ny, tile, nx, tile, c)
