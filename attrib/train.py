@@ -12,6 +12,11 @@ with what fingerprints must survive: JPEG, rescaling, blur, noise. Losses from
 pytorch-metric-learning, chosen by name: ``subcenter-arcface``, ``arcface``, ``supcon``,
 ``proxy-anchor``, ``multi-similarity`` (``miner`` adds a MultiSimilarity miner to pair losses).
 Mixed precision and the GPU are used when present; checkpoints are resumable; seeds fix runs.
+
+``residual-*`` backbones learn on the training-free residual features, computed once per image
+(plus ``feature_variants`` degraded copies, so the metric learns what JPEG and rescaling do).
+``residual-wccn`` is fitted in closed form (within-class covariance normalisation, see
+:func:`fit_wccn`) and validated as step 0; ``steps > 0`` fine-tunes it with the loss.
 """
 from __future__ import annotations
 
@@ -58,7 +63,9 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     threads: int | None = None
-    feature_variants: int = 4  # residual-mlp: degraded copies of each image in the feature bank
+    feature_variants: int = 4  # residual-*: degraded copies of each image in the feature bank
+    residual: dict[str, Any] = field(default_factory=dict)  # residual-*: options of the residual features
+    wccn_reg: float = 0.1  # residual-wccn: added to the within-class eigenvalues, times their mean
     augment: dict[str, Any] = field(
         default_factory=lambda: {
             "p_jpeg": 0.4, "jpeg_q": [60, 98],
@@ -194,6 +201,28 @@ def make_miner(name: str):
     raise AttribError(f"unknown miner {name!r}: one of {', '.join(MINERS)}")
 
 
+def fit_wccn(bank: dict[str, np.ndarray], reg: float) -> tuple[np.ndarray, np.ndarray]:
+    """Within-class covariance normalisation from ``{source: (n, F) features}`` ->
+    ``(mean, P)``, with embeddings ``(f - mean) @ P``.
+
+    ``W`` is the covariance of each feature around its own source's mean (pooled over sources);
+    ``P = V diag(1 / sqrt(lambda + reg * mean(lambda)))`` from ``W = V diag(lambda) V^T``. The
+    ridge keeps directions with almost no within-source variation (where a few training sources
+    would otherwise dictate the metric) from dominating."""
+    rows = [np.asarray(v, np.float64) for v in bank.values()]
+    X = np.concatenate(rows)
+    mean = X.mean(axis=0)
+    W = np.zeros((X.shape[1], X.shape[1]))
+    for r in rows:
+        Z = r - r.mean(axis=0)
+        W += Z.T @ Z
+    W /= len(X)
+    lam, V = np.linalg.eigh(W)
+    lam = np.clip(lam, 0, None)
+    P = V / np.sqrt(lam + reg * lam.mean() + 1e-12)
+    return mean.astype(np.float32), P.astype(np.float32)
+
+
 # ---------------------------------------------------------------------------------- validation
 
 
@@ -258,12 +287,13 @@ def train(cfg: TrainConfig, progress: bool = True, log: Callable[[str], None] | 
     val_imgs = {s: load_images(sources[s]["files"]) for s in val_names}
     labels_of = {s: i for i, s in enumerate(sorted(train_imgs))}
     rng = np.random.default_rng(cfg.seed)
-    feature_mode = cfg.backbone == "residual-mlp"
+    feature_mode = cfg.backbone.startswith("residual-")
+    wccn = cfg.backbone == "residual-wccn"
     bank: dict[str, Any] = {}
     if feature_mode:
         from .encoders.residual import ResidualSpectrumEncoder
 
-        fe = ResidualSpectrumEncoder()
+        fe = ResidualSpectrumEncoder(**cfg.residual)
         total = sum(len(v) for v in train_imgs.values()) * (1 + cfg.feature_variants)
         fbar = tqdm(total=total, desc="features", disable=not progress, unit="img")
         for s_name, imgs in train_imgs.items():
@@ -280,15 +310,21 @@ def train(cfg: TrainConfig, progress: bool = True, log: Callable[[str], None] | 
     enc_config = {
         "name": out.name,
         "backbone": cfg.backbone,
-        "dim": cfg.dim,
+        "dim": fe.dim if wccn else cfg.dim,
         "head_hidden": cfg.head_hidden,
         "input": {"tile": cfg.tile, "max_tiles": cfg.max_tiles, "policy": "grid-crops-mean", "batch_size": 32},
     }
     if feature_mode:
-        enc_config["input"] = {"tile": 0, "max_tiles": 0, "policy": "residual-features", "residual": {}, "batch_size": 32}
+        enc_config["input"] = {"tile": 0, "max_tiles": 0, "policy": "residual-features", "residual": dict(cfg.residual), "batch_size": 32}
     net, _ = build_net(enc_config, cfg.weights)
+    if wccn:
+        mean, P = fit_wccn({k: v.numpy() for k, v in bank.items()}, cfg.wccn_reg)
+        with torch.no_grad():
+            net.backbone.weight.copy_(torch.from_numpy(np.ascontiguousarray(P.T)))
+            net.backbone.bias.copy_(torch.from_numpy(-mean @ P))
+        say(f"fitted WCCN on {sum(len(v) for v in bank.values())} feature rows of {len(bank)} sources")
     net = net.to(device)
-    loss_fn = make_loss(cfg.loss, len(labels_of), cfg.dim).to(device)
+    loss_fn = make_loss(cfg.loss, len(labels_of), enc_config["dim"]).to(device)
     miner = make_miner(cfg.miner)
     params = [{"params": net.parameters(), "lr": cfg.lr}]
     if list(loss_fn.parameters()):
@@ -313,8 +349,36 @@ def train(cfg: TrainConfig, progress: bool = True, log: Callable[[str], None] | 
     use_amp = cfg.amp and device.startswith("cuda")
     started = time.time()
     class_names = sorted(train_imgs)
-    bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=not progress, unit="step")
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=not progress or cfg.steps == 0, unit="step")
     running = None
+
+    def checkpoint() -> None:
+        nonlocal best
+        net.eval()
+        probe = LearnedEncoder(net, enc_config, weights_sha256="training", device=device)
+        if feature_mode:
+            embedded = {k: probe.embed_features(f) for k, f in val_feats.items()}
+        else:
+            embedded = {k: probe.embed(imgs) for k, imgs in val_imgs.items()}
+        v = validate(probe, embedded, cfg.val_shots, cfg.seed)
+        v["step"] = step
+        history.append({k: v[k] for k in ("step", "accuracy", "auroc", "eer", "oscr")} | {"loss": running})
+        loss_txt = "" if running is None else f"loss {running:.3f}, "
+        say(f"step {step}: {loss_txt}held-out {cfg.val_shots}-shot acc {v['accuracy']:.3f}, AUROC {v['auroc']:.3f}, EER {v['eer']:.3f}")
+        if best is None or v["score"] > best["score"]:
+            best = v
+            torch.save({k: t.detach().cpu() for k, t in net.state_dict().items()}, out / "best.pt")
+        torch.save(
+            {
+                "net": net.state_dict(), "loss": loss_fn.state_dict(), "opt": opt.state_dict(),
+                "step": step, "best": best, "history": history, "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(), "config": asdict(cfg),
+            },
+            ckpt_path,
+        )
+
+    if best is None and (wccn or cfg.steps == 0):
+        checkpoint()  # the closed-form (or untrained) start competes with every later checkpoint
     while step < cfg.steps:
         net.train()
         chosen = rng.choice(len(class_names), size=min(cfg.batch_classes, len(class_names)), replace=False)
@@ -349,27 +413,7 @@ def train(cfg: TrainConfig, progress: bool = True, log: Callable[[str], None] | 
         bar.update(1)
         bar.set_postfix(loss=f"{running:.3f}", **({"val_acc": f"{best['accuracy']:.3f}", "val_auroc": f"{best['auroc']:.3f}"} if best else {}))
         if step % cfg.val_every == 0 or step == cfg.steps:
-            net.eval()
-            probe = LearnedEncoder(net, enc_config, weights_sha256="training", device=device)
-            if feature_mode:
-                embedded = {k: probe.embed_features(f) for k, f in val_feats.items()}
-            else:
-                embedded = {k: probe.embed(imgs) for k, imgs in val_imgs.items()}
-            v = validate(probe, embedded, cfg.val_shots, cfg.seed)
-            v["step"] = step
-            history.append({k: v[k] for k in ("step", "accuracy", "auroc", "eer", "oscr")} | {"loss": running})
-            say(f"step {step}: loss {running:.3f}, held-out {cfg.val_shots}-shot acc {v['accuracy']:.3f}, AUROC {v['auroc']:.3f}, EER {v['eer']:.3f}")
-            if best is None or v["score"] > best["score"]:
-                best = v
-                torch.save({k: t.detach().cpu() for k, t in net.state_dict().items()}, out / "best.pt")
-            torch.save(
-                {
-                    "net": net.state_dict(), "loss": loss_fn.state_dict(), "opt": opt.state_dict(),
-                    "step": step, "best": best, "history": history, "rng": rng.bit_generator.state,
-                    "torch_rng": torch.get_rng_state(), "config": asdict(cfg),
-                },
-                ckpt_path,
-            )
+            checkpoint()
     bar.close()
     net.load_state_dict(torch.load(out / "best.pt", map_location=device))
     enc_config.update(

@@ -11,17 +11,19 @@ from .common import echo_json, json_option
 @click.command()
 @click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path), help="Encoder folder to write (config.json + model.safetensors).")
-@click.option("--backbone", default="fpcnn", show_default=True, help="fpcnn[:wide], timm:NAME (e.g. timm:resnet18) or open_clip:NAME (e.g. open_clip:ViT-B-32).")
+@click.option("--backbone", default="fpcnn", show_default=True, help="fpcnn[:wide], timm:NAME (e.g. timm:resnet18), open_clip:NAME (e.g. open_clip:ViT-B-32), residual-wccn (linear metric on the residual features, fitted in closed form) or residual-mlp.")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Pretrained backbone weights from a local file (.pth / .safetensors). Never downloaded.")
 @click.option("--loss", default="subcenter-arcface", show_default=True, type=click.Choice(["subcenter-arcface", "arcface", "supcon", "proxy-anchor", "multi-similarity"]))
 @click.option("--miner", default="none", show_default=True, type=click.Choice(["none", "multi-similarity"]), help="Pair miner for supcon / multi-similarity.")
 @click.option("--dim", default=128, show_default=True, help="Embedding dimension.")
 @click.option("--tile", default=64, show_default=True, help="Crop size (images are cropped, never resized).")
 @click.option("--max-tiles", default=8, show_default=True, help="Crops averaged per image at inference.")
-@click.option("--steps", default=2000, show_default=True)
+@click.option("--steps", type=int, help="Optimisation steps [default: 2000; 0 for residual-wccn, whose closed-form fit needs none: more steps fine-tune it].")
 @click.option("--batch-classes", default=32, show_default=True, help="Sources per batch.")
 @click.option("--per-class", default=4, show_default=True, help="Images per source per batch.")
 @click.option("--lr", default=2e-3, show_default=True)
+@click.option("--residual-option", "residual_options", multiple=True, metavar="KEY=INT", help="residual-* backbones: an option of the residual features, e.g. tile=64 (repeatable; see `attrib encoders list`).")
+@click.option("--wccn-reg", default=0.1, show_default=True, help="residual-wccn: ridge on the within-class eigenvalues, as a fraction of their mean.")
 @click.option("--val-arch", "val_archs", multiple=True, help="Hold out every source of this architecture (repeatable; needs zoo.json or NAME-sN folders).")
 @click.option("--exclude-arch", "exclude_archs", multiple=True, help="Leave every source of this architecture out of training AND validation (kept for testing).")
 @click.option("--val-source", "val_sources", multiple=True, help="Hold out this source (repeatable).")
@@ -32,7 +34,7 @@ from .common import echo_json, json_option
 @click.option("--no-resume", is_flag=True, help="Start over even if OUT has a checkpoint.")
 @click.option("--quiet", "-q", is_flag=True)
 @json_option
-def train(data, out, backbone, weights, loss, miner, dim, tile, max_tiles, steps, batch_classes, per_class, lr, val_archs, exclude_archs, val_sources, val_every, device, threads, seed, no_resume, quiet, json_):
+def train(data, out, backbone, weights, loss, miner, dim, tile, max_tiles, steps, batch_classes, per_class, lr, residual_options, wccn_reg, val_archs, exclude_archs, val_sources, val_every, device, threads, seed, no_resume, quiet, json_):
     """Train a fingerprint encoder on DATA (one folder per source) with metric learning.
 
     Sources held out of training (--val-arch / --val-source, else a seeded 15%) measure
@@ -42,16 +44,32 @@ def train(data, out, backbone, weights, loss, miner, dim, tile, max_tiles, steps
     \b
     Example:
       attrib zoo build zoo200 --generators 200
+      attrib train zoo200 --backbone residual-wccn --out encoders/fp-wccn --val-arch vae
       attrib train zoo200 --backbone timm:resnet18 --out encoders/fp-r18 --val-arch bicubic
       attrib --gallery g enroll --encoder encoders/fp-r18 --generator sdxl samples/
     """
     from ..train import TrainConfig, train as run_train
 
+    residual = {}
+    for opt in residual_options:
+        key, sep, value = opt.partition("=")
+        if not sep or not value.strip().lstrip("-").isdigit():
+            raise click.BadParameter(f"{opt!r}: expected KEY=INT, e.g. tile=64", param_hint="--residual-option")
+        residual[key.strip()] = int(value)
+    if residual:
+        from ..encoders.residual import ResidualSpectrumEncoder
+
+        try:
+            ResidualSpectrumEncoder(**residual)
+        except (TypeError, ValueError) as exc:
+            raise click.BadParameter(str(exc), param_hint="--residual-option") from None
+    if steps is None:
+        steps = 0 if backbone == "residual-wccn" else 2000
     cfg = TrainConfig(
         data=str(data), out=str(out), backbone=backbone, weights=str(weights) if weights else None, dim=dim, loss=loss,
         miner=miner, tile=tile, max_tiles=max_tiles, steps=steps, batch_classes=batch_classes, per_class=per_class,
         lr=lr, val_archs=list(val_archs), exclude_archs=list(exclude_archs), val_sources=list(val_sources), val_every=val_every, seed=seed, device=device,
-        threads=threads,
+        threads=threads, residual=residual, wccn_reg=wccn_reg,
     )
     log = (lambda m: None) if quiet or json_ else (lambda m: click.echo(m, err=True))
     folder = run_train(cfg, progress=not quiet and not json_, log=log, resume=not no_resume)

@@ -13,7 +13,14 @@ encoder. Backbones (``--backbone``):
   frequencies), then strided stages, mean + standard-deviation pooling;
 * ``timm:NAME``: any timm model (``timm:resnet18``, ``timm:tf_efficientnet_lite0``), with
   ``weights=FILE`` for pretrained weights from a local file;
-* ``open_clip:NAME``: the image tower of an open_clip model, weights from a local file.
+* ``open_clip:NAME``: the image tower of an open_clip model, weights from a local file;
+* ``residual-wccn``: a linear metric on the training-free residual features: within-class
+  covariance normalisation (WCCN), ``(f - mean) @ W^-1/2`` with ``W`` the covariance of features
+  of one source around that source's mean, fitted in closed form on the training sources (and
+  optionally fine-tuned). Directions in which images of one generator vary (content, JPEG,
+  rescaling) are shrunk; directions that separate generators are kept. Cheap, and it transfers
+  to architectures it never saw;
+* ``residual-mlp``: a small MLP on the residual features (LayerNorm + head).
 
 Nothing is ever downloaded: pretrained weights come from a file (or an existing hub cache when
 the caller passes one). Input policy: images are never resized; they are cut into ``tile x tile``
@@ -150,15 +157,18 @@ def load_pretrained(model, path: Path, by_order: bool | None = None) -> dict[str
     return {"loaded": len(matched), "total": n_float}
 
 
-def build_backbone(spec: str, weights: str | Path | None = None):
-    """Backbone from a spec string -> (module, feature_dim, input normalisation dict)."""
+def build_backbone(spec: str, weights: str | Path | None = None, residual: dict[str, Any] | None = None):
+    """Backbone from a spec string -> (module, feature_dim, input normalisation dict).
+
+    ``residual``: options of the residual features (``residual-*`` backbones only)."""
     kind, _, name = spec.partition(":")
-    if kind == "residual-mlp":  # learned metric on top of the training-free residual features
+    if kind in ("residual-mlp", "residual-wccn"):  # learned metric on the training-free residual features
         from .residual import ResidualSpectrumEncoder
 
         torch = _torch()
-        dim = ResidualSpectrumEncoder().dim
-        return torch.nn.LayerNorm(dim), dim, {"mean": (0.0,), "std": (1.0,)}
+        dim = ResidualSpectrumEncoder(**(residual or {})).dim
+        module = torch.nn.LayerNorm(dim) if kind == "residual-mlp" else torch.nn.Linear(dim, dim)
+        return module, dim, {"mean": (0.0,), "std": (1.0,)}
     if kind == "fpcnn":
         net = build_fpcnn(name)
         if weights:
@@ -194,7 +204,7 @@ def build_backbone(spec: str, weights: str | Path | None = None):
         mean = getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN
         std = getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD
         return visual, int(visual.output_dim), {"mean": tuple(mean), "std": tuple(std), "image_size": _clip_size(visual)}
-    raise EncoderError(f"unknown backbone {spec!r}: use fpcnn, timm:NAME or open_clip:NAME")
+    raise EncoderError(f"unknown backbone {spec!r}: use fpcnn, timm:NAME, open_clip:NAME, residual-wccn or residual-mlp")
 
 
 def _clip_size(visual) -> int | None:
@@ -208,14 +218,18 @@ def build_net(config: dict[str, Any], weights: str | Path | None = None):
     """Backbone + projection head -> a module mapping (N, 3, T, T) in [0, 1] to unit embeddings."""
     torch = _torch()
     nn = torch.nn
-    backbone, feat_dim, norm = build_backbone(config["backbone"], weights)
+    backbone, feat_dim, norm = build_backbone(config["backbone"], weights, config["input"].get("residual"))
     dim = int(config["dim"])
+    linear = config["backbone"] == "residual-wccn"  # the whitening is the whole map: no head
+    if linear and dim != feat_dim:
+        raise EncoderError(f"residual-wccn: dim must equal the feature dimension {feat_dim}, got {dim}")
 
     class EmbeddingNet(nn.Module):
         def __init__(self):
             super().__init__()
             self.backbone = backbone
-            self.head = nn.Sequential(nn.Linear(feat_dim, config.get("head_hidden", 256)), nn.ReLU(inplace=True), nn.Linear(config.get("head_hidden", 256), dim))
+            hidden = config.get("head_hidden", 256)
+            self.head = nn.Identity() if linear else nn.Sequential(nn.Linear(feat_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, dim))
             shape = (1, 3, 1, 1) if len(norm["mean"]) == 3 else (1, 1)
             self.register_buffer("mean", torch.tensor(norm["mean"]).view(*shape))
             self.register_buffer("std", torch.tensor(norm["std"]).view(*shape))
@@ -280,7 +294,7 @@ class LearnedEncoder(Encoder):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.net = net.to(self.device).eval()
         self.features = None
-        if config["backbone"] == "residual-mlp":
+        if config["backbone"].startswith("residual-"):
             from .residual import ResidualSpectrumEncoder
 
             self.features = ResidualSpectrumEncoder(**config["input"].get("residual", {}))
@@ -307,7 +321,7 @@ class LearnedEncoder(Encoder):
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
     def embed_features(self, feats: np.ndarray) -> np.ndarray:
-        """(N, F) residual features -> (N, dim) unit vectors (``residual-mlp`` backbone)."""
+        """(N, F) residual features -> (N, dim) unit vectors (``residual-*`` backbones)."""
         torch = _torch()
         with torch.inference_mode():
             return self.net(torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32)).to(self.device)).float().cpu().numpy()
