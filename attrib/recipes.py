@@ -41,6 +41,9 @@ class Recipe:
         )
         if recipe.zoo is None and not recipe.sources:
             raise AttribError(f"{label}: a recipe needs a [zoo] table or [[sources]] entries")
+        kinds = (recipe.zoo or {}).get("kinds")
+        if kinds is not None and not (isinstance(kinds, list) and all(isinstance(k, str) for k in kinds)):
+            raise AttribError(f"{label}: [zoo] kinds must be a list of generator kinds (see `attrib zoo list`)")
         for s in recipe.sources:
             if "name" not in s or "path" not in s:
                 raise AttribError(f"{label}: every [[sources]] entry needs name and path")
@@ -73,10 +76,14 @@ class Recipe:
         from .zoo import ZOO_VERSION
 
         z = {"generators": 12, "images": 30, "size": 128, "seed": 0, "post": [], **self.zoo}
-        key = hashlib.sha256(json.dumps({**z, "zoo_version": ZOO_VERSION}, sort_keys=True).encode()).hexdigest()[:16]
+        # kinds: the kinds default_zoo cycles over (default: all, which grows as kinds are added)
+        specs = default_zoo(int(z["generators"]), z.get("kinds"))
+        # the generator names are part of the key: without `kinds`, new kinds change the list
+        key_data = {**z, "zoo_version": ZOO_VERSION, "sources": [spec.name for spec in specs]}
+        key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:16]
         out = cache_dir() / "zoo" / "builds" / key
         if not (out / "zoo.json").exists():
-            build_zoo(out, default_zoo(int(z["generators"])), images_per_source=int(z["images"]), size=int(z["size"]), post=z["post"], seed=int(z["seed"]), progress=True)
+            build_zoo(out, specs, images_per_source=int(z["images"]), size=int(z["size"]), post=z["post"], seed=int(z["seed"]), progress=True)
         return out
 
     def plan(self) -> list[dict[str, Any]]:

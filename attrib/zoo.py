@@ -9,11 +9,16 @@ option (no network at run time or in tests), so the zoo *makes* small ones:
   encoder (strided convs down to a latent at 1/4 or 1/8 resolution) and an architecture-specific
   decoder whose upsampling leaves the fingerprint, as in real generators: transposed convs
   (checkerboards), nearest / bilinear / bicubic upsampling, pixel shuffle, a Stable-Diffusion-VAE
-  -like decoder, a StyleGAN-like decoder (modulated convs, noise injection) and a ViT-like patch
-  decoder (a hard block grid). Widths, kernels, activations, latent size, number of upsampling
-  stages and output activation vary with the seed. A frozen :class:`GeneratorSpec` fully
-  determines a generator; :func:`default_zoo` lists any number of them, cycling over all
-  architectures.
+  -like decoder, a StyleGAN-like decoder (modulated convs, noise injection), a ViT-like patch
+  decoder (a hard block grid), decoders whose stages mix upsamplers (chosen by the seed), a
+  pix2pix-like U-Net (skip connections from the encoder), StyleGAN2-like anti-aliased upsampling
+  (transposed conv + [1,3,3,1] FIR low-pass, summed skip RGB outputs), an ESPCN-like x4 pixel
+  shuffle (period-4 trace), a VQGAN-like decoder (vector-quantised latent, attention, ResBlocks)
+  and a diffusion-like decoder (an upsampler, noise, then residual denoising blocks at full
+  resolution). Widths, kernels, activations, latent size, number of upsampling stages and output
+  activation vary with the seed. A frozen :class:`GeneratorSpec` fully determines a generator;
+  :func:`default_zoo` lists any number of them, cycling over all architectures (or the kinds
+  given).
 * **Training** is brief: a couple of hundred L1 steps reconstructing random crops of the real
   photos, so outputs look like (soft) photos while carrying the decoder's fingerprint. It is
   seeded, takes a few seconds per generator on one CPU core, and is cached under
@@ -82,7 +87,16 @@ ARCHS = {
     "vae": "diffusion",  # SD-VAE-like: GroupNorm + SiLU ResBlocks, nearest upsample + conv
     "stylegan": "gan",  # modulated convs, noise injection, bilinear upsample
     "transformer": "autoregressive",  # ViT / VQ patch decoder: linear to patch pixels
+    "mixed": "other",  # each stage its own upsampler (seed-drawn): nearest/bilinear/bicubic/tconv/pixelshuffle
+    "unet": "gan",  # pix2pix / CycleGAN U-Net: tconv stages, skip connections from the encoder
+    "fir": "gan",  # StyleGAN2: tconv 3x3 stride 2 + [1,3,3,1] FIR blur, skip-summed RGB outputs
+    "shuffle": "other",  # ESPCN / SR models: convs at low resolution, then PixelShuffle(4)
+    "vqgan": "autoregressive",  # VQGAN / DALL-E tokenizer: quantised latent, attention, ResBlocks, nearest up
+    "denoise": "diffusion",  # upsampler, then noise and residual denoising blocks at full resolution
 }
+
+#: The upsamplers a ``mixed`` decoder's stages are drawn from.
+MIXED_UPSAMPLERS = ("nearest", "bilinear", "bicubic", "tconv", "pixelshuffle")
 
 #: Hyperparameter choices; a generator's values are drawn from them with its seed.
 _CHOICES: dict[str, tuple] = {
@@ -106,6 +120,13 @@ GENERATOR_KINDS: dict[str, tuple[str, dict[str, tuple]]] = {
     "stylegan": ("stylegan", {}),
     "transformer-p4": ("transformer", {"n_up": (2,), "kernel": (1,)}),
     "transformer-p8": ("transformer", {"n_up": (3,), "kernel": (1,)}),
+    # Added after ZOO_VERSION 2: appended, so the kinds above keep their place in default_zoo.
+    "mixed": ("mixed", {"kernel": (1, 3, 5)}),  # kernel: the final RGB conv's; stages drawn from MIXED_UPSAMPLERS
+    "unet": ("unet", {"kernel": (4,)}),
+    "fir": ("fir", {"kernel": (3,)}),
+    "shuffle-x4": ("shuffle", {"n_up": (2,)}),
+    "vqgan": ("vqgan", {"act": ("silu",), "kernel": (3,), "width": (32,)}),
+    "denoise": ("denoise", {"kernel": (3,)}),
 }
 
 _IMAGE_NAME = re.compile(r"^\d{5}\.(png|jpg)$")
@@ -231,14 +252,26 @@ class GeneratorSpec:
     width: int = 32  # decoder channels at latent resolution, halved at each upsampling stage
     latent_channels: int = 8
     n_up: int = 2  # upsampling stages: the latent is at 1 / 2**n_up resolution
-    kernel: int = 3  # conv kernel (tconv: transposed-conv kernel; transformer: 1, per-token linear)
+    kernel: int = 3  # conv kernel (tconv, unet: transposed-conv kernel; transformer: 1, per-token linear; mixed: the RGB conv's)
     act: str = "relu"  # one of ACTIVATIONS
     out_act: str = "tanh"  # one of OUTPUT_ACTIVATIONS
+    upsamplers: tuple[str, ...] = ()  # mixed: one of MIXED_UPSAMPLERS per stage; empty for other archs
+
+    def __post_init__(self):
+        object.__setattr__(self, "upsamplers", tuple(self.upsamplers))  # hashable, whatever it was given as
+
+    def to_dict(self) -> dict:
+        """The fields, leaving out an empty ``upsamplers``: that field came after ZOO_VERSION 2,
+        and this dict goes into cache keys and training seeds, which must not change for the
+        generators that have none."""
+        fields = asdict(self)
+        if not fields["upsamplers"]:
+            del fields["upsamplers"]
+        return fields
 
     def hyperparameters(self) -> dict:
         """The fields beyond name / arch / family / seed."""
-        fields = asdict(self)
-        return {k: v for k, v in fields.items() if k not in ("name", "arch", "family", "seed")}
+        return {k: v for k, v in self.to_dict().items() if k not in ("name", "arch", "family", "seed")}
 
 
 #: The real-photo source: crops of :func:`real_photos`, untouched.
@@ -248,7 +281,9 @@ REAL = GeneratorSpec(name="real", arch="real", family="real", seed=0)
 def generator_spec(kind: str, seed: int) -> GeneratorSpec:
     """The spec named ``f"{kind}-s{seed}"``; hyperparameters are drawn from ``(kind, seed)``.
 
-    ``kind`` is a key of :data:`GENERATOR_KINDS`, e.g. ``"tconv-k3"`` or ``"vae"``.
+    ``kind`` is a key of :data:`GENERATOR_KINDS`, e.g. ``"tconv-k3"`` or ``"vae"``. A ``mixed``
+    generator also draws one upsampler per stage from :data:`MIXED_UPSAMPLERS`, at least two
+    different ones.
     """
     if kind not in GENERATOR_KINDS:
         raise AttribError(f"unknown generator kind {kind!r}; known: {', '.join(GENERATOR_KINDS)}")
@@ -258,14 +293,31 @@ def generator_spec(kind: str, seed: int) -> GeneratorSpec:
     for field, choices in _CHOICES.items():
         choices = overrides.get(field, choices)
         params[field] = choices[rng.integers(len(choices))]
+    if arch == "mixed":  # drawn after the shared fields, so those stay as the other kinds draw them
+        stages: tuple[str, ...] = ()
+        while len(set(stages)) < 2:
+            stages = tuple(MIXED_UPSAMPLERS[i] for i in rng.integers(len(MIXED_UPSAMPLERS), size=params["n_up"]))
+        params["upsamplers"] = stages
     return GeneratorSpec(name=f"{kind}-s{seed}", arch=arch, family=ARCHS[arch], seed=seed, **params)
 
 
-def default_zoo(n: int) -> list[GeneratorSpec]:
-    """``n`` generator specs, cycling over every kind (seed 0 of each kind, then seed 1, ...)."""
+def default_zoo(n: int, kinds: Sequence[str] | None = None) -> list[GeneratorSpec]:
+    """``n`` generator specs, cycling over ``kinds`` (default: every kind of
+    :data:`GENERATOR_KINDS`, in order): seed 0 of each kind, then seed 1, ...
+
+    New kinds are appended to :data:`GENERATOR_KINDS`, so ``default_zoo(n)`` changes when one
+    is added; pass ``kinds`` to pin a zoo's composition.
+    """
     if n < 0:
         raise AttribError(f"the number of generators must be >= 0, got {n}")
-    kinds = list(GENERATOR_KINDS)
+    kinds = list(GENERATOR_KINDS) if kinds is None else list(kinds)
+    unknown = [kind for kind in kinds if kind not in GENERATOR_KINDS]
+    if unknown:
+        raise AttribError(f"unknown generator kind(s) {', '.join(map(repr, unknown))}; known: {', '.join(GENERATOR_KINDS)}")
+    if len(set(kinds)) != len(kinds):
+        raise AttribError(f"generator kinds must be unique, got {', '.join(kinds)}")
+    if n and not kinds:
+        raise AttribError("no generator kinds to cycle over")
     return [generator_spec(kinds[i % len(kinds)], i // len(kinds)) for i in range(n)]
 
 
@@ -322,6 +374,17 @@ class _Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The latent, and the activations at 1/2**(n_up-1) ... 1/2 resolution (coarsest first):
+        the skip connections of a U-Net. The net is conv, act, (strided conv, act) x n_up, conv."""
+        skips = []
+        last = len(self.net) - 4  # the activation at 1/2**(n_up-1) resolution
+        for i, layer in enumerate(self.net):
+            x = layer(x)
+            if i >= 3 and i % 2 == 1 and i <= last:
+                skips.append(x)
+        return x, skips[::-1]
 
 
 class _UpsampleDecoder(nn.Module):
@@ -469,11 +532,216 @@ class _TransformerDecoder(nn.Module):
         return F.pixel_shuffle(patches, self.patch)
 
 
+class _MixedDecoder(nn.Module):
+    """Stem conv, then one stage per entry of ``spec.upsamplers`` (nearest / bilinear / bicubic
+    upsample + 3x3 conv, 4x4 stride-2 transposed conv, or 3x3 conv + PixelShuffle(2)), then an
+    RGB conv of ``spec.kernel`` (1: the last stage's trace reaches the pixels unfiltered)."""
+
+    def __init__(self, spec: GeneratorSpec):
+        super().__init__()
+        widths = _widths(spec)
+        if len(spec.upsamplers) != spec.n_up or not set(spec.upsamplers) <= set(MIXED_UPSAMPLERS):
+            raise AttribError(f"{spec.name}: a mixed decoder needs {spec.n_up} upsamplers from {', '.join(MIXED_UPSAMPLERS)}")
+        layers: list[nn.Module] = [_conv(spec.latent_channels, widths[0], 3), _activation(spec.act)]
+        for (cin, cout), mode in zip(zip(widths, widths[1:]), spec.upsamplers):
+            if mode == "tconv":
+                layers.append(nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1))
+            elif mode == "pixelshuffle":
+                layers += [_conv(cin, cout * 4, 3), nn.PixelShuffle(2)]
+            else:
+                layers += [_Upsample2x(mode), _conv(cin, cout, 3)]
+            layers.append(_activation(spec.act))
+        layers.append(_conv(widths[-1], 3, spec.kernel))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class _UNetDecoder(nn.Module):
+    """pix2pix-like U-Net decoder: 4x4 stride-2 transposed convs; after each but the last, the
+    encoder's activation at that resolution is concatenated (skip connection). The last one
+    writes RGB directly, as pix2pix's outermost layer does."""
+
+    def __init__(self, spec: GeneratorSpec):
+        super().__init__()
+        widths, k = _widths(spec), spec.kernel
+        self.stem = nn.Sequential(_conv(spec.latent_channels, widths[0], 3), _activation(spec.act))
+        self.ups = nn.ModuleList()
+        for i, (cin, cout) in enumerate(zip(widths, widths[1:])):
+            cin = cin if i == 0 else 2 * cin  # the previous stage's output and its skip
+            cout = 3 if i == spec.n_up - 1 else cout
+            self.ups.append(nn.ConvTranspose2d(cin, cout, k, stride=2, padding=1, output_padding=k % 2))
+        self.act = _activation(spec.act)
+
+    def forward(self, z: torch.Tensor, skips: Sequence[torch.Tensor]) -> torch.Tensor:
+        x = self.stem(z)
+        for up, skip in zip(self.ups, skips):
+            x = torch.cat([self.act(up(x)), skip], dim=1)
+        return self.ups[-1](x)
+
+
+@functools.lru_cache(maxsize=64)
+def _fir_matrix(n: int, up: bool) -> torch.Tensor:
+    """StyleGAN2's resampling filter [1, 3, 3, 1] along one axis, as a matrix. ``up``: the
+    ``2n x n`` matrix of ``upfirdn2d(up=2)`` (zero insertion, the filter with gain 2 per axis,
+    padding (2, 1)); else the ``n-1 x n`` blur that follows a stride-2 transposed conv (padding
+    (1, 1): ``2h+1`` rows become ``2h``). As matrix products, like :class:`_Upsample2x`: much
+    faster on CPU than depthwise convs."""
+    taps = torch.tensor([1.0, 3.0, 3.0, 1.0]) / 8
+    if up:
+        matrix = torch.zeros(2 * n, n)
+        for i in range(2 * n):
+            for j in range(4):  # out[i] = sum_j 2 taps[j] z[i + j - 2], z[2m] = x[m], z[odd] = 0
+                if (i + j - 2) % 2 == 0 and 0 <= (i + j - 2) // 2 < n:
+                    matrix[i, (i + j - 2) // 2] += 2 * taps[j]
+        return matrix
+    matrix = torch.zeros(n - 1, n)
+    for i in range(n - 1):
+        for j in range(4):  # out[i] = sum_j taps[j] x[i + j - 1]
+            if 0 <= i + j - 1 < n:
+                matrix[i, i + j - 1] += taps[j]
+    return matrix
+
+
+def _fir(x: torch.Tensor, up: bool) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    return _fir_matrix(h, up) @ x @ _fir_matrix(w, up).T
+
+
+class _FIRDecoder(nn.Module):
+    """StyleGAN2-like anti-aliased upsampling ("skip" generator): each stage is a 3x3 stride-2
+    transposed conv followed by the [1,3,3,1] FIR low-pass, then a conv; every resolution has a
+    1x1 toRGB whose output is added to the FIR-upsampled RGB of the resolution below."""
+
+    def __init__(self, spec: GeneratorSpec):
+        super().__init__()
+        widths, k = _widths(spec), spec.kernel
+        self.stem = nn.Sequential(_conv(spec.latent_channels, widths[0], 3), _activation(spec.act))
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(cin, cout, 3, stride=2) for cin, cout in zip(widths, widths[1:]))
+        self.convs = nn.ModuleList(_conv(c, c, k) for c in widths[1:])
+        self.to_rgb = nn.ModuleList(nn.Conv2d(c, 3, 1) for c in widths)
+        self.act = _activation(spec.act)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.stem(z)
+        rgb = self.to_rgb[0](x)
+        for up, conv, to_rgb in zip(self.ups, self.convs, self.to_rgb[1:]):
+            x = self.act(_fir(up(x), up=False))  # 2h+1 -> 2h: the blur of StyleGAN2's up-conv
+            x = self.act(conv(x))
+            rgb = _fir(rgb, up=True) + to_rgb(x)
+        return rgb
+
+
+class _ShuffleDecoder(nn.Module):
+    """ESPCN-like sub-pixel decoder: convs at latent resolution, then one conv to 48 channels and
+    PixelShuffle(4): a period-4 trace, as in super-resolution models."""
+
+    def __init__(self, spec: GeneratorSpec):
+        super().__init__()
+        width, k, factor = spec.width, spec.kernel, 2**spec.n_up
+        self.net = nn.Sequential(
+            _conv(spec.latent_channels, width, k), _activation(spec.act),
+            _conv(width, width, 3), _activation(spec.act),
+            _conv(width, 3 * factor**2, 3), nn.PixelShuffle(factor),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class _AttentionBlock(nn.Module):
+    """VQGAN's single-head spatial self-attention (GroupNorm, 1x1 q/k/v, residual)."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.norm, self.qkv, self.proj = _group_norm(c), nn.Conv2d(c, 3 * c, 1), nn.Conv2d(c, c, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).transpose(2, 3).unbind(1)
+        out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
+        return x + self.proj(out.transpose(1, 2).reshape(b, c, h, w))
+
+
+class _VQGANDecoder(nn.Module):
+    """VQGAN / DALL-E-tokenizer-like: the latent is replaced by its nearest codebook entry
+    (cosine similarity, as in ViT-VQGAN), then conv, ResBlock, attention, and per stage
+    nearest upsample + conv + ResBlock, GroupNorm/SiLU/conv out.
+
+    ``codes + (z - z.detach())``: the value is the code, the gradient reaches both the codebook
+    and (straight-through) the encoder, so plain reconstruction training learns both."""
+
+    codebook_size = 256
+
+    def __init__(self, spec: GeneratorSpec):
+        super().__init__()
+        widths = _widths(spec)
+        self.codebook = nn.Parameter(torch.randn(self.codebook_size, spec.latent_channels))
+        layers: list[nn.Module] = [
+            _conv(spec.latent_channels, widths[0], 3),
+            _ResBlock(widths[0], widths[0]),
+            _AttentionBlock(widths[0]),
+        ]
+        for cin, cout in zip(widths, widths[1:]):
+            layers += [_Upsample2x("nearest"), _conv(cin, cout, 3), _ResBlock(cout, cout)]
+        layers += [_group_norm(widths[-1]), nn.SiLU(), _conv(widths[-1], 3, 3)]
+        self.net = nn.Sequential(*layers)
+
+    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The quantised latent and the code index of every latent position."""
+        z = F.normalize(z, dim=1)
+        codebook = F.normalize(self.codebook, dim=1)
+        index = torch.einsum("bchw,nc->bnhw", z, codebook).argmax(dim=1)
+        codes = codebook[index].permute(0, 3, 1, 2)
+        return codes + (z - z.detach()), index
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(self.quantize(z)[0])
+
+
+class _DenoiseDecoder(nn.Module):
+    """Diffusion-like: an upsampler (bilinear upsample + conv stages) gives a first RGB estimate
+    and features; per-pixel noise is added, then residual denoising blocks at full resolution,
+    each seeing the estimate and the features, subtract their noise prediction (a few unrolled
+    steps of a pixel-space / super-resolution diffusion sampler)."""
+
+    steps = 2
+
+    def __init__(self, spec: GeneratorSpec):
+        super().__init__()
+        widths, k = _widths(spec), spec.kernel
+        layers: list[nn.Module] = [_conv(spec.latent_channels, widths[0], 3), _activation(spec.act)]
+        for cin, cout in zip(widths, widths[1:]):
+            layers += [_Upsample2x("bilinear"), _conv(cin, cout, 3), _activation(spec.act)]
+        self.upsampler = nn.Sequential(*layers)
+        self.to_rgb = _conv(widths[-1], 3, 3)
+        self.noise_strength = nn.Parameter(torch.full((1, 1, 1, 1), 0.1))
+        c = widths[-1]
+        self.denoisers = nn.ModuleList(
+            nn.Sequential(_conv(3 + c, c, k), _activation(spec.act), _conv(c, 3, k)) for _ in range(self.steps)
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        features = self.upsampler(z)
+        x = self.to_rgb(features)
+        x = x + self.noise_strength * torch.randn_like(x[:, :1])
+        for denoiser in self.denoisers:
+            x = x - denoiser(torch.cat([x, features], dim=1))
+        return x
+
+
 _DECODERS = {
     "vae": _VAEDecoder,
     "stylegan": _StyleGANDecoder,
     "transformer": _TransformerDecoder,
     **{arch: _UpsampleDecoder for arch in ("tconv", "nearest", "bilinear", "bicubic", "pixelshuffle")},
+    "mixed": _MixedDecoder,
+    "unet": _UNetDecoder,
+    "fir": _FIRDecoder,
+    "shuffle": _ShuffleDecoder,
+    "vqgan": _VQGANDecoder,
+    "denoise": _DenoiseDecoder,
 }
 
 
@@ -499,9 +767,12 @@ class ZooGenerator(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.encoder(x)
+        if self.spec.arch == "unet":  # skip connections: the encoder's activations bypass the latent
+            z, skips = self.encoder.features(x)
+        else:
+            z, skips = self.encoder(x), None
         z = z + self.latent_noise * z.std(dim=(2, 3), keepdim=True) * torch.randn_like(z)
-        out = self.decoder(z)
+        out = self.decoder(z) if skips is None else self.decoder(z, skips)
         if self.spec.out_act == "tanh":
             return torch.tanh(out)
         if self.spec.out_act == "sigmoid":
@@ -548,15 +819,15 @@ def _to_uint8(images: torch.Tensor) -> np.ndarray:
 
 def _generator_key(spec: GeneratorSpec, train: TrainConfig) -> str:
     photos = [(name, pixels.shape) for name, pixels in _load_photos()]
-    return _digest(ZOO_VERSION, asdict(spec), asdict(train), photos)[:16]
+    return _digest(ZOO_VERSION, spec.to_dict(), asdict(train), photos)[:16]
 
 
 def _train(spec: GeneratorSpec, train: TrainConfig) -> ZooGenerator:
-    with _torch_state(_seed("train", asdict(spec), asdict(train)), train.threads):
+    with _torch_state(_seed("train", spec.to_dict(), asdict(train)), train.threads):
         # channels_last: oneDNN convolutions run about a quarter faster on CPU in that layout
         model = ZooGenerator(spec, train.latent_noise).to(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, betas=(0.9, 0.99))
-        rng = np.random.default_rng(_seed("train-crops", asdict(spec), asdict(train)))
+        rng = np.random.default_rng(_seed("train-crops", spec.to_dict(), asdict(train)))
         for _ in range(train.steps):
             crops = np.stack([_random_crop(rng, train.crop) for _ in range(train.batch_size)])
             batch = _to_tensor(crops).contiguous(memory_format=torch.channels_last)
@@ -798,7 +1069,7 @@ def build_zoo(
                 "arch": spec.arch,
                 "family": spec.family,
                 "seed": spec.seed,
-                "hyperparameters": spec.hyperparameters(),
+                "hyperparameters": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.hyperparameters().items()},
                 "images": images_per_source,
                 "suffix": suffix,
             }

@@ -7,7 +7,9 @@
 #   testB:  seed 5 of the 8 training architectures  (unseen weights of seen architectures)
 set -euo pipefail
 ZOO=${ZOO:-zoo}
-attrib zoo build "$ZOO/z200" --generators 200 --images 40 --size 128
+# the 10 kinds the zoo had then (it cycles over more now): 20 seeds of each
+attrib zoo build "$ZOO/z200" --generators 200 --images 40 --size 128 \
+  --kind tconv-k4,tconv-k3,nearest,bilinear,bicubic,pixelshuffle,vae,stylegan,transformer-p4,transformer-p8
 mkdir -p "$ZOO/train" "$ZOO/testA" "$ZOO/testB"
 for d in "$ZOO"/z200/*/; do
   n=$(basename "$d"); kind=${n%-s*}; seed=${n##*-s}

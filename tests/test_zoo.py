@@ -201,6 +201,144 @@ def test_cli_list():
     assert result.exit_code == 0
     listed = json.loads(result.output)
     assert [item["name"] for item in listed] == [spec.name for spec in zoo.default_zoo(200)]
-    result = runner.invoke(zoo_cli, ["list"])
-    assert result.exit_code == 0 and len(result.output.splitlines()) == 12
+    result = runner.invoke(zoo_cli, ["list"])  # one generator of each kind
+    assert result.exit_code == 0
+    assert [line.split("\t")[0] for line in result.output.splitlines()] == [f"{kind}-s0" for kind in zoo.GENERATOR_KINDS]
     assert result.output.startswith("tconv-k4-s0\tgan\ttconv\t")
+    assert "mixed-s0\tother\tmixed\t" in result.output and "upsamplers=" in result.output
+    result = runner.invoke(zoo_cli, ["list", "-n", "4", "--kind", "fir,unet"])
+    assert result.exit_code == 0
+    assert [line.split("\t")[0] for line in result.output.splitlines()] == ["fir-s0", "unet-s0", "fir-s1", "unet-s1"]
+    result = runner.invoke(zoo_cli, ["list", "--kind", "gan9000"])
+    assert result.exit_code == 2 and "unknown generator kind" in result.output
+
+
+# ----------------------------------------------------------------- kinds added after version 2
+
+ORIGINAL_KINDS = ("tconv-k4", "tconv-k3", "nearest", "bilinear", "bicubic", "pixelshuffle", "vae", "stylegan",
+                  "transformer-p4", "transformer-p8")
+NEW_KINDS = ("mixed", "unet", "fir", "shuffle-x4", "vqgan", "denoise")
+
+
+def test_new_kinds_are_appended_and_leave_older_generators_alone():
+    assert tuple(zoo.GENERATOR_KINDS) == ORIGINAL_KINDS + NEW_KINDS
+    assert zoo.default_zoo(10) == [zoo.generator_spec(kind, 0) for kind in ORIGINAL_KINDS]
+    assert zoo.default_zoo(20, ORIGINAL_KINDS)[10:] == [zoo.generator_spec(kind, 1) for kind in ORIGINAL_KINDS]
+    # cache keys and training seeds hash to_dict(): for older kinds it has exactly the fields of version 2
+    spec = zoo.generator_spec("tconv-k4", 0)
+    assert spec.to_dict() == {"name": "tconv-k4-s0", "arch": "tconv", "family": "gan", "seed": 0, "width": 48,
+                              "latent_channels": 8, "n_up": 3, "kernel": 4, "act": "gelu", "out_act": "clamp"}
+    for spec in zoo.default_zoo(200):
+        assert ("upsamplers" in spec.to_dict()) == (spec.arch == "mixed")
+    for kind in NEW_KINDS:
+        assert zoo.ARCHS[zoo.GENERATOR_KINDS[kind][0]] in set(zoo.FAMILIES) - {"real"}
+    with pytest.raises(AttribError, match="unknown generator kind"):
+        zoo.default_zoo(3, ["fir", "gan9000"])
+
+
+@pytest.mark.parametrize("kind", NEW_KINDS)
+def test_new_kinds_train_and_generate_deterministically(kind, tmp_path, monkeypatch):
+    spec = zoo.generator_spec(kind, 1)
+    monkeypatch.setenv("ATTRIB_CACHE", str(tmp_path / "a"))
+    first = zoo.generate(spec, 2, size=40, seed=3, train=QUICK)
+    monkeypatch.setenv("ATTRIB_CACHE", str(tmp_path / "b"))  # retrain from scratch
+    second = zoo.generate(spec, 2, size=40, seed=3, train=QUICK)
+    assert first.shape == (2, 40, 40, 3) and first.dtype == np.uint8
+    np.testing.assert_array_equal(first, second)
+    assert first.std() > 1  # not a flat image
+
+
+def _period(decoder, spec, size=32):
+    """The smallest period (1, 2, 4 or 8 pixels, both axes) of the decoder's response to a
+    constant latent, away from the borders: the upsampling trace with no content on top."""
+    with torch.no_grad():
+        out = decoder(torch.ones(1, spec.latent_channels, size, size))[0]
+    side = out.shape[-1]
+    out = out[:, side // 4 : 3 * side // 4, side // 4 : 3 * side // 4]
+    for p in (1, 2, 4, 8):
+        if torch.allclose(out[:, p:], out[:, :-p], atol=1e-4) and torch.allclose(out[:, :, p:], out[:, :, :-p], atol=1e-4):
+            return p
+    return None
+
+
+def _decoder(spec):
+    torch.manual_seed(0)
+    return zoo.ZooGenerator(spec, latent_noise=0.1).decoder.eval()
+
+
+def test_mixed_seeds_pick_different_upsamplers():
+    specs = [zoo.generator_spec("mixed", seed) for seed in range(12)]
+    assert len({spec.upsamplers for spec in specs}) >= 9
+    assert set().union(*(spec.upsamplers for spec in specs)) == set(zoo.MIXED_UPSAMPLERS)
+    assert len({spec.kernel for spec in specs}) == 3  # the final conv's kernel: 1, 3 or 5
+    periods = set()
+    for spec in specs:
+        assert len(spec.upsamplers) == spec.n_up and len(set(spec.upsamplers)) >= 2
+        decoder = _decoder(spec)
+        modules = [type(m) for m in decoder.modules()]
+        assert modules.count(torch.nn.ConvTranspose2d) == spec.upsamplers.count("tconv")
+        assert modules.count(torch.nn.PixelShuffle) == spec.upsamplers.count("pixelshuffle")
+        # tconv and pixel shuffle make a period-2 pattern, every later x2 stage doubles it
+        first = next((i for i, up in enumerate(spec.upsamplers) if up in ("tconv", "pixelshuffle")), spec.n_up)
+        expected = 2 ** (spec.n_up - first)
+        assert _period(decoder, spec, size=16) == expected, spec
+        periods.add(expected)
+    assert len(periods) >= 3
+
+
+def test_new_traces_differ_from_the_old_ones():
+    # every stride-2 transposed conv doubles the period of the pattern; StyleGAN2's [1,3,3,1]
+    # low-pass after each one removes it (its response at the Nyquist frequency is 0)
+    tconv, fir = zoo.generator_spec("tconv-k3", 0), zoo.generator_spec("fir", 0)
+    assert _period(_decoder(tconv), tconv) == 2**tconv.n_up
+    assert _period(_decoder(fir), fir) == 1
+    assert sum(isinstance(m, torch.nn.ConvTranspose2d) for m in _decoder(fir).modules()) == fir.n_up
+    # one PixelShuffle(4) on latent-resolution features: a period-4 trace in a single step
+    shuffle = zoo.generator_spec("shuffle-x4", 0)
+    assert [m.upscale_factor for m in _decoder(shuffle).modules() if isinstance(m, torch.nn.PixelShuffle)] == [4]
+    assert _period(_decoder(shuffle), shuffle) == 4
+    # interpolating decoders keep a constant latent constant
+    for kind in ("vqgan", "nearest"):
+        spec = zoo.generator_spec(kind, 0)
+        assert _period(_decoder(spec), spec) == 1
+
+
+def test_unet_decodes_the_encoder_skips():
+    spec = zoo.generator_spec("unet", 0)
+    model = zoo.ZooGenerator(spec, latent_noise=0.0).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        z, skips = model.encoder.features(x)
+        torch.testing.assert_close(z, model.encoder(x))
+        assert [s.shape[-1] for s in skips] == [64 >> i for i in range(spec.n_up - 1, 0, -1)]
+        out = model.decoder(z, skips)
+        assert out.shape == (1, 3, 64, 64)
+        assert not torch.allclose(out, model.decoder(z, [torch.zeros_like(s) for s in skips]))
+
+
+def test_vqgan_decodes_codebook_entries_only():
+    spec = zoo.generator_spec("vqgan", 0)
+    decoder = _decoder(spec)
+    z = torch.randn(2, spec.latent_channels, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        quantised, index = decoder.quantize(z)
+        codebook = torch.nn.functional.normalize(decoder.codebook, dim=1)
+        torch.testing.assert_close(quantised, codebook[index].permute(0, 3, 1, 2))
+        assert len(index.unique()) > 10
+        out = decoder(z)
+        assert torch.equal(decoder(2 * z), out)  # a code is chosen by direction (cosine similarity)
+        assert torch.equal(decoder(z + 1e-5 * torch.randn_like(z)), out)  # piecewise constant in z
+
+
+def test_denoise_refines_a_noisy_estimate():
+    spec = zoo.generator_spec("denoise", 0)
+    decoder = _decoder(spec)
+    z = torch.randn(1, spec.latent_channels, 8, 8)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        first = decoder(z)
+        torch.manual_seed(1)
+        torch.testing.assert_close(decoder(z), first)  # seeded: the same noise
+        assert not torch.allclose(decoder(z), first)  # per-pixel noise: another draw differs
+        decoder.noise_strength.zero_()
+        torch.testing.assert_close(decoder(z), decoder(z))

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 
 import click
 
@@ -21,14 +20,34 @@ def _check_post(ctx: click.Context, param: click.Parameter, value: tuple[str, ..
         raise click.BadParameter(str(exc)) from None
 
 
+def _check_kinds(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...] | None:
+    from ..zoo import GENERATOR_KINDS
+
+    kinds = tuple(kind.strip() for item in value for kind in item.split(",") if kind.strip())
+    for kind in kinds:
+        if kind not in GENERATOR_KINDS:
+            raise click.BadParameter(f"unknown generator kind {kind!r}; known: {', '.join(GENERATOR_KINDS)}")
+    if len(set(kinds)) != len(kinds):
+        raise click.BadParameter("a kind is given twice")
+    return kinds or None
+
+
+_kind_option = click.option(
+    "--kind", "kinds", multiple=True, callback=_check_kinds, metavar="KIND",
+    help="Cycle over these kinds only, in this order (repeatable or comma-separated) [default: every kind; "
+    "see `zoo list`]. Pins a zoo's composition: kinds added later change the default list.")
+
+
 @click.group(name="zoo")
 def zoo():
     """Make test data offline: images from a zoo of small generators.
 
     Each generator is a small autoencoder with its own decoder architecture (transposed conv,
     nearest / bilinear / bicubic upsampling, pixel shuffle, SD-VAE-like, StyleGAN-like,
-    ViT-like patch decoder), briefly trained on real photos that installed packages ship.
-    Its upsampling leaves a fingerprint, as in real generators. Nothing is downloaded;
+    ViT-like patch decoder, stages mixing upsamplers, pix2pix-like U-Net, StyleGAN2-like FIR
+    upsampling, x4 pixel shuffle, VQGAN-like, diffusion-like denoising), briefly trained on
+    real photos that installed packages ship. Its upsampling leaves a fingerprint, as in real
+    generators. `zoo list` shows one generator of each kind. Nothing is downloaded;
     trained generators are cached in $ATTRIB_CACHE (else $ATTRIB_HOME/cache, else
     ~/.cache/attrib).
     """
@@ -51,9 +70,10 @@ def zoo():
               help="Seed of the image content (which photo crops); generators are fixed by their names.")
 @click.option("-j", "--workers", type=click.IntRange(min=1),
               help="Generators trained at once, one process each [default: usable cores, at most 4].")
+@_kind_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def build(directory: str, generators: int, images: int, size: int, post: tuple[str, ...], no_real: bool,
-          seed: int, workers: int | None, quiet: bool):
+          seed: int, workers: int | None, kinds: tuple[str, ...] | None, quiet: bool):
     """Write DIRECTORY/<source>/00000.png ... and DIRECTORY/zoo.json.
 
     A folder per source (each generator, plus 'real'), and a manifest with every source's
@@ -63,7 +83,7 @@ def build(directory: str, generators: int, images: int, size: int, post: tuple[s
     from ..zoo import build_zoo, default_zoo
 
     try:
-        manifest = build_zoo(directory, default_zoo(generators), images_per_source=images, size=size, post=post,
+        manifest = build_zoo(directory, default_zoo(generators, kinds), images_per_source=images, size=size, post=post,
                              include_real=not no_real, seed=seed, progress=not quiet, workers=workers)
     except AttribError as exc:
         raise click.ClickException(str(exc)) from None
@@ -73,17 +93,24 @@ def build(directory: str, generators: int, images: int, size: int, post: tuple[s
 
 
 @zoo.command(name="list")
-@click.option("-n", "--generators", default=12, show_default=True, type=click.IntRange(min=0),
-              help="How many generators to list (the same list `zoo build -n` uses).")
+@click.option("-n", "--generators", type=click.IntRange(min=0),
+              help="How many generators to list (the same list `zoo build -n` uses) [default: one of each kind].")
+@_kind_option
 @click.option("--json", "json_", is_flag=True, help="Output a JSON array of specs.")
-def list_(generators: int, json_: bool):
-    """List the generators `zoo build` makes: name, family, architecture, hyperparameters."""
-    from ..zoo import default_zoo
+def list_(generators: int | None, kinds: tuple[str, ...] | None, json_: bool):
+    """List the generators `zoo build` makes: name, family, architecture, hyperparameters.
 
-    specs = default_zoo(generators)
+    Names are KIND-sSEED. Without -n, one generator of each kind, in the order `zoo build`
+    cycles over them.
+    """
+    from ..zoo import GENERATOR_KINDS, default_zoo
+
+    specs = default_zoo(len(kinds or GENERATOR_KINDS) if generators is None else generators, kinds)
     if json_:
-        click.echo(json.dumps([asdict(spec) for spec in specs], indent=2))
+        click.echo(json.dumps([spec.to_dict() for spec in specs], indent=2))
         return
     for spec in specs:
-        params = " ".join(f"{key}={value}" for key, value in spec.hyperparameters().items())
+        params = " ".join(
+            f"{key}={','.join(value) if isinstance(value, tuple) else value}" for key, value in spec.hyperparameters().items()
+        )
         click.echo(f"{spec.name}\t{spec.family}\t{spec.arch}\t{params}")
