@@ -223,6 +223,31 @@ def fit_wccn(bank: dict[str, np.ndarray], reg: float) -> tuple[np.ndarray, np.nd
     return mean.astype(np.float32), P.astype(np.float32)
 
 
+def set_wccn(net, mean: np.ndarray, P: np.ndarray) -> None:
+    """Load a :func:`fit_wccn` result into a ``residual-wccn`` net (its backbone is the linear map)."""
+    import torch
+
+    with torch.no_grad():
+        net.backbone.weight.copy_(torch.from_numpy(np.ascontiguousarray(P.T, dtype=np.float32)))
+        net.backbone.bias.copy_(torch.from_numpy((-mean @ P).astype(np.float32)))
+
+
+def feature_bank(fe, images: dict[str, list[np.ndarray]], variants: int, augment: dict[str, Any], rng: np.random.Generator,
+                 update: Callable[[int], Any] | None = None) -> dict[str, np.ndarray]:
+    """Residual features per source: each image, then ``variants`` degraded copies of it
+    (:func:`degrade`) -> ``{source: (n * (1 + variants), F) float32}``."""
+    out = {}
+    for name, imgs in images.items():
+        batch = []
+        for img in imgs:
+            batch.append(img)
+            batch += [degrade(img, augment, rng) for _ in range(variants)]
+        out[name] = fe.features_batch(batch).astype(np.float32) if batch else np.zeros((0, fe.dim), np.float32)
+        if update:
+            update(len(batch))
+    return out
+
+
 # ---------------------------------------------------------------------------------- validation
 
 
@@ -295,17 +320,10 @@ def train(cfg: TrainConfig, progress: bool = True, log: Callable[[str], None] | 
 
         fe = ResidualSpectrumEncoder(**cfg.residual)
         total = sum(len(v) for v in train_imgs.values()) * (1 + cfg.feature_variants)
-        fbar = tqdm(total=total, desc="features", disable=not progress, unit="img")
-        for s_name, imgs in train_imgs.items():
-            rows = []
-            for img in imgs:
-                rows.append(fe.features(img))
-                for _ in range(cfg.feature_variants):
-                    rows.append(fe.features(degrade(img, cfg.augment, rng)))
-                fbar.update(1 + cfg.feature_variants)
-            bank[s_name] = torch.from_numpy(np.stack(rows))
-        fbar.close()
-        val_feats = {s_name: np.stack([fe.features(img) for img in imgs]) for s_name, imgs in val_imgs.items()}
+        with tqdm(total=total, desc="features", disable=not progress, unit="img") as fbar:
+            feats = feature_bank(fe, train_imgs, cfg.feature_variants, cfg.augment, rng, fbar.update)
+        bank = {k: torch.from_numpy(v) for k, v in feats.items()}
+        val_feats = feature_bank(fe, val_imgs, 0, cfg.augment, rng)
 
     enc_config = {
         "name": out.name,
@@ -318,10 +336,7 @@ def train(cfg: TrainConfig, progress: bool = True, log: Callable[[str], None] | 
         enc_config["input"] = {"tile": 0, "max_tiles": 0, "policy": "residual-features", "residual": dict(cfg.residual), "batch_size": 32}
     net, _ = build_net(enc_config, cfg.weights)
     if wccn:
-        mean, P = fit_wccn({k: v.numpy() for k, v in bank.items()}, cfg.wccn_reg)
-        with torch.no_grad():
-            net.backbone.weight.copy_(torch.from_numpy(np.ascontiguousarray(P.T)))
-            net.backbone.bias.copy_(torch.from_numpy(-mean @ P))
+        set_wccn(net, *fit_wccn(feats, cfg.wccn_reg))
         say(f"fitted WCCN on {sum(len(v) for v in bank.values())} feature rows of {len(bank)} sources")
     net = net.to(device)
     loss_fn = make_loss(cfg.loss, len(labels_of), enc_config["dim"]).to(device)

@@ -277,11 +277,10 @@ def _reflect_pad(image: np.ndarray, pad_h: int, pad_w: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------- encoder
 
 
-class LearnedEncoder(Encoder):
-    """A trained backbone + head, loaded from a folder (see module docstring)."""
+class _FolderEncoder(Encoder):
+    """What every trained encoder folder shares: name, config and weights hash (the id), prior."""
 
-    def __init__(self, net, config: dict[str, Any], weights_sha256: str, folder: Path | None = None, device: str | None = None):
-        torch = _torch()
+    def __init__(self, config: dict[str, Any], weights_sha256: str, folder: Path | None = None):
         self.config_ = config
         self.name = config.get("name", "learned")
         self.dim = int(config["dim"])
@@ -291,8 +290,6 @@ class LearnedEncoder(Encoder):
         self._weights_sha = weights_sha256
         self.folder = folder
         self.spec = str(Path(folder).resolve()) if folder else None
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.net = net.to(self.device).eval()
         self.features = None
         if config["backbone"].startswith("residual-"):
             from .residual import ResidualSpectrumEncoder
@@ -308,6 +305,39 @@ class LearnedEncoder(Encoder):
     @property
     def calibration(self) -> dict[str, Any] | None:
         return self.config_.get("calibration")
+
+
+class LinearFeatureEncoder(_FolderEncoder):
+    """A ``residual-wccn`` folder at inference: residual features times the fitted matrix, in numpy.
+    The same numbers as the torch module that trained it, without importing torch (a CLI call
+    starts faster) and with no framework overhead per image."""
+
+    def __init__(self, config: dict[str, Any], weights: dict[str, np.ndarray], weights_sha256: str, folder: Path | None = None):
+        super().__init__(config, weights_sha256, folder)
+        W, b = weights["backbone.weight"], weights["backbone.bias"]
+        if W.shape != (self.dim, self.features.dim) or b.shape != (self.dim,):
+            raise EncoderError(f"{folder}: weights of shape {W.shape} do not fit residual features of dimension {self.features.dim}")
+        self.W = np.ascontiguousarray(W.T, dtype=np.float32)
+        self.b = b.astype(np.float32)
+
+    def embed_features(self, feats: np.ndarray) -> np.ndarray:
+        """(N, F) residual features -> (N, dim) unit vectors."""
+        from .base import l2_normalize
+
+        return l2_normalize(np.asarray(feats, np.float32) @ self.W + self.b)
+
+    def _embed_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        return self.embed_features(self.features.features_batch(images))
+
+
+class LearnedEncoder(_FolderEncoder):
+    """A trained backbone + head (torch), loaded from a folder (see module docstring)."""
+
+    def __init__(self, net, config: dict[str, Any], weights_sha256: str, folder: Path | None = None, device: str | None = None):
+        torch = _torch()
+        super().__init__(config, weights_sha256, folder)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.net = net.to(self.device).eval()
 
     def embed_tiles(self, tiles: np.ndarray) -> np.ndarray:
         """(N, T, T, 3) uint8 -> (N, dim) unit vectors."""
@@ -328,7 +358,7 @@ class LearnedEncoder(Encoder):
 
     def _embed_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         if self.features is not None:
-            return self.embed_features(self.features._embed_batch(images))
+            return self.embed_features(self.features.features_batch(images))
         tiles = [grid_tiles(img, self.tile, self.max_tiles) for img in images]
         counts = [len(t) for t in tiles]
         emb = self.embed_tiles(np.concatenate(tiles))
@@ -363,9 +393,9 @@ def save_encoder(folder: str | Path, net, config: dict[str, Any]) -> Path:
     return folder
 
 
-def load_encoder(folder: str | Path, device: str | None = None) -> LearnedEncoder:
-    """Load a trained encoder folder (config.json + model.safetensors)."""
-    from safetensors.torch import load_file
+def load_encoder(folder: str | Path, device: str | None = None) -> _FolderEncoder:
+    """Load a trained encoder folder (config.json + model.safetensors). ``residual-wccn``
+    folders load as a :class:`LinearFeatureEncoder` (numpy) unless a device is asked for."""
 
     folder = Path(folder)
     cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
@@ -377,6 +407,17 @@ def load_encoder(folder: str | Path, device: str | None = None) -> LearnedEncode
             config[key]
     except (ValueError, KeyError) as exc:
         raise EncoderError(f"{cfg_path}: invalid encoder config ({exc})") from None
+    if config["backbone"] == "residual-wccn" and device in (None, "cpu"):
+        from safetensors.numpy import load_file as load_numpy
+
+        try:
+            weights = load_numpy(str(w_path))
+            weights["backbone.weight"], weights["backbone.bias"]
+        except Exception as exc:
+            raise EncoderError(f"{w_path}: weights do not load ({(str(exc).splitlines() or [type(exc).__name__])[0]})") from None
+        return LinearFeatureEncoder(config, weights, sha256_file(w_path), folder=folder)
+    from safetensors.torch import load_file
+
     net, _ = build_net(config)
     try:
         state = load_file(str(w_path))

@@ -25,6 +25,7 @@ import os
 from typing import Any, Sequence
 
 import numpy as np
+import scipy.fft as sfft
 
 from .base import Encoder
 
@@ -32,21 +33,22 @@ _VERSION = 2
 
 
 def residual(img: np.ndarray) -> np.ndarray:
-    """High-pass noise residual of an H x W x C float image: ``x - binomial3x3(x)`` (edges replicated)."""
-    p = np.pad(img, ((1, 1), (1, 1), (0, 0)), mode="edge")
-    v = p[:-2] + 2.0 * p[1:-1] + p[2:]  # vertical [1 2 1]
-    b = (v[:, :-2] + 2.0 * v[:, 1:-1] + v[:, 2:]) / 16.0  # horizontal [1 2 1]
+    """High-pass noise residual of a C x H x W float image: ``x - binomial3x3(x)`` per channel
+    (edges replicated)."""
+    p = np.pad(img, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    v = p[:, :-2] + 2.0 * p[:, 1:-1] + p[:, 2:]  # vertical [1 2 1]
+    b = (v[:, :, :-2] + 2.0 * v[:, :, 1:-1] + v[:, :, 2:]) * np.float32(1 / 16)  # horizontal [1 2 1]
     return img - b
 
 
 def tiles(x: np.ndarray, tile: int, max_tiles: int) -> np.ndarray:
-    """Non-overlapping ``tile x tile`` tiles of an H x W x C array (at least one tile on each side;
+    """Non-overlapping ``tile x tile`` tiles of a C x H x W array (at least one tile on each side;
     :meth:`ResidualSpectrumEncoder.features` pads thumbnails) -> (N, C, tile, tile)."""
-    h, w, c = x.shape
+    c, h, w = x.shape
     ny, nx = h // tile, w // tile
     oy, ox = (h - ny * tile) // 2, (w - nx * tile) // 2
-    grid = x[oy : oy + ny * tile, ox : ox + nx * tile].reshape(ny, tile, nx, tile, c)
-    grid = grid.transpose(0, 2, 4, 1, 3).reshape(ny * nx, c, tile, tile)
+    grid = x[:, oy : oy + ny * tile, ox : ox + nx * tile].reshape(c, ny, tile, nx, tile)
+    grid = grid.transpose(1, 3, 0, 2, 4).reshape(ny * nx, c, tile, tile)
     if len(grid) > max_tiles:
         keep = np.linspace(0, len(grid) - 1, max_tiles).round().astype(int)
         grid = grid[keep]
@@ -54,10 +56,10 @@ def tiles(x: np.ndarray, tile: int, max_tiles: int) -> np.ndarray:
 
 
 def _phase_pattern(x: np.ndarray, period: int) -> np.ndarray:
-    """Mean of an H x W x C array over pixels with equal (y mod p, x mod p) -> (C, p, p)."""
-    h, w, c = x.shape
+    """Mean of a C x H x W array over pixels with equal (y mod p, x mod p) -> (C, p, p)."""
+    c, h, w = x.shape
     hh, ww = h // period * period, w // period * period
-    return x[:hh, :ww].reshape(hh // period, period, ww // period, period, c).mean(axis=(0, 2)).transpose(2, 0, 1)
+    return x[:, :hh, :ww].reshape(c, hh // period, period, ww // period, period).mean(axis=(1, 3))
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -109,23 +111,25 @@ class ResidualSpectrumEncoder(Encoder):
         if h < self.tile or w < self.tile:  # thumbnails: mirror up to one tile (a 1-px side repeats)
             pad = ((0, max(0, self.tile - h)), (0, max(0, self.tile - w)), (0, 0))
             image = np.pad(image, pad, mode="reflect" if min(h, w) > 1 else "edge")
-        x = image.astype(np.float32) * np.float32(1 / 255)
+        # channel-first float32: reductions over contiguous axes, single-precision FFTs (scipy's
+        # batched 2-D FFT is ~10x faster than numpy's here)
+        x = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) * np.float32(1 / 255)
         r = residual(x)
-        r = r / (r.std(axis=(0, 1), keepdims=True) + 1e-6)
+        r /= r.reshape(3, -1).std(axis=1)[:, None, None] + np.float32(1e-6)
         p = self.period
-        mean_pat = np.abs(np.fft.rfft2(_phase_pattern(r, p))).reshape(3, -1)[:, 1:]
+        mean_pat = np.abs(sfft.rfft2(_phase_pattern(r, p))).reshape(3, -1)[:, 1:]
         energy = r * r
-        energy_pat = np.abs(np.fft.rfft2(_phase_pattern(energy, p) / (energy.mean(axis=(0, 1))[:, None, None] + 1e-9))).reshape(3, -1)[:, 1:]
+        energy_pat = np.abs(sfft.rfft2(_phase_pattern(energy, p) / (energy.reshape(3, -1).mean(axis=1)[:, None, None] + 1e-9))).reshape(3, -1)[:, 1:]
         t = tiles(r, self.tile, self.max_tiles)
-        f = np.fft.rfft2(t, axes=(-2, -1))
+        f = sfft.rfft2(t, axes=(-2, -1))
         power = (f.real**2 + f.imag**2).mean(axis=0)  # (3, T, T/2+1)
         T, q = self.tile, self.pool
         # autocorrelation (per channel) and cross-correlation (channel pairs) from the spectra
-        acf = np.fft.irfft2(power, s=(T, T), axes=(-2, -1))
+        acf = sfft.irfft2(power, s=(T, T), axes=(-2, -1))
         ac = np.stack([acf[:, dy % T, dx % T] for dy, dx in self.lags], axis=1) / (acf[:, :1, 0] + 1e-9)
         cross = []
         for a, b in ((0, 1), (1, 2), (0, 2)):
-            ccf = np.fft.irfft2((f[:, a] * np.conj(f[:, b])).mean(axis=0), s=(T, T))
+            ccf = sfft.irfft2((f[:, a] * np.conj(f[:, b])).mean(axis=0), s=(T, T))
             norm = np.sqrt(acf[a, 0, 0] * acf[b, 0, 0]) + 1e-9
             cross += [ccf[0, 0] / norm, ccf[1, 0] / norm, ccf[0, 1] / norm]
         pooled = power[:, :, : T // 2].reshape(3, T // q, q, T // 2 // q, q).mean(axis=(2, 4))
@@ -135,11 +139,15 @@ class ResidualSpectrumEncoder(Encoder):
             [_unit(mean_pat), _unit(energy_pat), _unit(ac), _unit(np.array(cross)), _unit(spectrum)]
         ).astype(np.float32)
 
-    def _embed_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        # numpy releases the GIL inside FFTs and array arithmetic: one thread per core
+    def features_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """:meth:`features` of many images -> (N, dim), one thread per core."""
+        # numpy and scipy release the GIL inside FFTs and array arithmetic
         if len(images) > 1 and _WORKERS > 1:
             return np.stack(list(_pool().map(self.features, images)))
         return np.stack([self.features(img) for img in images])
+
+    def _embed_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        return self.features_batch(images)
 
 
 _WORKERS = min(8, os.cpu_count() or 1)
