@@ -65,7 +65,7 @@ class TrainConfig:
     threads: int | None = None
     feature_variants: int = 4  # residual-*: degraded copies of each image in the feature bank
     residual: dict[str, Any] = field(default_factory=dict)  # residual-*: options of the residual features
-    wccn_reg: float = 0.1  # residual-wccn: added to the within-class eigenvalues, times their mean
+    wccn_reg: float = 0.03  # residual-wccn: added to the within-class eigenvalues, times their mean
     augment: dict[str, Any] = field(
         default_factory=lambda: {
             "p_jpeg": 0.4, "jpeg_q": [60, 98],
@@ -297,6 +297,7 @@ def train(cfg: TrainConfig, progress: bool = True, log: Callable[[str], None] | 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise AttribError("--device cuda asked for, but no GPU is available")
+    began = time.time()
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -441,7 +442,8 @@ def train(cfg: TrainConfig, progress: bool = True, log: Callable[[str], None] | 
                 "val_sources": val_names,
                 "images": sum(len(v) for v in train_imgs.values()),
                 "device": device,
-                "seconds": round(time.time() - started, 1),
+                "seconds": round(time.time() - began, 1),  # everything: loading, features, fitting, validation
+                "optimisation_seconds": round(time.time() - started, 1),
                 "best_step": best["step"],
                 "history": history,
             },

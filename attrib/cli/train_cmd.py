@@ -23,7 +23,7 @@ from .common import echo_json, json_option
 @click.option("--per-class", default=4, show_default=True, help="Images per source per batch.")
 @click.option("--lr", default=2e-3, show_default=True)
 @click.option("--residual-option", "residual_options", multiple=True, metavar="KEY=INT", help="residual-* backbones: an option of the residual features, e.g. tile=64 (repeatable; see `attrib encoders list`).")
-@click.option("--wccn-reg", default=0.1, show_default=True, help="residual-wccn: ridge on the within-class eigenvalues, as a fraction of their mean.")
+@click.option("--wccn-reg", default=0.03, show_default=True, help="residual-wccn: ridge on the within-class eigenvalues, as a fraction of their mean.")
 @click.option("--val-arch", "val_archs", multiple=True, help="Hold out every source of this architecture (repeatable; needs zoo.json or NAME-sN folders).")
 @click.option("--exclude-arch", "exclude_archs", multiple=True, help="Leave every source of this architecture out of training AND validation (kept for testing).")
 @click.option("--val-source", "val_sources", multiple=True, help="Hold out this source (repeatable).")
