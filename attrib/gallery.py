@@ -271,10 +271,12 @@ class Gallery:
         counts = dict(self.db.execute("select source, count(*) from samples group by source").fetchall())
         protos = dict(self.db.execute("select source, count(*) from prototypes group by source").fetchall())
         models = self._models()
+        rows = list(self.db.query("select * from sources order by name"))
+        thresholds = self.thresholds(far, sources=[r["name"] for r in rows])
         out = []
-        for row in self.db.query("select * from sources order by name"):
-            imp, gen = models.get(row["name"], (openset.pool(None, None), None))
-            thr = imp.threshold(far)
+        for row in rows:
+            gen = models[row["name"]][1] if row["name"] in models else None
+            thr = thresholds[row["name"]]
             out.append(
                 {
                     "name": row["name"],
@@ -509,28 +511,38 @@ class Gallery:
         far = self.far if far is None else far
         models = self._models()
         fallback = None
+        floor = self._near_floor(far)
         out = {}
         for name in models.keys() if sources is None else set(sources):
             if name in models:
-                out[name] = models[name][0].threshold(far)
+                out[name] = max(models[name][0].threshold(far), floor)
             else:
                 fallback = fallback or openset.pool(self._prior("impostor"), None)
-                out[name] = fallback.threshold(far)
+                out[name] = max(fallback.threshold(far), floor)
         return out
+
+    def _near_floor(self, far: float) -> float:
+        """The lowest threshold at ``far`` the encoder's near-impostor prior allows (see
+        :mod:`attrib.openset`); -1 when the encoder has none."""
+        near = self._prior("near_impostor")
+        return near.threshold(far) if near is not None else -1.0
 
     def calibration_report(self, far: float | None = None) -> dict[str, Any]:
         far = self.far if far is None else far
         prior = self._prior("impostor")
+        near = self._prior("near_impostor")
+        thresholds = self.thresholds(far)
         return {
             "far": far,
             "prior": prior.to_dict() if prior else None,
+            "near_impostor_prior": near.to_dict() if near else None,
             "prior_weight": openset.PRIOR_WEIGHT,
             "sources": {
                 name: {
                     "impostor": imp.to_dict(),
                     "genuine": gen.to_dict() if gen else None,
-                    "threshold": imp.threshold(far),
-                    "expected_tar": gen.tail(imp.threshold(far)) if gen else None,
+                    "threshold": thresholds[name],
+                    "expected_tar": gen.tail(thresholds[name]) if gen else None,
                 }
                 for name, (imp, gen) in self._models().items()
             },

@@ -14,6 +14,14 @@ and the gallery's own impostor scores are added to it. A source's threshold at f
 ``far`` is then ``mu + z(1 - far) * sigma`` of its pooled impostor model. With no prior and no
 impostor evidence (a gallery with one source), a conservative default is used and flagged.
 
+A gallery's own impostors are its *other enrolled* sources, which are often unrelated to each
+other, while the unknowns that matter most are close relatives of an enrolled generator (a
+fine-tune, a new version, another seed of the same architecture), which score far higher. So
+when the encoder's prior carries a **near-impostor** model (scores of the *most similar* other
+source against a source's prototype, measured on sources the encoder never saw), a source's
+threshold is never below that model's threshold at the same FAR: the stated FAR then holds for
+a close relative of an enrolled source, not only for a stranger.
+
 Every decision reports its score, the threshold it was held against, and the margin to the
 runner-up; the genuine model gives the expected true-accept rate at that threshold.
 """
@@ -138,16 +146,23 @@ def measure_prior(emb: np.ndarray, names, shots: int, rng: np.random.Generator, 
     """An encoder's calibration prior, measured on sources outside any gallery.
 
     impostor: other sources' embeddings scored against a source's K-shot prototype; genuine: the
-    source's remaining embeddings against it; pair_impostor: embeddings of different sources
+    source's remaining embeddings against it; near_impostor: the embeddings of the closest other
+    source only (highest mean score) against it; pair_impostor: embeddings of different sources
     against each other (at most ``pairs`` of them, drawn with ``rng``)."""
     arr = np.asarray(names)
-    imp, gen = [], []
+    imp, gen, near = [], [], []
     for s in sorted(set(arr.tolist())):
         idx = np.flatnonzero(arr == s)
         proto = emb[idx[:shots]].mean(axis=0)
         proto = proto / (np.linalg.norm(proto) + 1e-12)
-        imp.append(emb[arr != s] @ proto)
+        others = arr != s
+        scores = emb[others] @ proto
+        imp.append(scores)
         gen.append(emb[idx[shots:]] @ proto)
+        if others.any():  # the closest other source: the one whose images score highest on average
+            other_names = arr[others]
+            closest = max(set(other_names.tolist()), key=lambda o: scores[other_names == o].mean())
+            near.append(scores[other_names == closest])
     idx = rng.permutation(len(emb))[:pairs]
     sim = emb[idx] @ emb[idx].T
     diff = arr[idx][:, None] != arr[idx][None, :]
@@ -155,6 +170,7 @@ def measure_prior(emb: np.ndarray, names, shots: int, rng: np.random.Generator, 
         "impostor": ScoreModel.from_scores(np.concatenate(imp)).to_dict(),
         "genuine": ScoreModel.from_scores(np.concatenate(gen)).to_dict(),
         "pair_impostor": ScoreModel.from_scores(sim[diff]).to_dict(),
+        "near_impostor": ScoreModel.from_scores(np.concatenate(near)).to_dict() if near else None,
         "shots": shots,
         "sources": int(len(set(arr.tolist()))),
     }

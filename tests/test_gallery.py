@@ -175,3 +175,48 @@ def test_residual_encoder_handles_tiny_images(shape):
     enc = get_encoder("residual")
     emb = enc.embed([np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)])
     assert np.isfinite(emb).all()
+
+
+def test_measure_prior_near_impostor_is_the_closest_source():
+    from attrib.openset import measure_prior
+
+    rng = np.random.default_rng(0)
+    centre = {s: rng.normal(size=16) for s in ("a", "b", "far1", "far2")}
+    centre["b"] = centre["a"] + 0.3 * rng.normal(size=16)  # b is a close relative of a
+    emb, names = [], []
+    for s, c in centre.items():
+        x = c + 0.5 * rng.normal(size=(20, 16))
+        emb.append(x / np.linalg.norm(x, axis=1, keepdims=True))
+        names += [s] * 20
+    prior = measure_prior(np.concatenate(emb).astype(np.float32), names, 5, rng)
+    near, imp = ScoreModel.from_dict(prior["near_impostor"]), ScoreModel.from_dict(prior["impostor"])
+    assert near.n == 4 * 20  # one closest source per source
+    assert near.mu > imp.mu + 0.1  # relatives score far above the average stranger
+    assert near.threshold(0.01) > imp.threshold(0.01)
+
+
+def test_near_impostor_prior_floors_every_threshold(tmp_path, embedded):
+    enc, emb = embedded
+
+    plain = Gallery(tmp_path / "a", encoder=enc)
+    for s in range(3):
+        plain.enroll(f"src{s}", emb[s][:5], recs(s, 5))
+    highest = max(plain.thresholds(0.01).values())
+    # a near-impostor model (Fisher-z space) whose 1% point lies just above every plain threshold
+    near = {"mu": float(np.arctanh(min(highest + 0.03, 0.99))) - 2.3263 * 0.02, "sigma": 0.02, "n": 500.0}
+
+    class WithPrior(type(enc)):  # the same encoder, with a prior that knows about close relatives
+        calibration = {"impostor": {"mu": 0.0, "sigma": 0.1, "n": 500.0}, "near_impostor": near}
+
+    floored = Gallery(tmp_path / "b", encoder=WithPrior())
+    for s in range(3):
+        floored.enroll(f"src{s}", emb[s][:5], recs(s, 5))
+    floor = ScoreModel.from_dict(near).threshold(0.01)
+    assert floor > highest
+    thr = floored.thresholds(0.01)
+    assert all(t >= floor - 1e-9 for t in thr.values())
+    # sources list, calibration report and identify all use the same thresholds
+    assert {r["name"]: r["threshold"] for r in floored.sources(0.01)} == pytest.approx(thr, abs=1e-5)
+    assert {k: v["threshold"] for k, v in floored.calibration_report(0.01)["sources"].items()} == pytest.approx(thr)
+    d = floored.identify(emb[0][5:6])[0]
+    assert d.threshold == pytest.approx(thr[d.candidates[0]["source"]], abs=1e-6)
