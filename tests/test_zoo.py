@@ -59,14 +59,20 @@ def test_every_architecture_is_fully_convolutional(kind):
             assert out.shape == (1, 3, size, size)
 
 
+def _generate_twice(spec, n, size, seed, tmp_path, monkeypatch):
+    """Generate with a fresh cache, then again after retraining from scratch in another cache."""
+    out = []
+    for cache in ("a", "b"):
+        monkeypatch.setenv("ATTRIB_CACHE", str(tmp_path / cache))
+        out.append(zoo.generate(spec, n, size=size, seed=seed, train=QUICK))
+    assert out[0].shape == (n, size, size, 3) and out[0].dtype == np.uint8
+    np.testing.assert_array_equal(out[0], out[1])
+    return out[0]
+
+
 def test_generation_is_deterministic(tmp_path, monkeypatch):
     spec = zoo.generator_spec("stylegan", 0)  # noise injection; n_up=3, so 44 pixels need padding
-    monkeypatch.setenv("ATTRIB_CACHE", str(tmp_path / "a"))
-    first = zoo.generate(spec, 3, size=44, seed=5, train=QUICK)
-    monkeypatch.setenv("ATTRIB_CACHE", str(tmp_path / "b"))  # retrain from scratch
-    second = zoo.generate(spec, 3, size=44, seed=5, train=QUICK)
-    assert first.shape == (3, 44, 44, 3) and first.dtype == np.uint8
-    np.testing.assert_array_equal(first, second)
+    first = _generate_twice(spec, 3, 44, 5, tmp_path, monkeypatch)
     # a cached generator generates what the freshly trained one did
     shutil.rmtree(tmp_path / "b" / "zoo" / "images")
     np.testing.assert_array_equal(zoo.generate(spec, 3, size=44, seed=5, train=QUICK), first)
@@ -256,13 +262,7 @@ def test_new_kinds_are_appended_and_leave_older_generators_alone():
 
 @pytest.mark.parametrize("kind", NEW_KINDS)
 def test_new_kinds_train_and_generate_deterministically(kind, tmp_path, monkeypatch):
-    spec = zoo.generator_spec(kind, 1)
-    monkeypatch.setenv("ATTRIB_CACHE", str(tmp_path / "a"))
-    first = zoo.generate(spec, 2, size=40, seed=3, train=QUICK)
-    monkeypatch.setenv("ATTRIB_CACHE", str(tmp_path / "b"))  # retrain from scratch
-    second = zoo.generate(spec, 2, size=40, seed=3, train=QUICK)
-    assert first.shape == (2, 40, 40, 3) and first.dtype == np.uint8
-    np.testing.assert_array_equal(first, second)
+    first = _generate_twice(zoo.generator_spec(kind, 1), 2, 40, 3, tmp_path, monkeypatch)
     assert first.std() > 1  # not a flat image
 
 
