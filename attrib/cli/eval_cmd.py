@@ -21,7 +21,7 @@ def _shots(ctx, param, value):
 
 @click.command("eval")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--encoder", help="Encoder to evaluate (registered name or trained encoder folder; default: residual).")
+@click.option("--encoder", help="Encoder to evaluate (registered name or trained encoder folder; default: the default encoder, see `attrib encoders list`).")
 @click.option("--shots", default="1,5,10", show_default=True, callback=_shots, help="K values for K-shot enrollment.")
 @click.option("--unknown", multiple=True, help="Source folder held out as unknown (repeatable). Default: a seeded random --unknown-fraction.")
 @click.option("--unknown-fraction", default=0.3, show_default=True, type=click.FloatRange(0, 0.9))
