@@ -255,3 +255,28 @@ def test_train_cli_rejects_bad_residual_option(six_sources, tmp_path):
     for opt in ("tile", "tile=x", "nope=3"):
         r = runner.invoke(build_cli(), ["train", str(six_sources), "--out", str(tmp_path / "x"), "--backbone", "residual-wccn", "--residual-option", opt])
         assert r.exit_code == 2 and "--residual-option" in r.output
+
+
+def test_shipped_wccn_folder_with_bad_weights_fails_in_one_line(tmp_path):
+    import shutil
+
+    from attrib.default_plugins.encoders import _shipped
+    from safetensors.numpy import save_file
+
+    folder = dict(_shipped())["fp-wccn"]
+    bad = tmp_path / "bad"
+    shutil.copytree(str(folder), bad)
+    (bad / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(EncoderError) as info:
+        load_encoder(bad)
+    assert "\n" not in str(info.value) and "weights do not load" in str(info.value)
+    save_file({"backbone.weight": np.zeros((4, 4), np.float32), "backbone.bias": np.zeros(4, np.float32)}, str(bad / "model.safetensors"))
+    with pytest.raises(EncoderError, match="do not fit residual features"):
+        load_encoder(bad)
+    # the CLI says it in one line and exits 1
+    img = tmp_path / "x.png"
+    from .conftest import write_png
+
+    write_png(img, synthetic(0, 0, 64))
+    r = CliRunner().invoke(build_cli(), ["-g", str(tmp_path / "g"), "enroll", "--encoder", str(bad), "--generator", "a", str(img)])
+    assert r.exit_code == 1 and "do not fit residual features" in r.output and "Traceback" not in r.output
