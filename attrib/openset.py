@@ -150,19 +150,20 @@ def measure_prior(emb: np.ndarray, names, shots: int, rng: np.random.Generator, 
     source only (highest mean score) against it; pair_impostor: embeddings of different sources
     against each other (at most ``pairs`` of them, drawn with ``rng``)."""
     arr = np.asarray(names)
+    labels, inv = np.unique(arr, return_inverse=True)
+    counts = np.bincount(inv, minlength=len(labels))
     imp, gen, near = [], [], []
-    for s in sorted(set(arr.tolist())):
-        idx = np.flatnonzero(arr == s)
+    for i in range(len(labels)):
+        idx = np.flatnonzero(inv == i)
         proto = emb[idx[:shots]].mean(axis=0)
         proto = proto / (np.linalg.norm(proto) + 1e-12)
-        others = arr != s
-        scores = emb[others] @ proto
-        imp.append(scores)
-        gen.append(emb[idx[shots:]] @ proto)
-        if others.any():  # the closest other source: the one whose images score highest on average
-            other_names = arr[others]
-            closest = max(set(other_names.tolist()), key=lambda o: scores[other_names == o].mean())
-            near.append(scores[other_names == closest])
+        scores = emb @ proto
+        imp.append(scores[inv != i])
+        gen.append(scores[idx[shots:]])
+        if len(labels) > 1:  # the closest other source: the one whose images score highest on average
+            means = np.bincount(inv, weights=scores, minlength=len(labels)) / counts
+            means[i] = -np.inf
+            near.append(scores[inv == means.argmax()])
     idx = rng.permutation(len(emb))[:pairs]
     sim = emb[idx] @ emb[idx].T
     diff = arr[idx][:, None] != arr[idx][None, :]
@@ -172,5 +173,5 @@ def measure_prior(emb: np.ndarray, names, shots: int, rng: np.random.Generator, 
         "pair_impostor": ScoreModel.from_scores(sim[diff]).to_dict(),
         "near_impostor": ScoreModel.from_scores(np.concatenate(near)).to_dict() if near else None,
         "shots": shots,
-        "sources": int(len(set(arr.tolist()))),
+        "sources": int(len(labels)),
     }
