@@ -16,6 +16,17 @@ by its own standard deviation:
 * **coarse spectrum**: the tile-averaged log power spectrum of the residual, pooled over blocks of
   frequency bins (the shape of the spectrum without the per-bin noise).
 
+Two optional groups (off in ``residual``; on in the learned ``fp-wccn2``) describe how a
+generator's last layers mix one set of feature maps into R, G and B:
+
+* **coherence** (``coherence=1``): the cross-spectra of the channel pairs, real and imaginary
+  parts, pooled like the spectrum and normalised by the pooled powers (how strongly, and with
+  what sub-pixel shift, the channels' residuals move together at each frequency);
+* **predictor** (``predictor=1``): least-squares coefficients that predict each channel's
+  residual from its 3x3 neighbourhood in all three channels (26 per channel), over the whole
+  image and separately for each of the four pixel positions modulo 2 (the interpolation weights
+  of an upsampler, as camera forensics reads a demosaicing pattern).
+
 Each group is centred and scaled to unit norm (so no group dominates), concatenated and
 L2-normalised: cosine similarity compares fingerprints.
 """
@@ -69,15 +80,75 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / (np.linalg.norm(v) + 1e-9)
 
 
+def _coherence(f: np.ndarray, power: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled, normalised cross-spectra of the channel pairs (RG, GB, RB) from tile FFTs ``f``
+    (N, 3, T, T/2+1) and their mean power (3, T, T/2+1) -> (real parts, imaginary parts), each
+    (3, T/q, T/2/q): 1 and 0 where two channels are equal, a phase where one is shifted."""
+    T = f.shape[-2]
+
+    def pool(a):  # (.., T, T/2+1) -> (.., T/q, T/2/q), the Nyquist column left out
+        return a[..., : T // 2].reshape(*a.shape[:-2], T // q, q, T // 2 // q, q).mean(axis=(-3, -1))
+
+    p = pool(power)
+    re, im = [], []
+    for a, b in ((0, 1), (1, 2), (0, 2)):
+        c = pool((f[:, a] * np.conj(f[:, b])).mean(axis=0))
+        n = np.sqrt(p[a] * p[b]) + 1e-9
+        re.append(c.real / n)
+        im.append(c.imag / n)
+    return np.stack(re), np.stack(im)
+
+
+_CENTRES = [c * 9 + 4 for c in range(3)]
+
+
+def _solve_predictors(G: np.ndarray) -> np.ndarray:
+    """Least-squares weights predicting each channel's centre pixel from the 26 other entries of
+    27 x 27 second-moment matrices ``G`` (..., 27, 27) (3 channels x 3x3 neighbourhood), lightly
+    ridged -> (..., 78). From one inverse ``Q`` per matrix: the weights on the others of target
+    ``t`` are ``-Q[others, t] / Q[t, t]``, the same as solving the 26 x 26 system."""
+    ridge = 1e-4 * np.trace(G, axis1=-2, axis2=-1)[..., None, None] / 27
+    Q = np.linalg.inv(G + ridge * np.eye(27))
+    out = [-np.delete(Q[..., :, t], t, axis=-1) / Q[..., t, t, None] for t in _CENTRES]
+    return np.concatenate(out, axis=-1)
+
+
+def _predictor(r: np.ndarray, max_side: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Linear-prediction weights of a 3 x H x W residual (its central ``max_side`` square: 27 x 27
+    moments need no more pixels) -> (over the whole image (3, 26), for each position modulo 2
+    (4, 3, 26)). Row ``c`` predicts channel ``c``'s centre pixel from the 3x3 neighbourhoods of
+    all channels, channel-major and row-major, the centre itself left out."""
+    _, h, w = r.shape
+    oy, ox = max(0, (h - max_side) // 2) // 2 * 2, max(0, (w - max_side) // 2) // 2 * 2
+    h, w = min(h, max_side) // 2, min(w, max_side) // 2  # positions of one parity per axis
+    p = np.pad(r[:, oy : oy + 2 * h, ox : ox + 2 * w], ((0, 0), (1, 1), (1, 1)), mode="reflect")
+    a = np.empty((27, h, w), np.float32)
+    moments = []
+    for py in range(2):
+        for px in range(2):
+            for k in range(27):  # channel, row offset, column offset of the 3x3 neighbourhood
+                c, dy, dx = k // 9, py + k % 9 // 3, px + k % 3
+                a[k] = p[c, dy : dy + 2 * h : 2, dx : dx + 2 * w : 2]
+            m = a.reshape(27, -1)
+            moments.append((m @ m.T).astype(np.float64) / m.shape[1])
+    moments.append(sum(moments) / 4)
+    w = _solve_predictors(np.stack(moments)).reshape(5, 3, 26)
+    return w[4], w[:4]
+
+
 class ResidualSpectrumEncoder(Encoder):
     """Training-free residual fingerprint (see module docstring)."""
 
     name = "residual"
 
-    def __init__(self, period: int = 8, max_lag: int = 4, tile: int = 32, pool: int = 4, max_side: int = 512, max_tiles: int = 256):
+    def __init__(self, period: int = 8, max_lag: int = 4, tile: int = 32, pool: int = 4, max_side: int = 512, max_tiles: int = 256,
+                 coherence: int = 0, predictor: int = 0):
         if tile % pool or tile < 8:
             raise ValueError("tile must be >= 8 and a multiple of pool")
+        if coherence not in (0, 1) or predictor not in (0, 1):
+            raise ValueError("coherence and predictor are 0 (off) or 1 (on)")
         self.period, self.max_lag, self.tile, self.pool, self.max_side, self.max_tiles = period, max_lag, tile, pool, max_side, max_tiles
+        self.coherence, self.predictor = coherence, predictor
         self.lags = [(dy, dx) for dy in range(0, max_lag + 1) for dx in range(-max_lag, max_lag + 1) if (dy, dx) > (0, 0)]
         n_dft = period * (period // 2 + 1) - 1
         spec_bins = (tile // pool) * (tile // 2 // pool + 1)
@@ -88,11 +159,19 @@ class ResidualSpectrumEncoder(Encoder):
             "cross": 3 * 3,
             "spectrum": 3 * spec_bins,
         }
+        if coherence:
+            self.groups["coherence"] = 2 * 3 * (tile // pool) * (tile // 2 // pool)
+        if predictor:
+            self.groups["predictor"] = 5 * 3 * 26
         self.dim = sum(self.groups.values())
         self._calibration: dict[str, Any] | None = None
 
     def config(self) -> dict[str, Any]:
-        return {"version": _VERSION, "period": self.period, "max_lag": self.max_lag, "tile": self.tile, "pool": self.pool, "max_side": self.max_side, "max_tiles": self.max_tiles}
+        config = {"version": _VERSION, "period": self.period, "max_lag": self.max_lag, "tile": self.tile, "pool": self.pool, "max_side": self.max_side, "max_tiles": self.max_tiles}
+        # the optional groups enter the config (and so the id) only when on: ids made before they
+        # existed stay valid
+        config.update({k: v for k, v in (("coherence", self.coherence), ("predictor", self.predictor)) if v})
+        return config
 
     @property
     def calibration(self) -> dict[str, Any] | None:
@@ -116,6 +195,8 @@ class ResidualSpectrumEncoder(Encoder):
         # batched 2-D FFT is ~10x faster than numpy's here)
         x = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) * np.float32(1 / 255)
         r = residual(x)
+        # predictor weights keep the channels' relative scale: computed before normalising
+        pred = [_unit(w) for w in _predictor(r)] if self.predictor else []
         r /= r.reshape(3, -1).std(axis=1)[:, None, None] + np.float32(1e-6)
         p = self.period
         mean_pat = np.abs(sfft.rfft2(_phase_pattern(r, p))).reshape(3, -1)[:, 1:]
@@ -136,9 +217,11 @@ class ResidualSpectrumEncoder(Encoder):
         pooled = power[:, :, : T // 2].reshape(3, T // q, q, T // 2 // q, q).mean(axis=(2, 4))
         nyq = power[:, :, -1].reshape(3, T // q, q).mean(axis=2)
         spectrum = np.log(np.concatenate([pooled, nyq[..., None]], axis=2) + 1e-6)
-        return np.concatenate(
-            [_unit(mean_pat), _unit(energy_pat), _unit(ac), _unit(np.array(cross)), _unit(spectrum)]
-        ).astype(np.float32)
+        groups = [_unit(mean_pat), _unit(energy_pat), _unit(ac), _unit(np.array(cross)), _unit(spectrum)]
+        if self.coherence:
+            groups += [_unit(c) for c in _coherence(f, power, q)]
+        groups += pred
+        return np.concatenate(groups).astype(np.float32)
 
     def features_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """:meth:`features` of many images -> (N, dim), one thread per core."""
