@@ -7,7 +7,9 @@ For every encoder and test folder (one folder per source, none of them seen in t
 1/5/10-shot closed-set accuracy, open-set AUROC, OSCR and verification EER by the standard
 protocol (``attrib.evaluate``: 30% of sources never enrolled, 3 trials), plus 5-shot accuracy
 after each --post degradation (applied to every image, enrolled and queried, as sharing does).
-Also encoder images/s on this CPU. Writes JSON and a K-shot plot with --out.
+Also encoder images/s on this CPU. Writes JSON and a K-shot plot with --out; with --merge, the
+encoders already in OUT/compare.json that are not rerun keep their rows (from their own run: the
+accuracy figures are deterministic, the images/s column is only comparable within one run).
 """
 from __future__ import annotations
 
@@ -47,8 +49,11 @@ def main():
     ap.add_argument("--post", action="append", default=[])
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--merge", action="store_true", help="keep the other encoders' rows of OUT/compare.json")
     args = ap.parse_args()
     results = {}
+    if args.merge and args.out and (args.out / "compare.json").exists():
+        results = json.loads((args.out / "compare.json").read_text())
     for spec in args.encoder:
         enc = get_encoder(spec)
         r = {"id": enc.id, "images_per_s_256px": round(speed(enc), 1), "tests": {}}

@@ -23,9 +23,9 @@ generator's last layers mix one set of feature maps into R, G and B:
   parts, pooled like the spectrum and normalised by the pooled powers (how strongly, and with
   what sub-pixel shift, the channels' residuals move together at each frequency);
 * **predictor** (``predictor=1``): least-squares coefficients that predict each channel's
-  residual from its 3x3 neighbourhood in all three channels (26 per channel), over the whole
-  image and separately for each of the four pixel positions modulo 2 (the interpolation weights
-  of an upsampler, as camera forensics reads a demosaicing pattern).
+  residual from its 3x3 neighbourhood in all three channels (26 per channel), over the central
+  128 px square and separately for each of the four pixel positions modulo 2 (the interpolation
+  weights of an upsampler, as camera forensics reads a demosaicing pattern).
 
 Each group is centred and scaled to unit norm (so no group dominates), concatenated and
 L2-normalised: cosine similarity compares fingerprints.
@@ -113,9 +113,10 @@ def _solve_predictors(G: np.ndarray) -> np.ndarray:
     return np.concatenate(out, axis=-1)
 
 
-def _predictor(r: np.ndarray, max_side: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Linear-prediction weights of a 3 x H x W residual (its central ``max_side`` square: 27 x 27
-    moments need no more pixels) -> (over the whole image (3, 26), for each position modulo 2
+def _predictor(r: np.ndarray, max_side: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Linear-prediction weights of a 3 x H x W residual (its central ``max_side`` square: 4,096
+    pixels per position modulo 2 fix 27 x 27 moments well, and the products are this group's whole
+    cost) -> (over the whole image (3, 26), for each position modulo 2
     (4, 3, 26)). Row ``c`` predicts channel ``c``'s centre pixel from the 3x3 neighbourhoods of
     all channels, channel-major and row-major, the centre itself left out."""
     _, h, w = r.shape
