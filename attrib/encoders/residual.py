@@ -226,10 +226,15 @@ class ResidualSpectrumEncoder(Encoder):
 
     def features_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """:meth:`features` of many images -> (N, dim), one thread per core."""
-        # numpy and scipy release the GIL inside FFTs and array arithmetic
-        if len(images) > 1 and _WORKERS > 1:
-            return np.stack(list(_pool().map(self.features, images)))
-        return np.stack([self.features(img) for img in images])
+        from threadpoolctl import threadpool_limits
+
+        # numpy and scipy release the GIL inside FFTs and array arithmetic. The parallelism is
+        # ours: BLAS threads inside the workers (the predictor's small products) would
+        # oversubscribe the cores, and OpenBLAS's spinning threads then run up to 40x slower
+        with threadpool_limits(limits=1, user_api="blas"):
+            if len(images) > 1 and _WORKERS > 1:
+                return np.stack(list(_pool().map(self.features, images)))
+            return np.stack([self.features(img) for img in images])
 
     def _embed_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         return self.features_batch(images)
