@@ -5,18 +5,30 @@ set -euo pipefail
 ZOO=${ZOO:-zoo}
 KINDS16="tconv-k4 tconv-k3 nearest bilinear bicubic pixelshuffle vae stylegan transformer-p4 transformer-p8 mixed unet fir shuffle-x4 vqgan denoise"
 
-# --- 1. The shipped default, fp-wccn: every zoo kind (16) x 20 seeds + real, 40 images each at 128 px.
+# --- 1. The shipped default, fp-wccn2: every zoo kind (16) x 20 seeds + real, 40 images each at 128 px.
 #        Seeds 18 and 19 of every kind are held out of the fit: they validate it and calibrate the
 #        threshold prior galleries start from. Closed form: no optimisation steps (~10 min on 2 cores,
 #        nearly all of it computing residual features of each image and 4 degraded copies).
+#        The residual features with the coherence and predictor groups; ridge 0.003. Shipped with
+#        float16 weights (15 -> 7.6 MB; half_weights.py prints the largest cosine change, 7e-5).
 attrib zoo build "$ZOO/z16" --generators 320 --images 40 --size 128
 VAL=""; for k in $KINDS16; do VAL="$VAL --val-source $k-s18 --val-source $k-s19"; done
+attrib train "$ZOO/z16" --out encoders/fp-wccn2 --backbone residual-wccn --residual-option tile=64 \
+  --residual-option coherence=1 --residual-option predictor=1 --wccn-reg 0.003 $VAL
+python bench/half_weights.py encoders/fp-wccn2 attrib/data/encoders/fp-wccn2
+# the previous default, fp-wccn (still shipped so galleries built with it open): base features, ridge 0.03
 attrib train "$ZOO/z16" --out attrib/data/encoders/fp-wccn --backbone residual-wccn --residual-option tile=64 $VAL
 
 # --- 2. Leave-one-architecture-out: the same recipe fitted without one architecture, tested on it
-#        (bench/results/heldout_archs.json; also compares ridge values).
+#        (also compares ridge values). fp-wccn2's features, then fp-wccn's:
+python bench/heldout_archs.py "$ZOO/z16" --residual-option tile=64 --residual-option coherence=1 \
+  --residual-option predictor=1 --reg 0.003 --reg 0.01 --reg 0.03 --out bench/results/heldout_archs_fp-wccn2.json
 python bench/heldout_archs.py "$ZOO/z16" --residual-option tile=64 --reg 0.03 --reg 0.1 --reg 0.3 \
   --out bench/results/heldout_archs.json
+#        The same at 256 px (the crop size of the real-generator figures): a second zoo, same generators
+attrib zoo build "$ZOO/z16-256" --generators 320 --images 40 --size 256
+python bench/heldout_archs.py "$ZOO/z16-256" --residual-option tile=64 --residual-option coherence=1 \
+  --residual-option predictor=1 --reg 0.003 --out bench/results/heldout_archs_fp-wccn2_256px.json
 
 # --- 3. Side by side (issue 3's table, bench/results/compare.json): the 10 original kinds, 20 seeds each.
 #   train:  8 architectures (tconv-k3/k4, nearest, bilinear, bicubic, vae, transformer-p4/p8), seeds 0-16, + real

@@ -101,13 +101,13 @@ def test_sources_differ_in_their_spectral_fingerprint():
 
 
 def test_shipped_default_encoder_attributes_zoo_generators():
-    """Regression guard for the shipped default (fp-wccn): 5-shot nearest-centroid attribution of
+    """Regression guard for the shipped default (fp-wccn2): 5-shot nearest-centroid attribution of
     zoo generators. (Seed 0 of these kinds was in its training data: the held-out figures are
     bench/heldout_archs.py's.) `real` photos share no fingerprint, only JPEG traces the encoder
     learned to discount, so they are held to a lower bar."""
     from attrib.encoders import DEFAULT_ENCODER, get_encoder
 
-    assert DEFAULT_ENCODER == "fp-wccn"
+    assert DEFAULT_ENCODER == "fp-wccn2"
     enc = get_encoder()
     sources = [zoo.REAL] + zoo.default_zoo(3)
     emb = np.stack([enc.embed(list(zoo.generate(s, 16, size=128))) for s in sources])

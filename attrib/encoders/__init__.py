@@ -11,7 +11,7 @@ from typing import Any
 
 from .base import Encoder, l2_normalize
 
-DEFAULT_ENCODER = "fp-wccn"  # shipped in attrib/data/encoders; beats "residual" on held-out architectures (README)
+DEFAULT_ENCODER = "fp-wccn2"  # shipped in attrib/data/encoders; beats "residual" and "fp-wccn" on held-out architectures (README)
 
 __all__ = ["Encoder", "l2_normalize", "get_encoder", "list_encoders", "DEFAULT_ENCODER", "load_builtin_calibration"]
 
