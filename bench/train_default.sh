@@ -28,7 +28,7 @@ python bench/heldout_archs.py "$ZOO/z16" --residual-option tile=64 --reg 0.03 --
 #        The same at 256 px (the crop size of the real-generator figures): a second zoo, same generators
 attrib zoo build "$ZOO/z16-256" --generators 320 --images 40 --size 256
 python bench/heldout_archs.py "$ZOO/z16-256" --residual-option tile=64 --residual-option coherence=1 \
-  --residual-option predictor=1 --reg 0.003 --out bench/results/heldout_archs_fp-wccn2_256px.json
+  --residual-option predictor=1 --reg 0.003 --variants 2 --out bench/results/heldout_archs_fp-wccn2_256px.json
 
 # --- 3. Side by side (issue 3's table, bench/results/compare.json): the 10 original kinds, 20 seeds each.
 #   train:  8 architectures (tconv-k3/k4, nearest, bilinear, bicubic, vae, transformer-p4/p8), seeds 0-16, + real

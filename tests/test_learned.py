@@ -212,21 +212,22 @@ def test_fit_wccn_whitens_within_source_scatter():
     assert np.linalg.norm(P_reg, axis=0).max() < np.linalg.norm(P, axis=0).max()
 
 
-def test_residual_wccn_trains_in_closed_form_and_loads(six_sources, tmp_path):
+@pytest.mark.parametrize("options", [{"tile": 16, "pool": 4}, {"tile": 16, "pool": 4, "coherence": 1, "predictor": 1}])
+def test_residual_wccn_trains_in_closed_form_and_loads(six_sources, tmp_path, options):
     r = CliRunner().invoke(
         build_cli(),
         ["train", str(six_sources), "--out", str(tmp_path / "w"), "--backbone", "residual-wccn",
-         "--residual-option", "tile=16", "--residual-option", "pool=4",
+         *[a for k, v in options.items() for a in ("--residual-option", f"{k}={v}")],
          "--val-source", "gen2-s0", "--val-source", "gen3-s0", "--val-source", "gen4-s0", "--val-source", "gen5-s0", "--json"],
     )
     assert r.exit_code == 0, r.output
     conf = json.loads((tmp_path / "w" / "config.json").read_text())
     assert conf["training"]["config"]["steps"] == 0 and conf["training"]["best_step"] == 0
-    assert conf["input"]["residual"] == {"tile": 16, "pool": 4}
+    assert conf["input"]["residual"] == options
     from attrib.encoders.residual import ResidualSpectrumEncoder
 
     enc = get_encoder(str(tmp_path / "w"))
-    feat = ResidualSpectrumEncoder(tile=16, pool=4)
+    feat = ResidualSpectrumEncoder(**options)
     assert enc.dim == feat.dim
     imgs = [synthetic(s, i, 64) for s in range(6) for i in range(8, 11)]
     emb = enc.embed(imgs)
@@ -252,7 +253,7 @@ def test_residual_wccn_trains_in_closed_form_and_loads(six_sources, tmp_path):
 
 def test_train_cli_rejects_bad_residual_option(six_sources, tmp_path):
     runner = CliRunner()
-    for opt in ("tile", "tile=x", "nope=3"):
+    for opt in ("tile", "tile=x", "nope=3", "coherence=2"):
         r = runner.invoke(build_cli(), ["train", str(six_sources), "--out", str(tmp_path / "x"), "--backbone", "residual-wccn", "--residual-option", opt])
         assert r.exit_code == 2 and "--residual-option" in r.output
 

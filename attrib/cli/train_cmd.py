@@ -22,7 +22,7 @@ from .common import echo_json, json_option
 @click.option("--batch-classes", default=32, show_default=True, help="Sources per batch.")
 @click.option("--per-class", default=4, show_default=True, help="Images per source per batch.")
 @click.option("--lr", default=2e-3, show_default=True)
-@click.option("--residual-option", "residual_options", multiple=True, metavar="KEY=INT", help="residual-* backbones: an option of the residual features, e.g. tile=64 (repeatable; see `attrib encoders list`).")
+@click.option("--residual-option", "residual_options", multiple=True, metavar="KEY=INT", help="residual-* backbones: an option of the residual features, e.g. tile=64, coherence=1, predictor=1 (the optional channel-mixing groups fp-wccn2 uses; repeatable).")
 @click.option("--wccn-reg", default=0.03, show_default=True, help="residual-wccn: ridge on the within-class eigenvalues, as a fraction of their mean.")
 @click.option("--val-arch", "val_archs", multiple=True, help="Hold out every source of this architecture (repeatable; needs zoo.json or NAME-sN folders).")
 @click.option("--exclude-arch", "exclude_archs", multiple=True, help="Leave every source of this architecture out of training AND validation (kept for testing).")
