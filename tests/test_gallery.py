@@ -237,6 +237,11 @@ def test_residual_optional_groups_leave_the_residual_id_alone_and_read_colour_mi
     assert feats.shape == (rich.dim,) and rich.dim == sum(rich.groups.values()) and np.isfinite(feats).all()
     with pytest.raises(ValueError):
         ResidualSpectrumEncoder(coherence=2)
+    # flat images (a residual of zeros), and a flat centre in a textured image, stay finite
+    flat_centre = img.copy()
+    flat_centre[1:-1, 1:-1] = 128
+    for flat in (np.full((64, 64, 3), 200, np.uint8), flat_centre, np.dstack([img[..., :2], np.zeros((130, 150), np.uint8)])):
+        assert np.isfinite(rich.features(flat)).all()
 
     rng = np.random.default_rng(0)
     red = rng.normal(size=(64, 64)).astype(np.float32)

@@ -107,7 +107,8 @@ def _solve_predictors(G: np.ndarray) -> np.ndarray:
     27 x 27 second-moment matrices ``G`` (..., 27, 27) (3 channels x 3x3 neighbourhood), lightly
     ridged -> (..., 78). From one inverse ``Q`` per matrix: the weights on the others of target
     ``t`` are ``-Q[others, t] / Q[t, t]``, the same as solving the 26 x 26 system."""
-    ridge = 1e-4 * np.trace(G, axis1=-2, axis2=-1)[..., None, None] / 27
+    # the floor keeps a flat crop (a residual of zeros: G = 0) invertible; its weights are then 0
+    ridge = 1e-4 * np.trace(G, axis1=-2, axis2=-1)[..., None, None] / 27 + 1e-30
     Q = np.linalg.inv(G + ridge * np.eye(27))
     out = [-np.delete(Q[..., :, t], t, axis=-1) / Q[..., t, t, None] for t in _CENTRES]
     return np.concatenate(out, axis=-1)
