@@ -170,9 +170,10 @@ def test_thresholds_stay_in_cosine_range():
     assert wide.tail(wide.threshold(0.01)) == pytest.approx(0.01, rel=1e-6)
 
 
+@pytest.mark.parametrize("name", ["residual", "fp-wccn2"])
 @pytest.mark.parametrize("shape", [(1, 1, 3), (5, 7, 3), (3, 300, 3)])
-def test_residual_encoder_handles_tiny_images(shape):
-    enc = get_encoder("residual")
+def test_residual_encoder_handles_tiny_images(shape, name):
+    enc = get_encoder(name)
     emb = enc.embed([np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)])
     assert np.isfinite(emb).all()
 
