@@ -117,8 +117,7 @@ def _solve_predictors(G: np.ndarray) -> np.ndarray:
 def _predictor(r: np.ndarray, max_side: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """Linear-prediction weights of a 3 x H x W residual (its central ``max_side`` square: 4,096
     pixels per position modulo 2 fix 27 x 27 moments well, and the products are this group's whole
-    cost) -> (over the whole image (3, 26), for each position modulo 2
-    (4, 3, 26)). Row ``c`` predicts channel ``c``'s centre pixel from the 3x3 neighbourhoods of
+    cost) -> (over the whole square (3, 26), for each position modulo 2 (4, 3, 26)). Row ``c`` predicts channel ``c``'s centre pixel from the 3x3 neighbourhoods of
     all channels, channel-major and row-major, the centre itself left out."""
     _, h, w = r.shape
     oy, ox = max(0, (h - max_side) // 2) // 2 * 2, max(0, (w - max_side) // 2) // 2 * 2
