@@ -226,7 +226,7 @@ def test_near_impostor_prior_floors_every_threshold(tmp_path, embedded):
 def test_residual_optional_groups_leave_the_residual_id_alone_and_read_colour_mixing():
     """coherence / predictor are off in `residual` (its id, and the galleries made with it, stay
     valid) and measure what they claim on residuals with a known relation between channels."""
-    from attrib.encoders.residual import ResidualSpectrumEncoder, _coherence, _predictor
+    from attrib.encoders.residual import _PAIRS, ResidualSpectrumEncoder, _coherence, _pool_bins, _predictor
 
     plain = ResidualSpectrumEncoder()
     assert "coherence" not in plain.config() and "predictor" not in plain.config()
@@ -257,12 +257,16 @@ def test_residual_optional_groups_leave_the_residual_id_alone_and_read_colour_mi
     assert by_phase.shape == (4, 3, 26) and np.allclose(by_phase[:, 1, left_of_red], 1, atol=0.05)
 
     t = r[None]  # one 64 x 64 tile
+
+    def coherence(f):  # tile FFTs -> what the encoder hands _coherence
+        cross = np.stack([(f[:, a] * np.conj(f[:, b])).mean(axis=0) for a, b in _PAIRS])
+        return _coherence(cross, _pool_bins((np.abs(f) ** 2).mean(axis=0), 4), 4)
+
     f = np.fft.rfft2(t, axes=(-2, -1))
-    power = (np.abs(f) ** 2).mean(axis=0)
     same = np.stack([red, red, red])[None]
     fs = np.fft.rfft2(same, axes=(-2, -1))
-    re, im = _coherence(fs, (np.abs(fs) ** 2).mean(axis=0), 4)
+    re, im = coherence(fs)
     assert np.allclose(re, 1, atol=1e-6) and np.allclose(im, 0, atol=1e-6)
-    re, im = _coherence(f, power, 4)
+    re, im = coherence(f)
     assert np.abs(im[0]).max() > 0.3  # a shift shows up as a phase between red and green
     assert np.abs(re[1]).max() < 0.5 and np.abs(im[1]).max() < 0.5  # green and blue: unrelated

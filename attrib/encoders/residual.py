@@ -82,23 +82,24 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / (np.linalg.norm(v) + 1e-9)
 
 
-def _coherence(f: np.ndarray, power: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled, normalised cross-spectra of the channel pairs (RG, GB, RB) from tile FFTs ``f``
-    (N, 3, T, T/2+1) and their mean power (3, T, T/2+1) -> (real parts, imaginary parts), each
-    (3, T/q, T/2/q): 1 and 0 where two channels are equal, a phase where one is shifted."""
-    T = f.shape[-2]
+_PAIRS = ((0, 1), (1, 2), (0, 2))  # the channel pairs RG, GB, RB
 
-    def pool(a):  # (.., T, T/2+1) -> (.., T/q, T/2/q), the Nyquist column left out
-        return a[..., : T // 2].reshape(*a.shape[:-2], T // q, q, T // 2 // q, q).mean(axis=(-3, -1))
 
-    p = pool(power)
-    re, im = [], []
-    for a, b in ((0, 1), (1, 2), (0, 2)):
-        c = pool((f[:, a] * np.conj(f[:, b])).mean(axis=0))
-        n = np.sqrt(p[a] * p[b]) + 1e-9
-        re.append(c.real / n)
-        im.append(c.imag / n)
-    return np.stack(re), np.stack(im)
+def _pool_bins(a: np.ndarray, q: int) -> np.ndarray:
+    """Mean over q x q blocks of frequency bins: (..., T, T/2+1) -> (..., T/q, T/2/q), the
+    Nyquist column left out."""
+    T = a.shape[-2]
+    return a[..., : T // 2].reshape(*a.shape[:-2], T // q, q, T // 2 // q, q).mean(axis=(-3, -1))
+
+
+def _coherence(cross: np.ndarray, pooled_power: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled, normalised cross-spectra of the channel pairs :data:`_PAIRS` from their tile-mean
+    cross-spectra (3, T, T/2+1) and the channels' pooled power (3, T/q, T/2/q) -> (real parts,
+    imaginary parts), each (3, T/q, T/2/q): 1 and 0 where two channels are equal, a phase where
+    one is shifted."""
+    c = _pool_bins(cross, q)
+    n = np.sqrt(np.stack([pooled_power[a] * pooled_power[b] for a, b in _PAIRS])) + 1e-9
+    return c.real / n, c.imag / n
 
 
 _CENTRES = [c * 9 + 4 for c in range(3)]
@@ -211,17 +212,17 @@ class ResidualSpectrumEncoder(Encoder):
         # autocorrelation (per channel) and cross-correlation (channel pairs) from the spectra
         acf = sfft.irfft2(power, s=(T, T), axes=(-2, -1))
         ac = np.stack([acf[:, dy % T, dx % T] for dy, dx in self.lags], axis=1) / (acf[:, :1, 0] + 1e-9)
+        xspec = np.stack([(f[:, a] * np.conj(f[:, b])).mean(axis=0) for a, b in _PAIRS])  # (3, T, T/2+1)
         cross = []
-        for a, b in ((0, 1), (1, 2), (0, 2)):
-            ccf = sfft.irfft2((f[:, a] * np.conj(f[:, b])).mean(axis=0), s=(T, T))
+        for (a, b), ccf in zip(_PAIRS, sfft.irfft2(xspec, s=(T, T), axes=(-2, -1))):
             norm = np.sqrt(acf[a, 0, 0] * acf[b, 0, 0]) + 1e-9
             cross += [ccf[0, 0] / norm, ccf[1, 0] / norm, ccf[0, 1] / norm]
-        pooled = power[:, :, : T // 2].reshape(3, T // q, q, T // 2 // q, q).mean(axis=(2, 4))
+        pooled = _pool_bins(power, q)
         nyq = power[:, :, -1].reshape(3, T // q, q).mean(axis=2)
         spectrum = np.log(np.concatenate([pooled, nyq[..., None]], axis=2) + 1e-6)
         groups = [_unit(mean_pat), _unit(energy_pat), _unit(ac), _unit(np.array(cross)), _unit(spectrum)]
         if self.coherence:
-            groups += [_unit(c) for c in _coherence(f, power, q)]
+            groups += [_unit(c) for c in _coherence(xspec, pooled, q)]
         groups += pred
         return np.concatenate(groups).astype(np.float32)
 
