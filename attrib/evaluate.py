@@ -137,8 +137,8 @@ def _score_trial(g: Gallery, ds: Dataset, names: np.ndarray, query_idx, unk_idx,
     q = ds.embeddings[query_idx]
     u = ds.embeddings[unk_idx]
     q_true = names[query_idx]
-    full_q = g._source_scores(q, top_k=len(sources))
-    full_u = g._source_scores(u, top_k=len(sources)) if len(u) else []
+    full_q = g.source_scores(q, top_k=len(sources))
+    full_u = g.source_scores(u, top_k=len(sources)) if len(u) else []
     dec_q = g.identify(q, top_k=1, far=far)
     dec_u = g.identify(u, top_k=1, far=far) if len(u) else []
     best_q = np.array([c[0][1] for c in full_q])

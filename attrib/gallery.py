@@ -172,7 +172,7 @@ class Gallery:
                     migrations.apply(self.db)
         except sqlite3.DatabaseError as exc:
             raise GalleryError(f"{self.db_path}: not a readable gallery database ({exc})") from None
-        stored = self._setting("encoder_id")
+        stored = self.setting("encoder_id")
         if stored is None:
             self.encoder = encoder if isinstance(encoder, Encoder) else get_encoder(encoder, pm=pm)
             with self._write():
@@ -186,19 +186,19 @@ class Gallery:
             if isinstance(encoder, Encoder):
                 self.encoder = encoder
             else:
-                self.encoder = get_encoder(encoder or self._setting("encoder_spec"), pm=pm)
+                self.encoder = get_encoder(encoder or self.setting("encoder_spec"), pm=pm)
             if self.encoder.id != stored:
                 raise EncoderMismatch(
                     f"gallery {self.path} is bound to encoder {stored}; {self.encoder.id} cannot be mixed into it "
                     "(use another --gallery)"
                 )
-        self.dim = int(self._setting("dim"))
+        self.dim = int(self.setting("dim"))
         self._proto_index: VectorIndex | None = None
         self._models_cache: tuple[int, dict] | None = None
         self._proto_gen: int | None = None
 
     # -- settings and transactions ---------------------------------------------------------
-    def _setting(self, key: str, default: Any = None) -> Any:
+    def setting(self, key: str, default: Any = None) -> Any:
         row = self.db.execute("select value from settings where key = ?", [key]).fetchone()
         return json.loads(row[0]) if row else default
 
@@ -215,7 +215,7 @@ class Gallery:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield
-            gen = int(self._setting("generation", 0)) + 1
+            gen = int(self.setting("generation", 0)) + 1
             self._set("generation", gen)
             conn.execute("COMMIT")
         except BaseException:
@@ -225,7 +225,7 @@ class Gallery:
 
     @property
     def generation(self) -> int:
-        return int(self._setting("generation", 0))
+        return int(self.setting("generation", 0))
 
     @property
     def schema_version(self) -> int:
@@ -233,12 +233,12 @@ class Gallery:
 
     @property
     def far(self) -> float:
-        return float(self._setting("far", openset.DEFAULT_FAR))
+        return float(self.setting("far", openset.DEFAULT_FAR))
 
     @property
     def recipe(self) -> str | None:
         """Name of the recipe that built this gallery, if one did."""
-        return self._setting("recipe")
+        return self.setting("recipe")
 
     def set_recipe(self, name: str) -> None:
         with self._write():
@@ -257,7 +257,7 @@ class Gallery:
     def has_source(self, name: str) -> bool:
         return self.db.execute("select 1 from sources where name = ?", [name]).fetchone() is not None
 
-    def _require(self, name: str) -> None:
+    def require_source(self, name: str) -> None:
         if not self.has_source(name):
             known = [r[0] for r in self.db.execute("select name from sources order by name limit 20")]
             hint = f" (enrolled: {', '.join(known)})" if known else " (the gallery is empty)"
@@ -294,7 +294,7 @@ class Gallery:
         return out
 
     def source(self, name: str, far: float | None = None) -> dict[str, Any]:
-        self._require(name)
+        self.require_source(name)
         info = next(s for s in self.sources(far) if s["name"] == name)
         info["sample_list"] = [
             dict(r) for r in self.db.query(
@@ -305,7 +305,7 @@ class Gallery:
 
     def remove_source(self, name: str) -> int:
         """Remove a source and its samples; returns how many samples went with it."""
-        self._require(name)
+        self.require_source(name)
         with self._write():
             n = self.db.execute("select count(*) from samples where source = ?", [name]).fetchone()[0]
             for table in ("calibration", "prototypes", "samples"):
@@ -431,14 +431,14 @@ class Gallery:
         ).fetchall()
         return from_blobs([r[1] for r in rows], self.dim), [r[0] for r in rows]
 
-    def _prototypes(self) -> tuple[np.ndarray, list[str]]:
+    def prototypes(self) -> tuple[np.ndarray, list[str]]:
         rows = self.db.execute("select source, embedding from prototypes order by source, idx").fetchall()
         return from_blobs([r[1] for r in rows], self.dim), [r[0] for r in rows]
 
     def _recalibrate(self, touched: Sequence[str]) -> None:
         """Re-measure impostor models of every source and genuine models of ``touched`` ones."""
         pool, pool_src = self._impostor_pool()
-        protos, proto_src = self._prototypes()  # ordered by source
+        protos, proto_src = self.prototypes()  # ordered by source
         now = _now()
         names, starts = np.unique(np.array(proto_src, dtype=object), return_index=True)
         names = names.tolist()
@@ -558,7 +558,7 @@ class Gallery:
         expect = {"generation": gen, "encoder_id": self.encoder.id}
         index = VectorIndex.load(cache, expect)
         if index is None:
-            protos, labels = self._prototypes()
+            protos, labels = self.prototypes()
             if not len(protos):
                 return None
             index = VectorIndex.build(protos, labels)
@@ -569,7 +569,7 @@ class Gallery:
         self._proto_index, self._proto_gen = index, gen
         return index
 
-    def _source_scores(self, embeddings: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
+    def source_scores(self, embeddings: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
         index = self.prototype_index()
         if index is None:
             return [[] for _ in range(len(embeddings))]
@@ -591,7 +591,7 @@ class Gallery:
         """Open-set identification of each embedding: a source, or unknown (source None)."""
         far = self.far if far is None else far
         embeddings = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
-        cands = self._source_scores(embeddings, max(top_k, 2))
+        cands = self.source_scores(embeddings, max(top_k, 2))
         thresholds = self.thresholds(far, sources=[c[0][0] for c in cands if c])
         decisions = []
         for c in cands:
@@ -602,7 +602,7 @@ class Gallery:
 
     def verify(self, embeddings: np.ndarray, source: str, far: float | None = None) -> list[dict[str, Any]]:
         """1:1 verification against one source at false-accept rate ``far``."""
-        self._require(source)
+        self.require_source(source)
         far = self.far if far is None else far
         protos = from_blobs(
             [r[0] for r in self.db.execute("select embedding from prototypes where source = ?", [source])], self.dim
@@ -616,7 +616,7 @@ class Gallery:
 
     def pair_threshold(self, far: float | None = None) -> float:
         far = self.far if far is None else far
-        observed = openset.ScoreModel.from_dict(self._setting("pair_impostor"))
+        observed = openset.ScoreModel.from_dict(self.setting("pair_impostor"))
         return openset.pool(self._prior("pair_impostor"), observed).threshold(far)
 
     def verify_pair(self, a: np.ndarray, b: np.ndarray, far: float | None = None) -> dict[str, Any]:
@@ -686,7 +686,7 @@ class Gallery:
             if len(members) < min_size:
                 continue
             centre = l2_normalize(emb[members].mean(axis=0, keepdims=True))
-            nearest = self._source_scores(centre, 1)[0]
+            nearest = self.source_scores(centre, 1)[0]
             proposals.append(
                 {
                     "size": len(members),

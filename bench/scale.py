@@ -76,7 +76,7 @@ def main():
         index = g.prototype_index()
         index_s = time.perf_counter() - t0
         if built:  # the centres are not stored: use each source's first prototype as its centre
-            protos, labels = g._prototypes()
+            protos, labels = g.prototypes()
             first = {name: i for i, name in reversed(list(enumerate(labels)))}
             centres = np.stack([protos[first[f"gen{s:06d}"]] for s in range(args.sources)])
         truth = rng.integers(0, args.sources, args.queries)

@@ -141,7 +141,7 @@ def verify(ctx, source, far, batch_size, json_, paths):
             verdict = "same source" if res["accepted"] else "different sources"
             click.echo(f"{verdict}: score {res['score']:.3f}, threshold {res['threshold']:.3f} (FAR {res['far']})")
         return
-    gallery._require(source)
+    gallery.require_source(source)
     items, emb = _embed_paths(gallery, paths, batch_size)
     results = iter(gallery.verify(emb, source, far) if len(emb) else [])
     rows = []

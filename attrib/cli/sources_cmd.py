@@ -58,7 +58,7 @@ def show(ctx, name, json_):
 def remove(ctx, name, yes):
     """Remove a source and all its samples."""
     gallery = open_gallery(ctx)
-    gallery._require(name)
+    gallery.require_source(name)
     if not yes:
         click.confirm(f"Remove source '{name}' and its samples from {gallery.path}?", abort=True)
     n = gallery.remove_source(name)

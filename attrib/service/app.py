@@ -86,7 +86,7 @@ class ServiceState:
         try:
             self.encoder = gallery.encoder
             stats = gallery.stats()
-            spec = gallery._setting("encoder_spec")
+            spec = gallery.setting("encoder_spec")
         finally:
             gallery.close()
         self.encoder.embed([np.zeros((64, 64, 3), np.uint8)])  # load lazily-loaded parts now, fail early
@@ -397,7 +397,7 @@ def _require_key(request: Request, state: ServiceState, what: str) -> None:
 
 
 def _check_source(g: Gallery, name: str) -> None:
-    g._require(name)
+    g.require_source(name)
 
 
 def _gallery_info(g: Gallery) -> dict[str, Any]:
