@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,10 +28,9 @@ from . import openset
 from .encoders import Encoder, get_encoder, l2_normalize
 from .errors import EncoderMismatch, GalleryError, UnknownSource
 from .index import VectorIndex
+from .sources import FAMILIES, check_name
 
 DB_NAME = "gallery.db"
-FAMILIES = ("gan", "diffusion", "autoregressive", "real", "other")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 #: a source with at least this many samples may get more than one prototype
 MULTI_PROTO_MIN = 20
 MAX_PROTOTYPES = 4
@@ -103,14 +101,6 @@ def from_blobs(blobs: Sequence[bytes], dim: int) -> np.ndarray:
     if not blobs:
         return np.zeros((0, dim), dtype=np.float32)
     return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dim).astype(np.float32)
-
-
-def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise GalleryError(
-            f"invalid source name {name!r}: use letters, digits, '.', '_', '+', '-' (max 128, starting with a letter or digit)"
-        )
-    return name
 
 
 @dataclass

@@ -71,8 +71,6 @@ from .paths import cache_dir
 #: Bumped whenever a change alters generated pixels; part of every cache key and of the manifest.
 ZOO_VERSION = "2"
 
-#: The source families of the design (a spec's ``family`` is one of these).
-FAMILIES = ("gan", "diffusion", "autoregressive", "real", "other")
 
 ACTIVATIONS = ("relu", "leaky", "gelu", "silu")
 OUTPUT_ACTIVATIONS = ("tanh", "sigmoid", "clamp")
@@ -247,7 +245,7 @@ class GeneratorSpec:
 
     name: str  # e.g. "tconv-k4-s3"; the folder name in a built zoo
     arch: str  # decoder architecture, a key of ARCHS (or "real")
-    family: str  # one of FAMILIES
+    family: str  # one of attrib.sources.FAMILIES
     seed: int
     width: int = 32  # decoder channels at latent resolution, halved at each upsampling stage
     latent_channels: int = 8

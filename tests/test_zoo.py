@@ -15,6 +15,7 @@ from PIL import Image
 from attrib import zoo
 from attrib.cli.zoo_cmd import zoo as zoo_cli
 from attrib.errors import AttribError
+from attrib.sources import FAMILIES
 
 #: A few steps are enough where only determinism or plumbing is tested.
 QUICK = zoo.TrainConfig(steps=3, batch_size=2, crop=32)
@@ -37,7 +38,7 @@ def test_default_zoo_200_is_diverse_and_stable():
     assert len(set(names)) == 200
     assert {spec.arch for spec in specs} == set(zoo.ARCHS)
     assert {name.rsplit("-s", 1)[0] for name in names} == set(zoo.GENERATOR_KINDS)
-    assert {spec.family for spec in specs} <= set(zoo.FAMILIES) - {"real"}
+    assert {spec.family for spec in specs} <= set(FAMILIES) - {"real"}
     assert len({tuple(spec.hyperparameters().values()) for spec in specs}) > 50
     assert zoo.default_zoo(200) == specs
     assert zoo.default_zoo(7) == specs[:7]
@@ -255,7 +256,7 @@ def test_new_kinds_are_appended_and_leave_older_generators_alone():
     for spec in zoo.default_zoo(200):
         assert ("upsamplers" in spec.to_dict()) == (spec.arch == "mixed")
     for kind in NEW_KINDS:
-        assert zoo.ARCHS[zoo.GENERATOR_KINDS[kind][0]] in set(zoo.FAMILIES) - {"real"}
+        assert zoo.ARCHS[zoo.GENERATOR_KINDS[kind][0]] in set(FAMILIES) - {"real"}
     with pytest.raises(AttribError, match="unknown generator kind"):
         zoo.default_zoo(3, ["fir", "gan9000"])
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ..gallery import FAMILIES
+from ..sources import FAMILIES
 from ..pipeline import embed_items, expand_paths, load_many
 from .common import echo_json, gallery_option, json_option, open_gallery, plugin_manager, progressbar
 
@@ -40,7 +40,7 @@ def enroll(ctx, source, family, meta, encoder, batch_size, json_, paths):
       attrib enroll --generator midjourney6 --family diffusion samples/
     """
     from ..encoders import get_encoder
-    from ..gallery import check_name
+    from ..sources import check_name
 
     check_name(source)
     files = expand_paths(paths)

@@ -26,7 +26,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import AttribError, EncoderMismatch, UnknownSource
-from ..gallery import NAME_RE, Gallery, check_name
+from ..gallery import Gallery
+from ..sources import NAME_RE, check_name
 from ..pipeline import Item
 from ..plugins import make_plugin_manager
 from . import extensions, schemas

@@ -6,7 +6,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..gallery import FAMILIES, NAME_RE
+from ..sources import FAMILIES, NAME_RE
 
 Family = Literal[FAMILIES]  # type: ignore[valid-type]
 FAR = dict(ge=1e-6, le=0.5)
