@@ -10,6 +10,7 @@ import click
 
 from ..errors import AttribError
 from ..paths import default_gallery
+from ..report import FAR_MAX, FAR_MIN, jsonable
 
 
 class AttribGroup(click.Group):
@@ -49,6 +50,7 @@ def gallery_option(f):
 
 
 def json_option(f):
+    """--json, declared as ``json_``."""
     return click.option("--json", "json_", is_flag=True, help="Machine-readable JSON output.")(f)
 
 
@@ -67,22 +69,19 @@ def open_gallery(ctx: click.Context, create: bool = False, encoder=None):
     return Gallery(gallery_path(ctx), encoder=encoder, create=create, pm=plugin_manager(ctx))
 
 
+def far_option(text: str):
+    """--far with the bounds every false-accept rate has (:data:`attrib.report.FAR_MIN` .. ``FAR_MAX``)."""
+    return click.option("--far", type=click.FloatRange(FAR_MIN, FAR_MAX), help=text)
+
+
 def echo_json(obj: Any, indent: int | None = 2) -> None:
-    click.echo(json.dumps(obj, indent=indent, default=_default))
+    """Strict JSON (NaN as null, as the HTTP service answers) through :func:`attrib.report.jsonable`."""
+    click.echo(json.dumps(jsonable(obj), indent=indent))
 
 
 def echo_jsonl(obj: Any) -> None:
-    click.echo(json.dumps(obj, default=_default))
-
-
-def _default(o):
-    import numpy as np
-
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(type(o).__name__)
+    """One object on one line (JSON Lines, when many items come out)."""
+    click.echo(json.dumps(jsonable(obj)))
 
 
 def progressbar(total: int, label: str, enabled: bool = True):

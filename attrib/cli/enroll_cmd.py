@@ -3,19 +3,17 @@ from __future__ import annotations
 
 import click
 
+from .. import report
 from ..sources import FAMILIES
 from ..pipeline import embed_items, expand_paths, load_many
 from .common import echo_json, gallery_option, json_option, open_gallery, plugin_manager, progressbar
 
 
 def _parse_meta(ctx, param, values):
-    meta = {}
-    for v in values:
-        if "=" not in v:
-            raise click.BadParameter(f"{v!r} is not KEY=VALUE")
-        k, _, val = v.partition("=")
-        meta[k.strip()] = val
-    return meta
+    try:
+        return report.parse_metadata(values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.command()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import echo_json, json_option, plugin_manager, progressbar
+from .common import echo_json, far_option, json_option, plugin_manager, progressbar
 
 
 def _shots(ctx, param, value):
@@ -24,11 +24,12 @@ def _shots(ctx, param, value):
 @click.option("--encoder", help="Encoder to evaluate (registered name or trained encoder folder; default: the default encoder, see `attrib encoders list`).")
 @click.option("--shots", default="1,5,10", show_default=True, callback=_shots, help="K values for K-shot enrollment.")
 @click.option("--unknown", multiple=True, help="Source folder held out as unknown (repeatable). Default: a seeded random --unknown-fraction.")
-@click.option("--unknown-fraction", default=0.3, show_default=True, type=click.FloatRange(0, 0.9))
+@click.option("--unknown-fraction", default=0.3, show_default=True, type=click.FloatRange(0, 0.9),
+              help="Share of the source folders held out as unknown when no --unknown is given.")
 @click.option("--trials", default=3, show_default=True, type=click.IntRange(1, 100), help="Repetitions with different enrollment samples.")
 @click.option("--queries", default=50, show_default=True, help="Max query images per source and trial.")
-@click.option("--far", type=click.FloatRange(1e-6, 0.5), help="FAR the thresholds are set for (default 0.01).")
-@click.option("--seed", default=0, show_default=True)
+@far_option("FAR the thresholds are set for (default 0.01).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the unknown split and the enrollment draws (same seed, same figures).")
 @click.option("--per-source", is_flag=True, help="Also print per-source accuracy and EER.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON report here.")
 @json_option

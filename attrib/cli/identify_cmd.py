@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import click
 
+from .. import report
 from ..pipeline import embed_items, expand_paths, load_many
-from .common import echo_jsonl, fmt, gallery_option, json_option, open_gallery, progressbar
+from .common import echo_jsonl, far_option, fmt, gallery_option, json_option, open_gallery, progressbar
 from .detect_cmd import detector_options, make_runner
 
 
@@ -31,19 +32,14 @@ def _detector_tap(runner, found):
     return tap
 
 
-def _far_option(f):
-    return click.option(
-        "--far",
-        type=click.FloatRange(1e-6, 0.5),
-        help="False-accept rate the thresholds are set for (default: the gallery's, 0.01).",
-    )(f)
+_far_option = far_option("False-accept rate the thresholds are set for (default: the gallery's, 0.01).")
 
 
 @click.command()
 @click.option("--top-k", "-k", default=5, show_default=True, type=click.IntRange(1, 100), help="Candidates listed per image.")
 @_far_option
 @click.option("--keep-unknown", is_flag=True, help="Keep rejected queries in the gallery, to propose new sources later.")
-@click.option("--batch-size", default=32, show_default=True)
+@click.option("--batch-size", default=32, show_default=True, help="Images per encoder batch.")
 @click.option("--no-detectors", is_flag=True, help="Skip the detectors (attribution only).")
 @detector_options
 @gallery_option
@@ -69,16 +65,10 @@ def identify(ctx, top_k, far, keep_unknown, batch_size, no_detectors, detector_n
     tap = None if no_detectors else _detector_tap(make_runner(ctx, detector_names, detector_timeout), found)
     items, emb = _embed_paths(gallery, paths, batch_size, on_item=tap)
     good = [it for it in items if it.error is None]
-    decisions = iter(gallery.identify(emb, top_k=top_k, far=far) if len(emb) else [])
-    if keep_unknown and len(emb):
-        gallery.keep_rejected(emb, [it.record for it in good], gallery.identify(emb, top_k=1, far=far))
-    rows = []
-    for it in items:
-        if it.error is not None:
-            rows.append({"path": it.path, "source": None, "score": None, "threshold": None, "margin": None, "candidates": [], "error": it.error})
-        else:
-            rows.append({"path": it.path, **next(decisions).to_dict(), "error": None})
-        rows[-1]["detectors"] = found.get(id(it), [])
+    decisions = gallery.identify(emb, top_k=top_k, far=far) if len(emb) else []
+    if keep_unknown and len(emb):  # the same decisions: what is kept depends on the best candidate only
+        gallery.keep_rejected(emb, [it.record for it in good], decisions)
+    rows = report.identify_rows(items, decisions, found)
     if json_:
         for r in rows:
             echo_jsonl(r)
@@ -114,7 +104,7 @@ def _print_table(rows):
 @click.command()
 @click.option("--generator", "-s", "source", help="Enrolled source to verify against. Without it, give exactly two images (pair mode).")
 @_far_option
-@click.option("--batch-size", default=32, show_default=True)
+@click.option("--batch-size", default=32, show_default=True, help="Images per encoder batch.")
 @gallery_option
 @json_option
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
@@ -123,8 +113,9 @@ def verify(ctx, source, far, batch_size, json_, paths):
     """1:1 verification: was this image made by --generator? Or: were two images made by the same source?
 
     The decision is taken at a calibrated threshold for the stated false-accept rate (--far).
-    With --json: path, generator, score, threshold, accepted, far (one object per image);
-    pair mode prints one object with paths a and b.
+    With --json: path, source, score, threshold, accepted, far, error (one object per image;
+    generator repeats source, as earlier releases named it); pair mode prints one object with
+    paths a and b.
     """
     gallery = open_gallery(ctx)
     if source is None:
@@ -134,7 +125,7 @@ def verify(ctx, source, far, batch_size, json_, paths):
         bad = [it for it in items if it.error]
         if bad:
             raise click.ClickException(bad[0].error)
-        res = {"a": items[0].path, "b": items[1].path, **gallery.verify_pair(emb[0], emb[1], far)}
+        res = report.verify_pair_answer(items[0].path, items[1].path, gallery.verify_pair(emb[0], emb[1], far))
         if json_:
             echo_jsonl(res)
         else:
@@ -143,13 +134,7 @@ def verify(ctx, source, far, batch_size, json_, paths):
         return
     gallery.require_source(source)
     items, emb = _embed_paths(gallery, paths, batch_size)
-    results = iter(gallery.verify(emb, source, far) if len(emb) else [])
-    rows = []
-    for it in items:
-        if it.error:
-            rows.append({"path": it.path, "generator": source, "score": None, "threshold": None, "accepted": None, "far": far, "error": it.error})
-        else:
-            rows.append({"path": it.path, **next(results), "error": None})
+    rows = report.verify_rows(items, gallery.verify(emb, source, far) if len(emb) else [], source, far)
     for r in rows:
         if json_:
             echo_jsonl(r)

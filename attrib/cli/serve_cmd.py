@@ -31,7 +31,8 @@ from .common import gallery_option, gallery_path
 @click.option("--detector-timeout", type=click.FloatRange(0, min_open=True),
               help="Seconds each detector may take on one image (default: $ATTRIB_DETECTOR_TIMEOUT, else 10).")
 @click.option("--graceful-timeout", default=30, show_default=True, type=click.IntRange(1), help="Seconds in-flight requests get to finish on shutdown.")
-@click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]),
+              help="Lowest level of the JSON log lines written to stderr.")
 @click.option("--no-access-log", is_flag=True, help="Leave out the per-request access log lines.")
 @gallery_option
 @click.pass_context
@@ -67,10 +68,11 @@ def serve(ctx, host, port, api_key_file, workers, encoder, max_body_mb, max_imag
             encode_threads=encode_threads,
             default_detectors=default_detectors,
             detector_timeout=detector_timeout,
+            workers=workers,
         ).load_keys()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    from ..service.app import preflight
+    from ..service.state import preflight
 
     pm = (ctx.find_root().obj or {}).get("pm")
     stats = preflight(config, pm)  # a gallery or setting that cannot work: one line, exit 1 (AttribGroup)
@@ -95,5 +97,4 @@ def serve(ctx, host, port, api_key_file, workers, encoder, max_body_mb, max_imag
         return
     # several processes: each worker builds its app from the environment (keys are re-read there)
     os.environ[CONFIG_ENV] = config.to_env()
-    os.environ["ATTRIB_SERVICE_WORKERS"] = str(workers)
     uvicorn.run("attrib.service:app_from_env", factory=True, workers=workers, **common)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import echo_json, fmt, gallery_option, gallery_path, json_option, open_gallery
+from .common import echo_json, far_option, fmt, gallery_option, gallery_path, json_option, open_gallery
 
 
 @click.group()
@@ -75,7 +75,7 @@ def path(ctx):
 
 @sources.command()
 @click.option("--min-size", default=3, show_default=True, type=click.IntRange(2, 10_000), help="Smallest cluster worth proposing.")
-@click.option("--far", type=click.FloatRange(1e-6, 0.5), help="FAR of the pair test that links two images (default: the gallery's).")
+@far_option("FAR of the pair test that links two images (default: the gallery's).")
 @gallery_option
 @json_option
 @click.pass_context

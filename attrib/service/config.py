@@ -45,6 +45,9 @@ class ServiceConfig:
     batch_size: int = 32
     #: images per encoder call for enrollment (kept small so identify never waits long)
     bulk_batch_size: int = 8
+    #: worker processes of the server (``attrib serve --workers``); each has its own encoder
+    #: processes and threads, so the cores are shared out by this count
+    workers: int = 1
     #: encoder processes (each loads the encoder; the model then never holds the server's GIL);
     #: None: one per core (at most 4) shared by the workers; 0 runs the encoder in
     #: ``encode_threads`` threads of the server process instead
@@ -73,7 +76,7 @@ class ServiceConfig:
             self.api_key_file = Path(self.api_key_file)
         for name in ("max_body_bytes", "max_images", "max_pixels", "max_request_pixels", "pixel_budget",
                      "max_queued_images", "batch_size", "bulk_batch_size", "encode_threads", "decode_threads",
-                     "read_threads"):
+                     "read_threads", "workers"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         if self.encode_processes is not None and int(self.encode_processes) < 0:
@@ -121,11 +124,11 @@ class ServiceConfig:
             return cls(gallery=default_gallery()).load_keys()
         return cls(**json.loads(raw)).load_keys()
 
-    def encoder_processes(self, workers: int = 1) -> int:
+    def encoder_processes(self) -> int:
         """Encoder processes per worker: as set, else the cores (at most 4) shared by the workers."""
         if self.encode_processes is not None:
             return int(self.encode_processes)
-        return max(1, min(4, os.cpu_count() or 1) // max(1, workers))
+        return max(1, min(4, os.cpu_count() or 1) // max(1, self.workers))
 
     def describe(self) -> dict:
         """Settings for logs and /v1/health: no keys, no key file path."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 import threading
 from typing import Any, Sequence
 
+from .. import plugins
+from ..detectors import DetectorImage, DetectorRunner, available_detectors
 from .errors import ServiceError, one_line
 
 
@@ -20,15 +22,10 @@ class Detectors:
     """The detectors available to this service, and runners over chosen sets of them."""
 
     def __init__(self, pm, timeout: float | None = None):
-        self.registry: dict[str, dict[str, Any]] = {}
-        self.failures: list[dict[str, Any]] = []
+        self.registry: dict[str, dict[str, Any]]
+        self.failures: list[dict[str, Any]]
+        self.registry, self.failures = available_detectors(pm)
         self.timeout = timeout
-        try:
-            from ..detectors import available_detectors
-
-            self.registry, self.failures = available_detectors(pm)
-        except ImportError:  # an attrib without detectors: none listed, none run
-            pass
         self._local = threading.local()
 
     def __bool__(self) -> bool:
@@ -63,16 +60,12 @@ class Detectors:
             runners = self._local.runners = {}
         runner = runners.get(names)
         if runner is None:
-            from ..detectors import DetectorRunner
-
             runner = DetectorRunner([self.registry[n]["detector"] for n in names], self.timeout, self.failures)
             runners[names] = runner
         return runner
 
     def run(self, names: Sequence[str], pixels, data: bytes, format: str | None) -> list[dict[str, Any]]:
         """Evidence of each named detector about one uploaded image (blocking; call in a thread)."""
-        from ..detectors import DetectorImage
-
         image = DetectorImage(pixels=pixels, data=data, path=None, format=format)  # no path: nothing read from disk
         try:
             return [ev.to_dict() for ev in self._runner(tuple(names)).run(image)]
@@ -82,14 +75,5 @@ class Detectors:
 
 
 def list_plugins(pm, include_builtin: bool = False) -> list[dict[str, Any]]:
-    from .. import plugins
-
-    if hasattr(plugins, "list_plugins"):
-        return plugins.list_plugins(pm, include_builtin=include_builtin)
-    rows = []
-    for name, plugin in pm.list_name_plugin():
-        builtin = name in plugins.DEFAULT_PLUGINS
-        if builtin and not include_builtin:
-            continue
-        rows.append({"name": name, "builtin": builtin, "hooks": sorted(c.name for c in pm.get_hookcallers(plugin) or [])})
-    return rows
+    """As ``attrib plugins --json``."""
+    return plugins.list_plugins(pm, include_builtin=include_builtin)

@@ -7,6 +7,9 @@ request (413). Then each image is decoded by :func:`attrib.imageio.load_image`, 
 threads (small requests, which decode in well under a millisecond, on the event loop itself); one
 that cannot be read becomes a per-image ``error`` line, as in the CLI's output.
 
+:func:`read_form` takes a request's uploads and fields apart, :class:`Admitted` holds its decoded
+images within the pixel budget, and :func:`embed` hands them to the shared micro-batcher.
+
 Nothing here touches the server's file system: an upload's file name is only a label, echoed
 back as ``path`` (with control characters removed) and stored as a sample's origin.
 """
@@ -18,14 +21,22 @@ import re
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
+import numpy as np
+from fastapi import Request
 from PIL import Image
+from pydantic import BaseModel, ValidationError
 
 from ..errors import ImageError
 from ..imageio import load_image
 from ..pipeline import Item
-from .errors import ServiceError
+from . import schemas
+from .batching import EncoderUnavailable, QueueFull
+from .errors import ServiceError, one_line, validation_message
+
+if TYPE_CHECKING:
+    from .state import ServiceState
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 ACCEPTED_TYPES = ("image/", "application/octet-stream")
@@ -157,3 +168,118 @@ class PixelBudget:
                 self.used -= n
             if self._freed is not None:
                 self._freed.set()
+
+
+# -- a request's uploads ---------------------------------------------------------------------------
+def _split_form(form, model: type[BaseModel]) -> tuple[list, dict]:
+    """The ``image`` file parts and the other values of a parsed form (lists for repeated fields)."""
+    images, values, unknown = [], {}, []
+    lists = schemas.list_fields(model)
+    for key, value in form.multi_items():
+        is_file = not isinstance(value, str)
+        if key == "image":
+            if not is_file:
+                raise ServiceError(422, "image: send image files (multipart file fields with a filename), not text")
+            images.append(value)
+        elif key in model.model_fields:
+            if is_file:
+                raise ServiceError(422, f"{key}: a text field, not a file")
+            if key in lists:
+                values.setdefault(key, []).append(value)
+            else:
+                values[key] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        allowed = ", ".join(["image", *model.model_fields])
+        raise ServiceError(422, f"unknown field(s) {', '.join(sorted(set(unknown)))} (this endpoint takes: {allowed})")
+    return images, values
+
+
+async def read_form(request: Request, model: type[BaseModel], max_images: int) -> tuple[list[Upload], BaseModel]:
+    """The ``image`` uploads (read into memory) and the other fields of an upload form, checked
+    against ``model`` (which also writes the endpoint's OpenAPI request body): 422 for anything else."""
+    form = await request.form(max_files=max(1000, max_images + 1), max_fields=100)
+    try:
+        images, values = _split_form(form, model)
+        try:
+            fields = model.model_validate(values)
+        except ValidationError as exc:
+            raise ServiceError(422, validation_message(exc.errors())) from None
+        if not images:
+            raise ServiceError(422, "image is required (upload images as multipart file fields named 'image')")
+        if len(images) > max_images:
+            raise ServiceError(413, f"{len(images)} images is over the bound of {max_images} per request")
+        uploads = [Upload(label(f.filename, i), await f.read(), f.content_type) for i, f in enumerate(images)]
+    finally:
+        await form.close()  # spooled upload files go now, not when the garbage collector gets to them
+    return uploads, fields
+
+
+class Admitted:
+    """Images of one request, decoded within the bounds; its pixel budget is held until exit."""
+
+    def __init__(self, state: ServiceState, uploads: list[Upload], operation: str):
+        self.state, self.uploads, self.operation = state, uploads, operation
+        self.items: list[Item] = []
+        self.held = 0
+
+    async def __aenter__(self) -> list[Item]:
+        cfg, st, uploads = self.state.config, self.state, self.uploads
+        check_types(uploads)
+        loop = asyncio.get_running_loop()
+        if sum(len(u.data) for u in uploads) <= INLINE_PROBE_BYTES:
+            total = check_pixels(uploads, cfg.max_pixels, cfg.max_request_pixels)
+        else:
+            total = await loop.run_in_executor(st.decode_pool, check_pixels, uploads, cfg.max_pixels, cfg.max_request_pixels)
+        held = st.budget.try_acquire(total) if total <= INLINE_DECODE_PIXELS else None
+        if held is not None:  # small: decoding here costs less than handing it to a thread
+            self.held = held
+            self.items = [decode(u) for u in uploads]
+        else:
+            self.held = await st.budget.acquire(total)
+            try:
+                self.items = await decode_all(uploads, st.decode_pool)
+            except BaseException:
+                self._release()
+                raise
+        bad = sum(it.error is not None for it in self.items)
+        st.metrics.count_images(self.operation, "unreadable", bad)
+        return self.items
+
+    def _release(self) -> None:
+        held, self.held = self.held, 0
+        self.state.budget.release(held)
+
+    async def __aexit__(self, *exc) -> None:
+        for it in self.items:
+            if it.image is not None:
+                it.image.pixels = None
+        self._release()
+
+
+async def embed(state: ServiceState, items: list[Item], bulk: bool = False) -> tuple[list[Item], np.ndarray]:
+    """Embed the readable items through the shared micro-batcher; an image the encoder refuses
+    gets an error line. Returns (items embedded, their embeddings)."""
+    good = [it for it in items if it.error is None]
+    try:
+        results = await state.batcher.embed([it.image.pixels for it in good], bulk=bulk)
+    except (QueueFull, EncoderUnavailable) as exc:
+        raise ServiceError(503, str(exc), {"Retry-After": "1"}) from None
+    done, vectors = [], []
+    for it, res in zip(good, results):
+        if isinstance(res, BaseException):
+            it.error = one_line(f"{it.path}: the encoder could not take this image ({type(res).__name__}: {res})")
+        else:
+            done.append(it)
+            vectors.append(res)
+    state.metrics.count_images("enroll" if bulk else "query", "embedded", len(done))
+    dim = state.encoder.dim
+    return done, (np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, dim), np.float32))
+
+
+def none_readable(items: list[Item]) -> ServiceError:
+    """The 422 for a request none of whose images could be read."""
+    first = next((it.error for it in items if it.error), "no image")
+    more = f" (and {len(items) - 1} more)" if len(items) > 1 else ""
+    return ServiceError(422, f"no image could be read: {first}{more}")

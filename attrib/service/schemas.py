@@ -6,10 +6,11 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..report import FAR_MAX, FAR_MIN
 from ..sources import FAMILIES, NAME_RE
 
 Family = Literal[FAMILIES]  # type: ignore[valid-type]
-FAR = dict(ge=1e-6, le=0.5)
+FAR = dict(ge=FAR_MIN, le=FAR_MAX)
 
 
 # -- request forms: the non-file fields of each upload endpoint (files come in `image` fields) ----------
@@ -109,10 +110,11 @@ class IdentifyRow(BaseModel):
 
 
 class VerifyRow(BaseModel):
-    """One uploaded image verified against ``generator`` (as ``attrib verify --generator --json``)."""
+    """One uploaded image verified against ``source`` (as ``attrib verify --generator --json``)."""
 
     path: str
-    generator: str
+    source: str = Field(description="The source verified against (the request's `generator`).")
+    generator: str = Field(description="The same as `source`: its name in earlier releases, kept as an alias.")
     score: Optional[float]
     threshold: Optional[float]
     accepted: Optional[bool]

@@ -1,0 +1,61 @@
+"""Tag ``sources``: the enrolled sources, and enrollment into them (a write: API key)."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from ... import report
+from ...sources import check_name
+from .. import schemas
+from ..errors import ServiceError
+from ..intake import Admitted, embed, read_form
+from .common import READ_ERRORS, WRITE_ERRORS, FarQuery, SourceName, State, answer
+
+router = APIRouter(tags=["sources"])
+
+
+@router.get("/v1/sources", response_model=list[schemas.Source], responses=READ_ERRORS)
+async def list_sources(state: State, far: FarQuery = None):
+    """Enrolled sources with family, sample count and threshold (as `attrib sources list --json`)."""
+    return answer(await state.store.read(lambda g: g.sources(far)))
+
+
+@router.get("/v1/sources/{name}", response_model=schemas.SourceDetail, responses=READ_ERRORS)
+async def show_source(state: State, name: SourceName, far: FarQuery = None):
+    """One source: metadata, calibration and its samples (as `attrib sources show --json`)."""
+    return answer(await state.store.read(lambda g: g.source(name, far)))
+
+
+@router.delete("/v1/sources/{name}", response_model=schemas.Removed, responses=WRITE_ERRORS)
+async def remove_source(state: State, name: SourceName):
+    """Remove a source and all its samples (needs an API key)."""
+    n = await state.store.write(lambda g: g.remove_source(name))
+    return answer({"source": name, "removed_samples": n})
+
+
+@router.post(
+    "/v1/sources/{name}/samples",
+    response_model=schemas.EnrollResult,
+    responses=WRITE_ERRORS,
+    openapi_extra={"requestBody": schemas.multipart_request(schemas.EnrollForm)},
+)
+async def enroll(request: Request, state: State, name: SourceName):
+    """Enroll sample images into a source, created if new (as `attrib enroll --json`; needs an API key).
+
+    One transaction: readers see all of it or none of it. Images already in the gallery (same
+    sha256) are reported as duplicates; unreadable ones as failures."""
+    uploads, form = await read_form(request, schemas.EnrollForm, state.config.max_images)
+    check_name(name)
+    try:
+        metadata = report.parse_metadata(form.meta)
+    except ValueError as exc:
+        raise ServiceError(422, f"meta: {exc}") from None
+    async with Admitted(state, uploads, "enroll") as items:
+        good, emb = await embed(state, items, bulk=True)
+        failed = [{"path": it.path, "error": it.error} for it in items if it.error is not None]
+        if not good:
+            raise ServiceError(422, f"no image could be read ({len(failed)} failed): nothing enrolled; first: {failed[0]['error']}")
+        records = [it.record for it in good]
+    result = await state.store.write(lambda g: g.enroll(name, emb, records, family=form.family, metadata=metadata))
+    result.failed = failed
+    state.metrics.count_images("enroll", "enrolled", result.enrolled)
+    return answer(result.to_dict())
