@@ -95,74 +95,60 @@ class ServiceMiddleware:
         incoming = headers.get(b"x-request-id", b"").decode("latin-1")
         rid = incoming if _REQUEST_ID.match(incoming) else self._next_id()
         token = request_id_var.set(rid)
-        metrics = self.state.metrics
-        metrics.in_flight += 1
-        info = {"status": 500, "bytes_out": 0, "bytes_in": 0, "started": False}
-        rid_header = (b"x-request-id", rid.encode())
-
-        async def send_wrapper(message):
-            if message["type"] == "http.response.start":
-                info["status"] = message["status"]
-                info["started"] = True
-                message = dict(message, headers=list(message.get("headers") or []) + [rid_header])
-            elif message["type"] == "http.response.body":
-                info["bytes_out"] += len(message.get("body", b""))
-            await send(message)
-
-        limit = self.state.config.max_body_bytes
-
-        async def receive_wrapper():
-            message = await receive()
-            if message["type"] == "http.request":
-                info["bytes_in"] += len(message.get("body", b""))
-                if info["bytes_in"] > limit:
-                    raise HTTPException(413, f"request body is over the {limit:,}-byte bound")
-            return message
-
-        method, path = scope["method"], scope["path"]
+        self.state.metrics.in_flight += 1
+        exchange = _Exchange(receive, send, rid, self.state.config.max_body_bytes)
         try:
-            presented = presented_key(headers)
-            scope[AUTH_KEY] = self.state.keys.check(presented) if presented else False
-            problem = self._precheck(method, path, headers, scope[AUTH_KEY], presented is not None)
-            if problem is not None:  # answered before reading the body: close, don't drain it
-                status, message, extra = problem
-                await self._send_error(send_wrapper, status, message, [*extra, (b"connection", b"close")])
-            else:
-                await self.app(scope, receive_wrapper, send_wrapper)
-        except HTTPException as exc:  # raised by receive_wrapper outside a route handler
-            if not info["started"]:
-                await self._send_error(send_wrapper, exc.status_code, str(exc.detail), [(b"connection", b"close")])
+            await self._handle(scope, headers, exchange)
+        except HTTPException as exc:  # raised by exchange.receive outside a route handler
+            if not exchange.started:
+                await self._send_error(exchange.send, exc.status_code, str(exc.detail), [(b"connection", b"close")])
         except asyncio.CancelledError:
-            if not info["started"]:
-                info["status"] = 499  # the client went away first (nginx's convention, logs only)
+            if not exchange.started:
+                exchange.status = 499  # the client went away first (nginx's convention, logs only)
             raise
         except Exception as exc:  # never a traceback to the client; always one in the log
             error_log.exception("unhandled error", extra={"fields": {"request_id": rid, "error": type(exc).__name__}})
-            if not info["started"]:
-                await self._send_error(send_wrapper, 500, f"internal error (request id {rid})")
+            if not exchange.started:
+                await self._send_error(exchange.send, 500, f"internal error (request id {rid})")
         finally:
-            seconds = time.perf_counter() - t0
-            metrics.in_flight -= 1
-            route = self._route(scope)
-            metrics.observe_request(method, route, info["status"], seconds)
-            client = scope.get("client")
-            access_log.info(
-                "request",
-                extra={
-                    "fields": {
-                        "request_id": rid,
-                        "method": method,
-                        "path": path,
-                        "route": route,
-                        "status": info["status"],
-                        "duration_ms": round(seconds * 1000, 2),
-                        "bytes_in": info["bytes_in"],
-                        "bytes_out": info["bytes_out"],
-                        "client": client[0] if client else None,
-                    }
-                },
-            )
+            self.state.metrics.in_flight -= 1
+            self._log(scope, exchange, time.perf_counter() - t0)
             request_id_var.reset(token)
+
+    async def _handle(self, scope, headers, exchange: "_Exchange") -> None:
+        """Answer what the checks refuse before the body is read (and close: don't drain it), else
+        pass the request on with its body counted against the bound."""
+        presented = presented_key(headers)
+        scope[AUTH_KEY] = self.state.keys.check(presented) if presented else False
+        problem = self._precheck(scope["method"], scope["path"], headers, scope[AUTH_KEY], presented is not None)
+        if problem is not None:
+            status, message, extra = problem
+            await self._send_error(exchange.send, status, message, [*extra, (b"connection", b"close")])
+        else:
+            await self.app(scope, exchange.receive, exchange.send)
+
+    def _log(self, scope, exchange: "_Exchange", seconds: float) -> None:
+        """The request's metrics and its access log line."""
+        method, path = scope["method"], scope["path"]
+        route = self._route(scope)
+        self.state.metrics.observe_request(method, route, exchange.status, seconds)
+        client = scope.get("client")
+        access_log.info(
+            "request",
+            extra={
+                "fields": {
+                    "request_id": exchange.rid,
+                    "method": method,
+                    "path": path,
+                    "route": route,
+                    "status": exchange.status,
+                    "duration_ms": round(seconds * 1000, 2),
+                    "bytes_in": exchange.bytes_in,
+                    "bytes_out": exchange.bytes_out,
+                    "client": client[0] if client else None,
+                }
+            },
+        )
 
     def _precheck(self, method, path, headers, authorized, presented):
         if is_write(method, path):
@@ -197,3 +183,32 @@ class ServiceMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class _Exchange:
+    """One request's ASGI channels, wrapped: the response gets its X-Request-ID header and is
+    counted (status, bytes out); the body is counted as it streams in and cut off past ``limit``."""
+
+    def __init__(self, receive, send, rid: str, limit: int):
+        self._receive, self._send = receive, send
+        self.rid, self.limit = rid, limit
+        self.status = 500
+        self.started = False
+        self.bytes_in = self.bytes_out = 0
+
+    async def send(self, message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.started = True
+            message = dict(message, headers=[*(message.get("headers") or []), (b"x-request-id", self.rid.encode())])
+        elif message["type"] == "http.response.body":
+            self.bytes_out += len(message.get("body", b""))
+        await self._send(message)
+
+    async def receive(self):
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.bytes_in += len(message.get("body", b""))
+            if self.bytes_in > self.limit:
+                raise HTTPException(413, f"request body is over the {self.limit:,}-byte bound")
+        return message
