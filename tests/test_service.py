@@ -113,6 +113,37 @@ def test_identify_matches_cli_json(client, tmp_path):
     assert all(len(row["candidates"]) == 2 for row in rows)
 
 
+def test_cli_and_http_identify_answer_with_one_function(client, tmp_path, monkeypatch):
+    """Not two implementations that happen to agree: both answer through attrib.report.identify_rows."""
+    from attrib import report
+
+    answers = []
+
+    def spy(items, decisions, evidence=None):
+        rows = real(items, decisions, evidence)
+        answers.append(rows)
+        return rows
+
+    real = report.identify_rows
+    monkeypatch.setattr(report, "identify_rows", spy)
+    name, data = query(1, 3)
+    path = write_png(tmp_path / name, synthetic(1, 3))
+    r = client.post("/v1/identify", files=files_for((name, data), ("bad.png", b"junk")), data={"top_k": "3"})
+    gal = str(client.app.state.attrib.config.gallery)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"junk")
+    cli = CliRunner().invoke(build_cli(), ["identify", "-g", gal, "--json", "--top-k", "3", str(path), str(bad)])
+    assert r.status_code == 200 and cli.exit_code == 0, (r.text, cli.output)
+    assert len(answers) == 2  # one call each
+    http_rows, cli_rows = answers
+    assert r.json() == http_rows and [json.loads(line) for line in cli.output.splitlines()] == cli_rows
+
+    def strip(rows):  # paths differ (a file name, a path), and error lines name them
+        return [{k: v for k, v in row.items() if k not in ("path", "error")} for row in rows]
+
+    assert strip(http_rows) == strip(cli_rows) and http_rows[0]["source"] == "src1" and http_rows[1]["error"]
+
+
 def test_identify_per_image_errors_and_bad_input(client):
     good = query(1)
     r = client.post("/v1/identify", files=files_for(("broken.png", good[1][:80]), good, ("empty.png", b"")))
@@ -161,6 +192,7 @@ def test_verify_source_and_pair_match_cli(client, tmp_path):
     cli_rows = [json.loads(line) for line in cli.output.splitlines()]
     for row, cli_row in zip(rows, cli_rows):
         assert {k: v for k, v in row.items() if k != "path"} == {k: v for k, v in cli_row.items() if k != "path"}
+        assert row["source"] == row["generator"] == "src2"  # generator: the documented alias
     assert rows[0]["accepted"] is True and rows[1]["accepted"] is False
     r = client.post("/v1/verify", files=files_for(same, query(2, 7)))
     pair = r.json()
@@ -277,9 +309,16 @@ def test_detectors_and_plugins(client):
     assert r.status_code == 200
     listed = r.json()
     assert all(set(d) >= {"name", "description", "plugin"} for d in listed)
-    assert isinstance(client.get("/v1/plugins").json(), list)
-    builtins = client.get("/v1/plugins", params={"all": "true"}).json()
-    assert any(p["name"] == "attrib.default_plugins.encoders" for p in builtins)
+    assert client.get("/v1/plugins").json() == []  # outside plugins are switched off in tests (ATTRIB_LOAD_PLUGINS="")
+    builtins = {p["name"]: p for p in client.get("/v1/plugins", params={"all": "true"}).json()}
+    assert set(builtins) == {"attrib.default_plugins.encoders", "attrib.default_plugins.detectors"}
+    encoders, detectors = builtins["attrib.default_plugins.encoders"], builtins["attrib.default_plugins.detectors"]
+    assert encoders["builtin"] and encoders["hooks"] == ["register_encoders"] and encoders["error"] is None
+    assert {"residual", "fp-wccn2"} <= set(encoders["registers"]["encoders"])
+    assert detectors["builtin"] and detectors["hooks"] == ["register_detectors"] and detectors["error"] is None
+    assert set(detectors["registers"]["detectors"]) == {d["name"] for d in listed} >= {"spectral", "npr"}
+    cli = CliRunner().invoke(build_cli(), ["plugins", "--all", "--json"])
+    assert cli.exit_code == 0 and json.loads(cli.output) == list(builtins.values())  # the CLI's answer, as said
     assert_error(client.post("/v1/identify", files=files_for(query(0)), data={"detectors": "no-such-detector"}), 422, "no-such-detector")
     for spec in ("all", None):  # the server's default is all detectors, as the CLI's
         r = client.post("/v1/identify", files=files_for(query(0), ("bad.png", b"x")), data={"detectors": spec} if spec else {})
@@ -503,6 +542,18 @@ def test_config_keys_never_in_repr_or_env(tmp_path, monkeypatch):
     cfg = ServiceConfig(gallery=tmp_path, api_key_file=keys).load_keys()
     assert cfg.api_keys == (KEY, "another-key-0123456789")
     assert KEY not in repr(cfg) and KEY not in cfg.to_env() and KEY not in json.dumps(cfg.describe())
+
+
+def test_worker_count_travels_in_the_config(tmp_path, monkeypatch):
+    """--workers N reaches each worker through ServiceConfig (its environment hand-over), and the
+    encoder processes are shared out by it."""
+    cfg = ServiceConfig(gallery=tmp_path, workers=4)
+    monkeypatch.setenv("ATTRIB_SERVICE_CONFIG", cfg.to_env())
+    again = ServiceConfig.from_env()
+    assert again.workers == 4 and again.encoder_processes() == max(1, min(4, os.cpu_count() or 1) // 4)
+    assert ServiceConfig(gallery=tmp_path, workers=4, encode_processes=2).encoder_processes() == 2
+    with pytest.raises(Exception, match="workers must be at least 1"):
+        ServiceConfig(gallery=tmp_path, workers=0)
 
 
 # -- schemathesis ---------------------------------------------------------------------------------------
