@@ -235,12 +235,22 @@ def test_name_clashes_first_registration_wins_for_encoders_and_detectors(tmp_pat
     r = CliRunner().invoke(cli, ["encoders", "list", "--json"])
     owners = {row["name"]: row["plugin"] for row in json.loads(r.stdout)}
     assert (owners["residual"], owners["mean-colour"]) == ("attrib.default_plugins.encoders", "test-plugin-0")
+    assert "warning: plugin test-plugin-1: register_encoders failed: encoder name 'residual' is already registered" in r.stderr
     img = write_png(tmp_path / "a.png", synthetic(0, 0, 64))
     evidence = json.loads(invoke(cli, "detect", "--json", img).output)["detectors"]
     assert [e["detector"] for e in evidence] == ["test-plugin-1", "test-plugin-1", "spectral", "npr", "brightness"]
     clash = "detector name 'spectral' is already registered by attrib.default_plugins.detectors"
     assert evidence[0]["error"] == f"register_detectors failed: {clash}"
     assert "periodic" in evidence[2]["details"]["summary"]  # the built-in spectral ran, not the fake
+
+
+def test_attrib_plugins_lists_hook_errors_without_an_earlier_call():
+    """`attrib plugins` calls the registration hooks itself, so their errors show on a fresh manager."""
+    rows = _rows(build_cli(manager_with(BrokenHooks())))
+    assert rows["test-plugin-0"]["error"] == (
+        "register_commands: RuntimeError: no commands today; register_encoders: KeyError: 'encoders'; "
+        "register_detectors: ValueError: detectors exploded"
+    )
 
 
 # ------------------------------------------------------------------ entry points, env var
