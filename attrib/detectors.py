@@ -42,7 +42,9 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+import pluggy
 
+from . import plugins
 from .errors import AttribError, ImageError
 
 VERDICTS = ("synthetic", "real", "undetermined")
@@ -433,14 +435,27 @@ class DetectorRunner:
         return [*self.failures, *results]
 
 
-def available_detectors(pm=None) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """``({name: {"detector", "description", "plugin"}}, failures)`` of the registered detectors."""
-    from .plugins import collect_detectors, get_plugin_manager
+def _check_registration(detector) -> tuple[str, dict[str, Any]]:
+    problem = check_detector(detector)
+    if problem is not None:
+        raise plugins.Refused(problem)
+    return detector.name, {"detector": detector, "description": detector.description}
 
-    return collect_detectors(pm or get_plugin_manager())
+
+def collect_detectors(pm: pluggy.PluginManager) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """``({name: {"detector", "description", "plugin"}}, failures)`` from every
+    ``register_detectors`` hook of ``pm``. A failure is a hook that raised, an object that is not
+    a detector or a name already taken (the first registration wins: built-ins come first)."""
+    return plugins.collect(pm, "register_detectors", "detector", _check_registration)
 
 
-def make_runner(pm=None, names: Sequence[str] | None = None, timeout: float | None = None) -> DetectorRunner:
+def available_detectors(pm: pluggy.PluginManager | None = None) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """``({name: {"detector", "description", "plugin"}}, failures)`` of the registered detectors
+    (on ``pm``, else the library's shared manager)."""
+    return collect_detectors(pm or plugins.get_plugin_manager())
+
+
+def make_runner(pm: pluggy.PluginManager | None = None, names: Sequence[str] | None = None, timeout: float | None = None) -> DetectorRunner:
     """A :class:`DetectorRunner` over the registered detectors, or only ``names`` (in that order).
     Raises AttribError for a name that is not registered."""
     registry, failures = available_detectors(pm)
@@ -454,7 +469,9 @@ def make_runner(pm=None, names: Sequence[str] | None = None, timeout: float | No
     return DetectorRunner([registry[n]["detector"] for n in dict.fromkeys(names)], timeout)
 
 
-def detect(source, names: Sequence[str] | None = None, pm=None, timeout: float | None = None) -> list[Evidence]:
+def detect(
+    source, names: Sequence[str] | None = None, pm: pluggy.PluginManager | None = None, timeout: float | None = None
+) -> list[Evidence]:
     """Run the registered detectors (or ``names``) on one image; see :class:`DetectorRunner`."""
     return make_runner(pm, names, timeout).run(source)
 

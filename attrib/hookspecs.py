@@ -20,7 +20,9 @@ def register_encoders(register):
     """Register encoders: call ``register(name, factory, description="")``.
 
     ``factory(**kwargs)`` returns an :class:`attrib.encoders.Encoder`. Built-in encoders are
-    registered through this hook too."""
+    registered through this hook too. Encoder names are unique across plugins: the first
+    registration of a name wins (built-ins come first), a later one is refused and reported.
+    The hook is called once per plugin manager (the registry is cached beside it)."""
 
 
 @hookspec
@@ -29,7 +31,9 @@ def register_detectors(register):
 
     ``detector`` is an :class:`attrib.detectors.Detector` (a ``name``, a ``description`` and a
     ``detect(image)`` method returning :class:`attrib.detectors.Evidence`). Keep construction
-    cheap; import heavy libraries inside ``detect``. Detector names are unique across plugins."""
+    cheap; import heavy libraries inside ``detect``. Detector names are unique across plugins:
+    the first registration of a name wins (built-ins come first), a later one is refused and
+    reported."""
 
 
 @hookspec

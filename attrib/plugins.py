@@ -1,14 +1,20 @@
-"""The plugin manager. Built-in pieces in :mod:`attrib.default_plugins` are registered exactly like
-outside plugins, which come from the ``attrib`` entry-point group.
+"""The plugin manager: pluggy only. Built-in pieces in :mod:`attrib.default_plugins` are
+registered exactly like outside plugins, which come from the ``attrib`` entry-point group.
 
 ``ATTRIB_LOAD_PLUGINS`` chooses which installed plugins load: unset loads all of them, an empty
 value loads none (only the built-ins), otherwise a comma-separated list of distribution names
 (``attrib-c2pa``) or entry-point names. A fresh manager is built per CLI invocation or app;
 nothing is global at import time.
 
-A plugin that cannot be imported, or whose hook raises, never stops attrib: the failure is kept
-in :attr:`AttribPluginManager.load_errors` (``attrib plugins`` shows it) and, for detectors, in
-every detection result.
+This module knows nothing of encoders or detectors: each domain module (:mod:`attrib.encoders`,
+:mod:`attrib.detectors`) collects its own registrations by calling its hook through
+:func:`collect` on the manager it is given. Dependencies run one way: domain modules import
+this module, never the reverse.
+
+A plugin that cannot be imported, whose hook raises, or whose registration is refused (a name
+already taken, an object that is not what the hook expects) never stops attrib: the failure is
+kept in :attr:`AttribPluginManager.load_errors` (``attrib plugins`` shows it) and, for
+detectors, in every detection result.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ from . import hookspecs
 ENTRY_POINT_GROUP = "attrib"
 DEFAULT_PLUGINS = ("attrib.default_plugins.encoders", "attrib.default_plugins.detectors")
 
-_cached: pluggy.PluginManager | None = None
+_cached: AttribPluginManager | None = None
 
 
 class AttribPluginManager(pluggy.PluginManager):
@@ -95,7 +101,7 @@ def _load_entry_points(pm: AttribPluginManager, wanted: set[str] | None) -> None
         pm.record_error(missing, "not installed (named in ATTRIB_LOAD_PLUGINS)", hook="load")
 
 
-def get_plugin_manager() -> pluggy.PluginManager:
+def get_plugin_manager() -> AttribPluginManager:
     """A process-wide manager for library callers that don't pass their own."""
     global _cached
     if _cached is None:
@@ -103,61 +109,60 @@ def get_plugin_manager() -> pluggy.PluginManager:
     return _cached
 
 
+def report_error(pm: pluggy.PluginManager, name: str, error: BaseException | str, hook: str | None = None) -> dict[str, Any]:
+    """Record a plugin's failure on ``pm`` (kept once; ``attrib plugins`` shows it) and return it."""
+    if isinstance(pm, AttribPluginManager):
+        return pm.record_error(name, error, hook=hook)
+    return {"name": name, "hook": hook, "error": error if isinstance(error, str) else _one_line(error)}
+
+
 def call_each(pm: pluggy.PluginManager, hook_name: str, make_kwargs: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:
-    """Call every implementation of ``hook_name`` on its own, so one that raises does not stop
-    the others; ``make_kwargs(plugin_name)`` builds its arguments. Returns the failures."""
+    """Call every implementation of ``hook_name`` on its own, in registration order (built-ins
+    first), so one that raises does not stop the others; ``make_kwargs(plugin_name)`` builds its
+    arguments. Returns the failures."""
     failures = []
     for impl in getattr(pm.hook, hook_name).get_hookimpls():
         try:
             impl.function(**make_kwargs(impl.plugin_name))
         except Exception as exc:
-            if isinstance(pm, AttribPluginManager):
-                failures.append(pm.record_error(impl.plugin_name, exc, hook=hook_name))
-            else:
-                failures.append({"name": impl.plugin_name, "hook": hook_name, "error": _one_line(exc)})
+            failures.append(report_error(pm, impl.plugin_name, exc, hook_name))
     return failures
 
 
-def collect_encoders(pm: pluggy.PluginManager) -> dict[str, dict[str, Any]]:
-    """``{name: {"factory", "description", "plugin"}}`` from every ``register_encoders`` hook."""
+class Refused(ValueError):
+    """Raised by a ``check`` given to :func:`collect`: this registration is refused (and reported)."""
+
+
+def collect(
+    pm: pluggy.PluginManager, hook_name: str, kind: str, check: Callable[..., tuple[str, dict[str, Any]]]
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Call the ``register_*`` hook ``hook_name`` of every plugin with a ``register`` callback and
+    gather ``({name: {**info, "plugin"}}, failures)``.
+
+    ``check(*args, **kwargs)`` turns what a plugin passed to ``register`` into ``(name, info)``,
+    or raises :class:`Refused` saying why it cannot be registered. Name clashes follow one rule
+    for every kind (``kind``: "encoder", "detector"): the first registration wins (built-ins are
+    registered first) and each later one is refused. A refusal or a hook that raises is
+    recorded on ``pm`` (``attrib plugins`` shows it) and returned; it never stops the others.
+    """
     registry: dict[str, dict[str, Any]] = {}
+    refused: list[dict[str, Any]] = []
 
     def make_kwargs(plugin_name):
-        def register(name, factory, description=""):
-            registry[name] = {"factory": factory, "description": description, "plugin": plugin_name}
-
-        return {"register": register}
-
-    call_each(pm, "register_encoders", make_kwargs)
-    return registry
-
-
-def collect_detectors(pm: pluggy.PluginManager) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """``({name: {"detector", "description", "plugin"}}, failures)`` from every
-    ``register_detectors`` hook. A failure is a hook that raised or an object that is not a
-    detector; name clashes keep the first registration (built-ins come first)."""
-    from .detectors import check_detector
-
-    registry: dict[str, dict[str, Any]] = {}
-    failures: list[dict[str, Any]] = []
-
-    def make_kwargs(plugin_name):
-        def register(detector):
-            problem = check_detector(detector)
-            if problem is None and detector.name in registry:
-                problem = f"detector name {detector.name!r} is already registered by {registry[detector.name]['plugin']}"
-            if problem is not None:
-                if isinstance(pm, AttribPluginManager):
-                    failures.append(pm.record_error(plugin_name, problem, hook="register_detectors"))
-                else:
-                    failures.append({"name": plugin_name, "hook": "register_detectors", "error": problem})
+        def register(*args, **kwargs):
+            try:
+                name, info = check(*args, **kwargs)
+                if name in registry:
+                    raise Refused(f"{kind} name {name!r} is already registered by {registry[name]['plugin']}")
+            except Refused as exc:
+                refused.append(report_error(pm, plugin_name, str(exc), hook_name))
                 return
-            registry[detector.name] = {"detector": detector, "description": detector.description, "plugin": plugin_name}
+            registry[name] = {**info, "plugin": plugin_name}
 
         return {"register": register}
 
-    failures = call_each(pm, "register_detectors", make_kwargs) + failures
-    return registry, failures
+    failures = call_each(pm, hook_name, make_kwargs)
+    return registry, failures + refused
 
 
 def register_commands(pm: pluggy.PluginManager, cli) -> list[dict[str, Any]]:
@@ -165,29 +170,37 @@ def register_commands(pm: pluggy.PluginManager, cli) -> list[dict[str, Any]]:
     return call_each(pm, "register_commands", lambda _: {"cli": cli})
 
 
-def _registrations(pm: pluggy.PluginManager, plugin) -> dict[str, list[str]]:
-    """What ``plugin`` registers through each ``register_*`` hook (by calling its hooks alone)."""
+def _probe_kwargs(argnames: tuple[str, ...], names: list[str]) -> dict[str, Any] | None:
+    """Arguments for calling a hook alone to see what it registers (into ``names``), or None for a
+    hook whose arguments are not a ``register`` callback or a click group ``cli``."""
     import click
 
+    if argnames == ("register",):
+        # register(name, ...) for encoders, register(obj) with obj.name for detectors
+        return {"register": lambda first, *a, **k: names.append(first if isinstance(first, str) else getattr(first, "name", repr(first)))}
+    if argnames == ("cli",):
+        return {"cli": click.Group("probe")}
+    return None
+
+
+def _registrations(pm: pluggy.PluginManager, plugin: object) -> dict[str, list[str]]:
+    """What ``plugin`` registers through each ``register_*`` hook (by calling its hooks alone)."""
     out: dict[str, list[str]] = {}
     for caller in pm.get_hookcallers(plugin) or []:
+        argnames = tuple(caller.spec.argnames) if caller.spec else ()
         for impl in caller.get_hookimpls():
             if impl.plugin is not plugin:
                 continue
             names: list[str] = []
+            kwargs = _probe_kwargs(argnames, names)
+            if kwargs is None:
+                continue
             try:
-                if caller.name == "register_commands":
-                    group = click.Group("probe")
-                    impl.function(cli=group)
-                    names = sorted(group.commands)
-                elif caller.name == "register_encoders":
-                    impl.function(register=lambda name, *a, **k: names.append(name))
-                elif caller.name == "register_detectors":
-                    impl.function(register=lambda d: names.append(getattr(d, "name", repr(d))))
-                else:
-                    continue
+                impl.function(**{k: kwargs[k] for k in impl.argnames})
             except Exception:
-                continue  # reported by the collectors already
+                continue  # reported when the hook is called for real
+            if "cli" in kwargs:
+                names = sorted(kwargs["cli"].commands)
             out[caller.name.replace("register_", "")] = names
     return out
 

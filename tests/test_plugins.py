@@ -16,9 +16,9 @@ from click.testing import CliRunner
 
 from attrib import hookimpl, hookspecs
 from attrib.cli import build_cli
-from attrib.detectors import Detector
+from attrib.detectors import Detector, collect_detectors
 from attrib.encoders import Encoder, get_encoder, list_encoders
-from attrib.plugins import DEFAULT_PLUGINS, collect_detectors, get_plugin_manager, list_plugins, make_plugin_manager
+from attrib.plugins import DEFAULT_PLUGINS, get_plugin_manager, list_plugins, make_plugin_manager
 
 from .conftest import synthetic, write_png
 
@@ -91,9 +91,13 @@ def test_every_hook_is_documented_and_has_a_test():
 
 def test_hook_register_encoders(tmp_path, source_dirs):
     pm = manager_with(ExamplePlugin())
-    assert list_encoders(pm)["mean-colour"]["plugin"] == "test-plugin-0"
+    info = list_encoders(pm)["mean-colour"]
+    assert (info["factory"], info["description"], info["plugin"]) == (MeanEncoder, "test: mean colour", "test-plugin-0")
     enc = get_encoder("mean-colour", pm)
-    assert enc.embed([synthetic(0, 0, 32)]).shape == (1, 3)
+    assert type(enc) is MeanEncoder and enc.spec == "mean-colour"
+    img = synthetic(0, 0, 32)
+    expected = img.reshape(-1, 3).mean(axis=0) + 1.0
+    np.testing.assert_allclose(enc.embed([img])[0], expected / np.linalg.norm(expected), rtol=1e-6)
     cli = build_cli(pm)
     r = invoke(cli, "encoders", "list", "--json")
     assert {"name": "mean-colour", "description": "test: mean colour", "plugin": "test-plugin-0", "default": False} in json.loads(r.output)
@@ -161,10 +165,92 @@ def test_hooks_that_raise_are_reported_not_fatal(tmp_path, capsys):
 
 def test_bad_detector_registrations_are_reported():
     registry, failures = collect_detectors(manager_with(BadRegistrations()))
-    assert list(registry)[-1] == "brightness"
-    problems = [f["error"] for f in failures]
-    assert any("has no name" in p for p in problems)
-    assert any("'brightness' is already registered by test-plugin-0" in p for p in problems)
+    assert list(registry) == ["spectral", "npr", "brightness"]
+    assert [(f["name"], f["hook"]) for f in failures] == [("test-plugin-0", "register_detectors")] * 2
+    assert "has no name: a detector needs a non-empty string `name`" in failures[0]["error"]
+    assert failures[1]["error"] == "detector name 'brightness' is already registered by test-plugin-0"
+
+
+class BadEncoderRegistrations:
+    @hookimpl
+    def register_encoders(self, register):
+        register("", MeanEncoder)
+        register("not-callable", "MeanEncoder")
+        register("mean-colour", MeanEncoder, "test: mean colour")
+
+
+def test_bad_encoder_registrations_are_reported():
+    pm = manager_with(BadEncoderRegistrations())
+    registry = list_encoders(pm)
+    assert "mean-colour" in registry and "" not in registry and "not-callable" not in registry
+    [row] = [r for r in list_plugins(pm) if r["name"] == "test-plugin-0"]
+    assert row["error"] == (
+        "register_encoders: encoder name '': an encoder needs a non-empty string name; "
+        "register_encoders: encoder 'not-callable': the factory 'MeanEncoder' is not callable"
+    )
+
+
+# ------------------------------------------------------------------- name clashes: one rule
+
+
+class OtherMean(MeanEncoder):
+    name = "other-mean"
+
+
+class ClashingPlugin:
+    """Takes a built-in encoder name, a built-in detector name, and a name of test-plugin-0."""
+
+    @hookimpl
+    def register_encoders(self, register):
+        register("residual", OtherMean, "a plugin's residual")
+        register("mean-colour", OtherMean, "a second mean-colour")
+
+    @hookimpl
+    def register_detectors(self, register):
+        class FakeSpectral(Brightness):
+            name = "spectral"
+
+        register(FakeSpectral())
+        register(Brightness())
+
+
+def test_name_clashes_first_registration_wins_for_encoders_and_detectors(tmp_path):
+    pm = manager_with(ExamplePlugin(), ClashingPlugin())
+    cli = build_cli(pm)
+    encoders = list_encoders(pm)
+    assert (encoders["residual"]["plugin"], encoders["mean-colour"]["plugin"]) == ("attrib.default_plugins.encoders", "test-plugin-0")
+    assert type(get_encoder("mean-colour", pm)) is MeanEncoder
+    assert type(get_encoder("residual", pm)).__name__ == "ResidualSpectrumEncoder"
+    detectors, _ = collect_detectors(pm)
+    assert (detectors["spectral"]["plugin"], detectors["brightness"]["plugin"]) == ("attrib.default_plugins.detectors", "test-plugin-0")
+    expected = [
+        "register_detectors: detector name 'spectral' is already registered by attrib.default_plugins.detectors",
+        "register_detectors: detector name 'brightness' is already registered by test-plugin-0",
+        "register_encoders: encoder name 'residual' is already registered by attrib.default_plugins.encoders",
+        "register_encoders: encoder name 'mean-colour' is already registered by test-plugin-0",
+    ]
+    assert sorted(_rows(cli)["test-plugin-1"]["error"].split("; ")) == sorted(expected)
+    assert _rows(cli)["test-plugin-0"]["error"] is None
+    # the clash also shows where the names are used
+    r = CliRunner().invoke(cli, ["encoders", "list", "--json"])
+    owners = {row["name"]: row["plugin"] for row in json.loads(r.stdout)}
+    assert (owners["residual"], owners["mean-colour"]) == ("attrib.default_plugins.encoders", "test-plugin-0")
+    assert "warning: plugin test-plugin-1: register_encoders failed: encoder name 'residual' is already registered" in r.stderr
+    img = write_png(tmp_path / "a.png", synthetic(0, 0, 64))
+    evidence = json.loads(invoke(cli, "detect", "--json", img).output)["detectors"]
+    assert [e["detector"] for e in evidence] == ["test-plugin-1", "test-plugin-1", "spectral", "npr", "brightness"]
+    clash = "detector name 'spectral' is already registered by attrib.default_plugins.detectors"
+    assert evidence[0]["error"] == f"register_detectors failed: {clash}"
+    assert "periodic" in evidence[2]["details"]["summary"]  # the built-in spectral ran, not the fake
+
+
+def test_attrib_plugins_lists_hook_errors_without_an_earlier_call():
+    """`attrib plugins` calls the registration hooks itself, so their errors show on a fresh manager."""
+    rows = _rows(build_cli(manager_with(BrokenHooks())))
+    assert rows["test-plugin-0"]["error"] == (
+        "register_commands: RuntimeError: no commands today; register_encoders: KeyError: 'encoders'; "
+        "register_detectors: ValueError: detectors exploded"
+    )
 
 
 # ------------------------------------------------------------------ entry points, env var
@@ -263,6 +349,9 @@ def test_plugins_all_lists_builtins(monkeypatch):
     assert set(DEFAULT_PLUGINS) <= set(rows)
     assert rows["attrib.default_plugins.detectors"]["registers"] == {"detectors": ["spectral", "npr"]}
     assert rows["attrib.default_plugins.encoders"]["hooks"] == ["register_encoders"]
+    shipped = sorted(p.name for p in (ROOT / "attrib" / "data" / "encoders").iterdir() if (p / "config.json").is_file())
+    assert rows["attrib.default_plugins.encoders"]["registers"] == {"encoders": ["residual", *shipped]}
+    assert all(r["error"] is None for r in rows.values())
     assert rows["attrib.default_plugins.detectors"]["distribution"] == "attrib"
     assert invoke(build_cli(), "plugins").output.startswith("No plugins installed")
 
@@ -277,3 +366,53 @@ def test_fresh_manager_per_cli_and_no_import_time_state(installed, monkeypatch):
     assert get_plugin_manager() is get_plugin_manager()  # the library's shared one
     bare = make_plugin_manager(load_entry_points=False)
     assert {name for name, _ in bare.list_name_plugin()} == set(DEFAULT_PLUGINS)
+
+
+# --------------------------------------------------------------- the encoder registry, cached
+
+
+def test_encoder_registry_is_built_once_per_manager(monkeypatch):
+    """get_encoder does not call the hooks (and re-read every shipped config.json) each time: the
+    registry is kept per plugin manager, rebuilt for a fresh one or when its plugins change."""
+    from attrib.default_plugins import encoders as builtin
+
+    shipped = len(builtin._shipped())
+    assert shipped >= 3  # the count below can only be right if configs are really read
+    reads = []
+    describe = builtin._describe
+    monkeypatch.setattr(builtin, "_describe", lambda folder: reads.append(folder.name) or describe(folder))
+    pm = make_plugin_manager()
+    get_encoder("residual", pm)
+    get_encoder("residual", pm)
+    list_encoders(pm)
+    assert len(reads) == shipped
+    get_encoder("residual", make_plugin_manager())  # a fresh manager: a fresh registry
+    assert len(reads) == 2 * shipped
+    pm.register(ExamplePlugin(), name="late")  # plugins changed: rebuilt, with the new encoder
+    assert list_encoders(pm)["mean-colour"]["plugin"] == "late"
+    assert len(reads) == 3 * shipped
+    pm.unregister(name="late")
+    assert "mean-colour" not in list_encoders(pm)
+
+
+def test_encoder_spec_is_declared_and_set_by_get_encoder(tmp_path, source_dirs):
+    """``Encoder.spec`` is what get_encoder takes to make the encoder again; galleries store it."""
+    assert Encoder.spec is None and MeanEncoder().spec is None  # built directly: the gallery uses `name`
+
+    class Renamed:
+        @hookimpl
+        def register_encoders(self, register):
+            register("mean-renamed", MeanEncoder, "registered under another name than its `name`")
+
+    pm = manager_with(Renamed())
+    enc = get_encoder("mean-renamed", pm)
+    assert (enc.name, enc.spec) == ("mean-colour", "mean-renamed")
+    assert get_encoder("residual", pm).spec == "residual"
+    cli = build_cli(pm)
+    files = sorted(source_dirs["src0"].iterdir())[:3]
+    r = invoke(cli, "-g", tmp_path / "g", "enroll", "--encoder", "mean-renamed", "--generator", "a", *files)
+    assert r.exit_code == 0, r.output
+    from attrib import Gallery
+
+    reopened = Gallery(tmp_path / "g", pm=pm)
+    assert reopened.setting("encoder_spec") == "mean-renamed" and reopened.encoder.spec == "mean-renamed"

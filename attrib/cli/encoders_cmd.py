@@ -16,15 +16,18 @@ def encoders():
 @click.pass_context
 def list_(ctx, json_):
     """List registered encoders (built-in and from plugins)."""
-    from ..encoders import DEFAULT_ENCODER, list_encoders
+    from ..encoders import DEFAULT_ENCODER, collect_encoders
 
+    registry, failures = collect_encoders(plugin_manager(ctx))
     rows = [
         {"name": name, "description": info["description"], "plugin": info["plugin"], "default": name == DEFAULT_ENCODER}
-        for name, info in sorted(list_encoders(plugin_manager(ctx)).items())
+        for name, info in sorted(registry.items())
     ]
     if json_:
         echo_json(rows)
-        return
-    for r in rows:
-        star = "*" if r["default"] else " "
-        click.echo(f"{star} {r['name']:<16} {r['description']}  [{r['plugin']}]")
+    else:
+        for r in rows:
+            star = "*" if r["default"] else " "
+            click.echo(f"{star} {r['name']:<16} {r['description']}  [{r['plugin']}]")
+    for f in failures:
+        click.echo(f"warning: plugin {f['name']}: {f.get('hook') or 'load'} failed: {f['error']}", err=True)

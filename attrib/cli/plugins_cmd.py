@@ -15,13 +15,21 @@ def plugins(ctx, all_, json_):
 
     Plugins are Python packages with an entry point in the ``attrib`` group. ATTRIB_LOAD_PLUGINS
     (comma-separated distribution names; empty for none) chooses which of them load. A plugin
-    that failed to load is listed with its error.
+    that failed to load, whose hook raised or whose registration was refused (a name already
+    taken) is listed with its error.
 
     With --json: a list of {name, distribution, version, builtin, hooks, registers, error}.
     """
+    from ..detectors import collect_detectors
+    from ..encoders import collect_encoders
     from ..plugins import list_plugins
 
-    rows = list_plugins(plugin_manager(ctx), include_builtin=all_)
+    pm = plugin_manager(ctx)
+    # call the registration hooks first, so a hook that raises or a refused registration (a name
+    # already taken) is listed as that plugin's error
+    collect_encoders(pm)
+    collect_detectors(pm)
+    rows = list_plugins(pm, include_builtin=all_)
     if json_:
         echo_json(rows)
         return

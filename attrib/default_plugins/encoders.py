@@ -23,12 +23,10 @@ def register_encoders(register):
     )
     for name, folder in _shipped():
 
-        def factory(_folder=folder, _name=name, **kwargs):
+        def factory(_folder=folder, **kwargs):
             from ..encoders.learned import load_encoder
 
-            enc = load_encoder(_folder, **kwargs)
-            enc.spec = _name  # galleries reopen it by name, wherever the package lives
-            return enc
+            return load_encoder(_folder, **kwargs)  # get_encoder sets its spec to the name
 
         register(name, factory, f"learned (shipped): {_describe(folder)}")
 

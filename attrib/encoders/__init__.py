@@ -2,46 +2,75 @@
 
 ``get_encoder(spec)`` takes a registered name (``"residual"``, or any name a plugin registers
 through the ``register_encoders`` hook) or the path of a trained encoder folder.
+
+The registry of a plugin manager is built once (calling every ``register_encoders`` hook, which
+reads the shipped encoders' config.json) and kept beside that manager: a fresh manager gets a
+fresh registry, and registering or removing a plugin on a manager rebuilds its registry.
 """
 from __future__ import annotations
 
-import json
-from importlib import resources
+import threading
+import weakref
 from typing import Any
 
-from .base import Encoder, l2_normalize
+import pluggy
+
+from .. import plugins
+from ..errors import EncoderError
+from .base import Encoder, l2_normalize, load_builtin_calibration
 
 DEFAULT_ENCODER = "fp-wccn2"  # shipped in attrib/data/encoders; beats "residual" and "fp-wccn" on held-out architectures (README)
 
 __all__ = ["Encoder", "l2_normalize", "get_encoder", "list_encoders", "DEFAULT_ENCODER", "load_builtin_calibration"]
 
+HOOK = "register_encoders"
 
-def load_builtin_calibration(encoder_id: str) -> dict[str, Any] | None:
-    """Calibration prior shipped in ``attrib/data/calibration.json`` for a built-in encoder id."""
-    try:
-        text = resources.files("attrib").joinpath("data/calibration.json").read_text()
-    except (FileNotFoundError, OSError):
-        return None
-    return json.loads(text).get(encoder_id)
+#: plugin manager -> (the register_encoders implementations it was built from, registry, failures)
+_registries: weakref.WeakKeyDictionary[pluggy.PluginManager, tuple[tuple, dict, list]] = weakref.WeakKeyDictionary()
+_lock = threading.RLock()
 
 
-def list_encoders(pm=None) -> dict[str, dict[str, Any]]:
+def _check_registration(name, factory, description="") -> tuple[str, dict[str, Any]]:
+    if not isinstance(name, str) or not name.strip():
+        raise plugins.Refused(f"encoder name {name!r}: an encoder needs a non-empty string name")
+    if not callable(factory):
+        raise plugins.Refused(f"encoder {name!r}: the factory {factory!r} is not callable")
+    return name, {"factory": factory, "description": description}
+
+
+def collect_encoders(pm: pluggy.PluginManager | None = None) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """``({name: {"factory", "description", "plugin"}}, failures)`` from every
+    ``register_encoders`` hook of ``pm`` (else the library's shared manager), built once per
+    manager. A failure is a hook that raised, a registration that is not a name and a factory,
+    or a name already taken (the first registration wins: built-ins come first)."""
+    pm = pm or plugins.get_plugin_manager()
+    impls = tuple((impl.plugin_name, impl.plugin) for impl in getattr(pm.hook, HOOK).get_hookimpls())
+    with _lock:
+        cached = _registries.get(pm)
+        if cached is None or cached[0] != impls:
+            registry, failures = plugins.collect(pm, HOOK, "encoder", _check_registration)
+            cached = _registries[pm] = (impls, registry, failures)
+    return {name: dict(info) for name, info in cached[1].items()}, list(cached[2])
+
+
+def list_encoders(pm: pluggy.PluginManager | None = None) -> dict[str, dict[str, Any]]:
     """Registered encoders: ``{name: {"factory", "description", "plugin"}}``."""
-    from ..plugins import get_plugin_manager, collect_encoders
-
-    return collect_encoders(pm or get_plugin_manager())
+    return collect_encoders(pm)[0]
 
 
-def get_encoder(spec: str | None = None, pm=None, **kwargs) -> Encoder:
-    """Create an encoder from a registered name or a trained encoder folder."""
+def get_encoder(spec: str | None = None, pm: pluggy.PluginManager | None = None, **kwargs) -> Encoder:
+    """Create an encoder from a registered name or a trained encoder folder.
+
+    The encoder's :attr:`Encoder.spec` is the registered name it was made from (a gallery reopens
+    it by that name), or the folder's resolved path."""
     from pathlib import Path
-
-    from ..errors import EncoderError
 
     spec = spec or DEFAULT_ENCODER
     registry = list_encoders(pm)
     if spec in registry:
-        return registry[spec]["factory"](**kwargs)
+        encoder = registry[spec]["factory"](**kwargs)
+        encoder.spec = spec
+        return encoder
     path = Path(spec)
     if path.exists():
         from .learned import load_encoder  # trained encoders: safetensors + config.json

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from importlib import resources
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -24,6 +25,15 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return (x / np.maximum(norms, eps)).astype(np.float32)
 
 
+def load_builtin_calibration(encoder_id: str) -> dict[str, Any] | None:
+    """Calibration prior shipped in ``attrib/data/calibration.json`` for a built-in encoder id."""
+    try:
+        text = resources.files("attrib").joinpath("data/calibration.json").read_text()
+    except (FileNotFoundError, OSError):
+        return None
+    return json.loads(text).get(encoder_id)
+
+
 class Encoder(ABC):
     """Base class of every encoder, built-in or plugin-provided."""
 
@@ -33,6 +43,11 @@ class Encoder(ABC):
     dim: int = 0
     #: images per forward pass when embedding many images
     batch_size: int = 32
+    #: how to make this encoder again: what :func:`attrib.encoders.get_encoder` takes, a
+    #: registered name (set by ``get_encoder`` when it made the encoder from one) or the path of a
+    #: trained encoder folder. A gallery stores it to reopen its encoder; None (an encoder built
+    #: directly) means :attr:`name`.
+    spec: str | None = None
 
     def config(self) -> dict[str, Any]:
         """JSON-serialisable description of everything that changes the embedding."""
@@ -79,9 +94,6 @@ class Encoder(ABC):
         if not np.all(np.isfinite(emb)):
             raise EncoderError(f"encoder {self.name} produced non-finite embeddings")
         return emb
-
-    def embed_one(self, image: np.ndarray) -> np.ndarray:
-        return self.embed([image])[0]
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "id": self.id, "dim": self.dim, "config": self.config()}

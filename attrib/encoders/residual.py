@@ -178,7 +178,7 @@ class ResidualSpectrumEncoder(Encoder):
 
     @property
     def calibration(self) -> dict[str, Any] | None:
-        from . import load_builtin_calibration
+        from .base import load_builtin_calibration
 
         if self._calibration is None:
             self._calibration = load_builtin_calibration(self.id) or {}
