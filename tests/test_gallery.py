@@ -216,9 +216,12 @@ def test_near_impostor_prior_floors_every_threshold(tmp_path, embedded):
     assert floor > highest
     thr = floored.thresholds(0.01)
     assert all(t >= floor - 1e-9 for t in thr.values())
-    # sources list, calibration report and identify all use the same thresholds
-    assert {r["name"]: r["threshold"] for r in floored.sources(0.01)} == pytest.approx(thr, abs=1e-5)
-    assert {k: v["threshold"] for k, v in floored.calibration_report(0.01)["sources"].items()} == pytest.approx(thr)
+    # the sources list (threshold and expected TAR at it) and identify all use the same thresholds
+    listed = {r["name"]: r for r in floored.sources(0.01)}
+    assert {k: r["threshold"] for k, r in listed.items()} == pytest.approx(thr, abs=1e-5)
+    cal = floored.calibration()
+    for name, r in listed.items():
+        assert r["expected_tar"] == pytest.approx(cal.genuine(name).tail(thr[name]), abs=1e-4)
     d = floored.identify(emb[0][5:6])[0]
     assert d.threshold == pytest.approx(thr[d.candidates[0]["source"]], abs=1e-6)
 
