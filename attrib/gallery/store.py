@@ -74,6 +74,7 @@ class Store:
     def __init__(self, db_path: Path, label: Path | None = None):
         self.db_path = db_path
         label = label or db_path
+        conn = None
         try:
             conn = sqlite3.connect(str(db_path), timeout=60, check_same_thread=False)
             self.db = sqlite_utils.Database(conn)
@@ -87,8 +88,12 @@ class Store:
             if schema.pending(self.db):
                 with self.transaction():
                     schema.upgrade(self.db)
-        except sqlite3.DatabaseError as exc:
-            raise GalleryError(f"{db_path}: not a readable gallery database ({exc})") from None
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()  # a refused gallery is left as it was, with no connection held open
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise GalleryError(f"{db_path}: not a readable gallery database ({exc})") from None
+            raise
         self._dim: int | None = None
 
     # -- settings and transactions ---------------------------------------------------------
