@@ -1,8 +1,9 @@
 """The standard attribution protocol on a folder-per-source data set.
 
 Sources are split into **known** (enrolled K-shot) and **unknown** (never enrolled). For each K
-and trial: K random samples of each known source are enrolled into a fresh gallery (the product's
-own code path); the remaining samples of known sources are queries that should be attributed,
+and trial: K random samples of each known source are enrolled into a fresh gallery held in memory
+(:class:`attrib.gallery.MemoryGallery`: the product's own prototypes, calibration and search, run
+on arrays without a database); the remaining samples of known sources are queries that should be attributed,
 and all samples of unknown sources are queries that should be rejected. Reported:
 
 * ``accuracy``: closed-set top-1 accuracy on known queries (best source, threshold ignored);
@@ -15,7 +16,6 @@ and all samples of unknown sources are queries that should be rejected. Reported
 """
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -25,7 +25,7 @@ import numpy as np
 from . import metrics
 from .encoders import Encoder
 from .errors import AttribError
-from .gallery import Gallery, SampleRecord
+from .gallery import MemoryGallery
 from .pipeline import StageTimer, embed_items, expand_paths, load_many
 
 
@@ -107,13 +107,8 @@ def run_protocol(
             unk_idx = []
             for s in unknown:
                 unk_idx += rng.permutation(np.flatnonzero(names == s))[:max_queries].tolist()
-            with tempfile.TemporaryDirectory(prefix="attrib-eval-") as tmp:
-                g = Gallery(tmp, encoder=encoder)
-                for s in known:
-                    ids = enroll_idx[s]
-                    g.enroll(s, ds.embeddings[ids], [SampleRecord(ds.shas[i], origin=ds.paths[i]) for i in ids])
-                m = _score_trial(g, ds, names, query_idx, unk_idx, far)
-                g.close()
+            g = _enroll_trial(ds, encoder, enroll_idx)
+            m = _score_trial(g, ds, names, query_idx, unk_idx, far)
             per_trial.append(m["summary"])
             for s, (acc, e) in m["per_source"].items():
                 per_source[s].append((acc, e))
@@ -127,12 +122,18 @@ def run_protocol(
     return results
 
 
+def _enroll_trial(ds: Dataset, encoder: Encoder, enroll_idx: dict[str, np.ndarray]) -> MemoryGallery:
+    """A fresh gallery holding each known source's K shots, enrolled in the order of ``enroll_idx``."""
+    batches = [(s, ds.embeddings[ids], [ds.shas[i] for i in ids]) for s, ids in enroll_idx.items()]
+    return MemoryGallery.enroll(batches, encoder.calibration)
+
+
 def _mean(values):
     arr = np.array([v for v in values if v is not None and v == v], dtype=float)
     return round(float(arr.mean()), 4) if len(arr) else None
 
 
-def _score_trial(g: Gallery, ds: Dataset, names: np.ndarray, query_idx, unk_idx, far) -> dict[str, Any]:
+def _score_trial(g, ds: Dataset, names: np.ndarray, query_idx, unk_idx, far) -> dict[str, Any]:
     sources = g.source_names()
     q = ds.embeddings[query_idx]
     u = ds.embeddings[unk_idx]

@@ -24,15 +24,21 @@ a close relative of an enrolled source, not only for a stranger.
 
 Every decision reports its score, the threshold it was held against, and the margin to the
 runner-up; the genuine model gives the expected true-accept rate at that threshold.
+
+Everything here is plain functions over arrays (and :class:`Calibration`, the models of one
+gallery): the gallery stores what they compute, and evaluation calls them on arrays without a
+database, so the two cannot disagree about the maths.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
+
+from .encoders.base import l2_normalize
 
 #: pseudo-observations the encoder prior counts for when pooled with a gallery's own scores
 PRIOR_WEIGHT = 30.0
@@ -44,6 +50,8 @@ FALLBACK_IMPOSTOR = {"mu": 0.0, "sigma": 0.25, "n": 0.0}
 Z_CLIP = 0.9999
 #: false-accept rate used by identify and verify unless told otherwise
 DEFAULT_FAR = 0.01
+#: impostor samples drawn (stably) from the whole gallery for calibration
+IMPOSTOR_POOL = 4000
 
 _N = NormalDist()
 
@@ -175,3 +183,117 @@ def measure_prior(emb: np.ndarray, names, shots: int, rng: np.random.Generator, 
         "shots": shots,
         "sources": int(len(labels)),
     }
+
+
+# -- a gallery's calibration, from its embeddings ---------------------------------------------
+def leave_one_out_scores(emb: np.ndarray) -> np.ndarray:
+    """Each sample scored against the mean direction of the source's other samples."""
+    if len(emb) < 2:
+        return np.zeros(0, dtype=np.float32)
+    total = emb.sum(axis=0, keepdims=True)
+    others = l2_normalize(total - emb)
+    return (emb * others).sum(axis=1)
+
+
+def genuine_model(emb: np.ndarray) -> ScoreModel | None:
+    """A source's genuine model: its samples scored leave-one-out (None below two samples)."""
+    return ScoreModel.from_scores(leave_one_out_scores(emb))
+
+
+def impostor_pool(shas: Sequence[str], limit: int | None = None) -> np.ndarray:
+    """Indices of the impostor pool among samples with these sha256s: the first ``limit`` (default
+    :data:`IMPOSTOR_POOL`) by sha256, a stable pseudo-random subset. The gallery's store draws the
+    same subset in SQL (``order by sha256 limit``)."""
+    limit = IMPOSTOR_POOL if limit is None else limit
+    return np.array(sorted(range(len(shas)), key=lambda i: shas[i])[:limit], dtype=np.int64)
+
+
+def impostor_models(
+    pool: np.ndarray, pool_sources: Sequence[str], protos: np.ndarray, proto_sources: Sequence[str]
+) -> dict[str, ScoreModel | None]:
+    """Per source (those with prototypes, ``proto_sources`` grouped by source in sorted order):
+    the impostor model of the pool samples of *other* sources scored against its best prototype
+    (None when the pool holds no other source's sample).
+
+    Computed in blocks of sources and summed in Fisher-z space without materialising per-source
+    score lists, so a 10,000-source gallery recalibrates in one pass over the pool."""
+    names, starts = np.unique(np.array(proto_sources, dtype=object), return_index=True)
+    names = names.tolist()
+    best = np.empty((len(pool), len(names)), dtype=np.float32)
+    bounds = list(starts) + [len(proto_sources)]
+    step = 4096
+    for c0 in range(0, len(names), step):
+        c1 = min(c0 + step, len(names))
+        if len(pool):
+            block = pool @ protos[bounds[c0] : bounds[c1]].T
+            best[:, c0:c1] = np.maximum.reduceat(block, np.array(bounds[c0:c1]) - bounds[c0], axis=1)
+    best = fisher_z(best)  # score models live in Fisher-z space
+    own = np.array(pool_sources, dtype=object)[:, None] == np.array(names, dtype=object)[None, :]
+    other = (~own).astype(np.float64)
+    n = other.sum(axis=0)
+    sums = (best * other).sum(axis=0)
+    sq = ((best.astype(np.float64) ** 2) * other).sum(axis=0)
+    out: dict[str, ScoreModel | None] = {}
+    for j, name in enumerate(names):
+        out[name] = None
+        if n[j] > 0:
+            mu = sums[j] / n[j]
+            var = max(sq[j] / n[j] - mu * mu, 0.0) * (n[j] / (n[j] - 1) if n[j] > 1 else 1.0)
+            out[name] = ScoreModel(float(mu), max(float(np.sqrt(var)), MIN_SIGMA), float(n[j]))
+    return out
+
+
+def pair_models(pool: np.ndarray, pool_sources: Sequence[str]) -> tuple[ScoreModel | None, ScoreModel | None]:
+    """Sample-vs-sample scores within the pool: (pair-impostor, pair-genuine) models, for 1:1
+    verification of two images against each other."""
+    if len(pool) < 2:
+        return None, None
+    src = np.array(pool_sources, dtype=object)
+    sim = pool @ pool.T
+    same = src[:, None] == src[None, :]
+    off = ~np.eye(len(pool), dtype=bool)
+    return ScoreModel.from_scores(sim[~same]), ScoreModel.from_scores(sim[same & off])
+
+
+class Calibration:
+    """A gallery's score models pooled with its encoder's prior: what thresholds are read from.
+
+    ``observed`` holds per source the (impostor, genuine) models measured in the gallery (either
+    may be None); ``prior`` is the encoder's ``calibration`` dict. The gallery builds one from
+    its stored models, evaluation from models it has just measured."""
+
+    def __init__(self, observed: dict[str, tuple[ScoreModel | None, ScoreModel | None]], prior: dict[str, Any] | None):
+        self.prior = prior or {}
+        impostor = self.prior_model("impostor")
+        self.models = {name: (pool(impostor, imp), gen) for name, (imp, gen) in observed.items()}
+
+    def prior_model(self, key: str) -> ScoreModel | None:
+        """One of the encoder's prior models (impostor, near_impostor, pair_impostor, genuine)."""
+        return ScoreModel.from_dict(self.prior.get(key))
+
+    def near_floor(self, far: float) -> float:
+        """The lowest threshold at ``far`` the encoder's near-impostor prior allows; -1 when the
+        encoder has none."""
+        near = self.prior_model("near_impostor")
+        return near.threshold(far) if near is not None else -1.0
+
+    def thresholds(self, far: float, sources=None) -> dict[str, float]:
+        """Thresholds at ``far`` of ``sources`` (default: every calibrated one; a 10,000-source
+        gallery asks for few). A source not yet calibrated is held to the encoder's prior alone."""
+        floor = self.near_floor(far)
+        fallback = None
+        out = {}
+        for name in self.models.keys() if sources is None else set(sources):
+            if name in self.models:
+                out[name] = max(self.models[name][0].threshold(far), floor)
+            else:
+                fallback = fallback or pool(self.prior_model("impostor"), None)
+                out[name] = max(fallback.threshold(far), floor)
+        return out
+
+    def genuine(self, name: str) -> ScoreModel | None:
+        return self.models[name][1] if name in self.models else None
+
+    def pair_threshold(self, far: float, observed: ScoreModel | None) -> float:
+        """Threshold at ``far`` for two images compared with each other."""
+        return pool(self.prior_model("pair_impostor"), observed).threshold(far)

@@ -1,3 +1,4 @@
+import json
 import sqlite3
 import threading
 
@@ -6,8 +7,8 @@ import pytest
 
 from attrib.encoders import get_encoder
 from attrib.errors import EncoderMismatch, GalleryError, UnknownSource
-from attrib.gallery import Gallery, SampleRecord, leave_one_out_scores, prototypes_of
-from attrib.openset import ScoreModel, pool
+from attrib.gallery import Gallery, SampleRecord, prototypes_of
+from attrib.openset import ScoreModel
 
 from .conftest import synthetic
 
@@ -142,60 +143,6 @@ def test_concurrent_writers(tmp_path, embedded):
     assert sqlite3.connect(g.db_path).execute("pragma integrity_check").fetchone()[0] == "ok"
 
 
-def test_multi_prototypes_and_loo():
-    rng = np.random.default_rng(0)
-    a = rng.normal(size=(15, 8)) + np.eye(8)[0] * 5
-    b = rng.normal(size=(15, 8)) + np.eye(8)[1] * 5
-    emb = np.concatenate([a, b]).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    centres, members = prototypes_of(emb)
-    assert len(centres) >= 2 and members.sum() == 30
-    assert len(leave_one_out_scores(emb[:1])) == 0
-    assert leave_one_out_scores(emb[:15]).mean() > 0.5
-
-
-def test_score_model_pooling():
-    prior = ScoreModel(0.2, 0.1, 30)
-    obs = ScoreModel.from_scores(np.array([0.5, 0.6, 0.55]))
-    pooled = pool(prior, obs)
-    assert prior.mu < pooled.mu < obs.mu
-    assert pooled.threshold(0.01) > pooled.threshold(0.1)
-    assert pool(None, None).threshold(0.01) > 0.5
-    assert ScoreModel(0, 1, 1).tail(ScoreModel(0, 1, 1).threshold(0.05)) == pytest.approx(0.05)
-
-
-def test_thresholds_stay_in_cosine_range():
-    wide = ScoreModel.from_scores(np.array([0.2, 0.5, 0.9, 0.95, 0.3]))
-    assert -1 < wide.threshold(1e-6) < 1
-    assert wide.tail(wide.threshold(0.01)) == pytest.approx(0.01, rel=1e-6)
-
-
-@pytest.mark.parametrize("name", ["residual", "fp-wccn2"])
-@pytest.mark.parametrize("shape", [(1, 1, 3), (5, 7, 3), (3, 300, 3)])
-def test_residual_encoder_handles_tiny_images(shape, name):
-    enc = get_encoder(name)
-    emb = enc.embed([np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)])
-    assert np.isfinite(emb).all()
-
-
-def test_measure_prior_near_impostor_is_the_closest_source():
-    from attrib.openset import measure_prior
-
-    rng = np.random.default_rng(0)
-    centre = {s: rng.normal(size=16) for s in ("a", "b", "far1", "far2")}
-    centre["b"] = centre["a"] + 0.3 * rng.normal(size=16)  # b is a close relative of a
-    emb, names = [], []
-    for s, c in centre.items():
-        x = c + 0.5 * rng.normal(size=(20, 16))
-        emb.append(x / np.linalg.norm(x, axis=1, keepdims=True))
-        names += [s] * 20
-    prior = measure_prior(np.concatenate(emb).astype(np.float32), names, 5, rng)
-    near, imp = ScoreModel.from_dict(prior["near_impostor"]), ScoreModel.from_dict(prior["impostor"])
-    assert near.n == 4 * 20  # one closest source per source
-    assert near.mu > imp.mu + 0.1  # relatives score far above the average stranger
-    assert near.threshold(0.01) > imp.threshold(0.01)
-
-
 def test_near_impostor_prior_floors_every_threshold(tmp_path, embedded):
     enc, emb = embedded
 
@@ -216,57 +163,76 @@ def test_near_impostor_prior_floors_every_threshold(tmp_path, embedded):
     assert floor > highest
     thr = floored.thresholds(0.01)
     assert all(t >= floor - 1e-9 for t in thr.values())
-    # sources list, calibration report and identify all use the same thresholds
-    assert {r["name"]: r["threshold"] for r in floored.sources(0.01)} == pytest.approx(thr, abs=1e-5)
-    assert {k: v["threshold"] for k, v in floored.calibration_report(0.01)["sources"].items()} == pytest.approx(thr)
+    # the sources list (threshold and expected TAR at it) and identify all use the same thresholds
+    listed = {r["name"]: r for r in floored.sources(0.01)}
+    assert {k: r["threshold"] for k, r in listed.items()} == pytest.approx(thr, abs=1e-5)
+    cal = floored.calibration()
+    for name, r in listed.items():
+        assert r["expected_tar"] == pytest.approx(cal.genuine(name).tail(thr[name]), abs=1e-4)
     d = floored.identify(emb[0][5:6])[0]
     assert d.threshold == pytest.approx(thr[d.candidates[0]["source"]], abs=1e-6)
 
 
-def test_residual_optional_groups_leave_the_residual_id_alone_and_read_colour_mixing():
-    """coherence / predictor are off in `residual` (its id, and the galleries made with it, stay
-    valid) and measure what they claim on residuals with a known relation between channels."""
-    from attrib.encoders.residual import _PAIRS, ResidualSpectrumEncoder, _coherence, _pool_bins, _predictor
-
-    plain = ResidualSpectrumEncoder()
-    assert "coherence" not in plain.config() and "predictor" not in plain.config()
-    assert plain.id == get_encoder("residual").id
-    rich = ResidualSpectrumEncoder(tile=64, coherence=1, predictor=1)
-    assert rich.config()["coherence"] == 1 and rich.id != ResidualSpectrumEncoder(tile=64).id
-    img = np.random.default_rng(1).integers(0, 255, (130, 150, 3), dtype=np.uint8)
-    feats = rich.features(img)
-    assert feats.shape == (rich.dim,) and rich.dim == sum(rich.groups.values()) and np.isfinite(feats).all()
-    with pytest.raises(ValueError):
-        ResidualSpectrumEncoder(coherence=2)
-    # flat images (a residual of zeros), and a flat centre in a textured image, stay finite
-    flat_centre = img.copy()
-    flat_centre[1:-1, 1:-1] = 128
-    for flat in (np.full((64, 64, 3), 200, np.uint8), flat_centre, np.dstack([img[..., :2], np.zeros((130, 150), np.uint8)])):
-        assert np.isfinite(rich.features(flat)).all()
-
+def test_multi_prototypes():
     rng = np.random.default_rng(0)
-    red = rng.normal(size=(64, 64)).astype(np.float32)
-    # green = red shifted one pixel to the right; blue independent
-    r = np.stack([red, np.roll(red, 1, axis=1), rng.normal(size=(64, 64)).astype(np.float32)])
-    whole, by_phase = _predictor(r)
-    others = [i for i in range(27) if i != 13]  # green's centre is entry 13 (channel 1, row 1, col 1)
-    left_of_red = others.index(0 * 9 + 1 * 3 + 0)  # red, middle row, left column
-    assert whole[1, left_of_red] == pytest.approx(1, abs=0.02)
-    assert np.abs(np.delete(whole[1], left_of_red)).max() < 0.05
-    assert np.abs(whole[2]).max() < 0.2  # blue is unpredictable (red and green are collinear: some slack)
-    assert by_phase.shape == (4, 3, 26) and np.allclose(by_phase[:, 1, left_of_red], 1, atol=0.05)
+    a = rng.normal(size=(15, 8)) + np.eye(8)[0] * 5
+    b = rng.normal(size=(15, 8)) + np.eye(8)[1] * 5
+    emb = np.concatenate([a, b]).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    centres, members = prototypes_of(emb)
+    assert len(centres) >= 2 and members.sum() == 30
+    assert len(prototypes_of(emb[:5])[0]) == 1
 
-    t = r[None]  # one 64 x 64 tile
 
-    def coherence(f):  # tile FFTs -> what the encoder hands _coherence
-        cross = np.stack([(f[:, a] * np.conj(f[:, b])).mean(axis=0) for a, b in _PAIRS])
-        return _coherence(cross, _pool_bins((np.abs(f) ** 2).mean(axis=0), 4), 4)
+def _older_gallery(path, enc, emb):
+    """A gallery as the first schema left it: only m001 applied, rows written by hand."""
+    import sqlite_utils
 
-    f = np.fft.rfft2(t, axes=(-2, -1))
-    same = np.stack([red, red, red])[None]
-    fs = np.fft.rfft2(same, axes=(-2, -1))
-    re, im = coherence(fs)
-    assert np.allclose(re, 1, atol=1e-6) and np.allclose(im, 0, atol=1e-6)
-    re, im = coherence(f)
-    assert np.abs(im[0]).max() > 0.3  # a shift shows up as a phase between red and green
-    assert np.abs(re[1]).max() < 0.5 and np.abs(im[1]).max() < 0.5  # green and blue: unrelated
+    from attrib.gallery import schema, to_blob
+
+    path.mkdir()
+    db = sqlite_utils.Database(path / "gallery.db")
+    schema.migrations.apply(db, stop_before=schema.STEPS[1])
+    settings = {"encoder_id": enc.id, "encoder_spec": enc.name, "dim": enc.dim, "far": 0.01, "generation": 1}
+    db["settings"].insert_all([{"key": k, "value": json.dumps(v)} for k, v in settings.items()])
+    db["sources"].insert({"name": "a", "family": "gan", "metadata": "{}", "created_at": "t", "updated_at": "t"})
+    db["samples"].insert_all(
+        [{"source": "a", "sha256": f"sha{i}", "embedding": to_blob(e), "width": 64, "height": 64, "format": "PNG",
+          "origin": f"{i}.png", "added_at": "t"} for i, e in enumerate(emb)]
+    )
+    db["prototypes"].insert({"source": "a", "idx": 0, "embedding": to_blob(prototypes_of(emb)[0][0]), "members": len(emb)})
+    db.close()
+
+
+def test_older_schema_is_upgraded_with_its_data(tmp_path, embedded):
+    from attrib.gallery import SCHEMA_VERSION, schema
+
+    enc, emb = embedded
+    _older_gallery(tmp_path / "g", enc, emb[0][:4])
+    g = Gallery(tmp_path / "g", create=False)
+    assert g.schema_version == SCHEMA_VERSION == len(schema.STEPS) and SCHEMA_VERSION > 1
+    assert [s["name"] for s in g.sources()] == ["a"] and g.stats()["samples"] == 4
+    assert np.array_equal(g.store.source_embeddings("a"), emb[0][:4])
+    assert g.identify(emb[0][4:5])[0].candidates[0]["source"] == "a"
+    # the step it lacked is usable: rejected queries can be kept
+    d = g.identify(emb[1][:1], far=1e-9)
+    assert g.keep_rejected(emb[1][:1], recs(1, 1), d) == 1 and g.stats()["rejected"] == 1
+
+
+def test_gallery_of_a_newer_attrib_is_refused_untouched(tmp_path, embedded):
+    enc, emb = embedded
+    g = Gallery(tmp_path / "g", encoder=enc)
+    g.enroll("a", emb[0][:3], recs(0, 3))
+    g.close()
+    db = sqlite3.connect(tmp_path / "g" / "gallery.db")
+    with db:
+        db.execute(
+            "insert into _sqlite_migrations (migration_set, name, applied_at) values ('attrib.gallery', 'm999_future', 'later')"
+        )
+    db.close()
+    db_file = tmp_path / "g" / "gallery.db"
+    before = (db_file.read_bytes(), list(sqlite3.connect(db_file).iterdump()))
+    with pytest.raises(GalleryError, match=r"written by a newer attrib \(schema steps \['m999_future'\]\); upgrade attrib") as exc:
+        Gallery(tmp_path / "g", create=False)
+    assert "\n" not in str(exc.value)
+    assert (db_file.read_bytes(), list(sqlite3.connect(db_file).iterdump())) == before

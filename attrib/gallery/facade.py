@@ -1,0 +1,356 @@
+"""The gallery: one SQLite database (the truth) plus FAISS indexes (caches rebuilt from it).
+
+Layout of a gallery folder::
+
+    gallery.db        sources, samples (embedding blobs), prototypes, calibration, settings
+    index/            FAISS caches, tagged with the generation they were built from
+
+:class:`Gallery` is the facade the CLI, the service, the benches and library users hold. It binds
+one encoder to one folder and composes the parts, each in its own module: the database
+(:mod:`.store`, :mod:`.schema`), the calibration maths (:mod:`attrib.openset`), prototypes and
+search (:mod:`.prototypes`) and discovery of new sources (:mod:`.discovery`). Every write runs in
+one transaction: an enrollment that fails or is interrupted half-way leaves the gallery as it was.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .. import openset
+from ..encoders import Encoder, get_encoder, l2_normalize
+from ..errors import EncoderMismatch, GalleryError, UnknownSource
+from ..index import VectorIndex
+from ..sources import FAMILIES, check_name
+from . import discovery, prototypes
+from .store import DB_NAME, EnrollResult, SampleRecord, Store, now
+
+
+class Gallery:
+    """An enrolled set of sources bound to one encoder."""
+
+    def __init__(self, path: str | os.PathLike, encoder: Encoder | str | None = None, create: bool = True, pm=None):
+        self.path = Path(path)
+        self.db_path = self.path / DB_NAME
+        if self.path.exists() and not self.path.is_dir():
+            raise GalleryError(f"{self.path}: a gallery is a folder, and this is a file")
+        if not self.db_path.exists() and not create:
+            raise GalleryError(f"no gallery at {self.path} (enroll a source first, or pass --gallery)")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.store = Store(self.db_path, label=self.path)
+        self.db = self.store.db
+        self.encoder = self._bind(encoder, pm)
+        self.dim = self.store.dim
+        self._proto_index: VectorIndex | None = None
+        self._proto_gen: int | None = None
+        self._calibration: tuple[int, openset.Calibration] | None = None
+
+    def _bind(self, encoder: Encoder | str | None, pm) -> Encoder:
+        """The encoder of this gallery: recorded on first use; later ones must have the same id."""
+        stored = self.setting("encoder_id")
+        if stored is None:
+            enc = encoder if isinstance(encoder, Encoder) else get_encoder(encoder, pm=pm)
+            with self.store.transaction():
+                for key, value in (
+                    ("encoder_id", enc.id),
+                    ("encoder_spec", getattr(enc, "spec", None) or enc.name),
+                    ("encoder", enc.describe()),
+                    ("dim", enc.dim),
+                    ("created_at", now()),
+                    ("far", openset.DEFAULT_FAR),
+                ):
+                    self.store.put_setting(key, value)
+            return enc
+        enc = encoder if isinstance(encoder, Encoder) else get_encoder(encoder or self.setting("encoder_spec"), pm=pm)
+        if enc.id != stored:
+            raise EncoderMismatch(
+                f"gallery {self.path} is bound to encoder {stored}; {enc.id} cannot be mixed into it "
+                "(use another --gallery)"
+            )
+        return enc
+
+    # -- settings ----------------------------------------------------------------------------
+    def setting(self, key: str, default: Any = None) -> Any:
+        return self.store.setting(key, default)
+
+    @property
+    def generation(self) -> int:
+        return self.store.generation
+
+    @property
+    def schema_version(self) -> int:
+        return self.store.schema_version
+
+    @property
+    def far(self) -> float:
+        return float(self.setting("far", openset.DEFAULT_FAR))
+
+    @property
+    def recipe(self) -> str | None:
+        """Name of the recipe that built this gallery, if one did."""
+        return self.setting("recipe")
+
+    def set_recipe(self, name: str) -> None:
+        with self.store.transaction():
+            self.store.put_setting("recipe", name)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Gallery":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- sources -----------------------------------------------------------------------------
+    def has_source(self, name: str) -> bool:
+        return self.store.has_source(name)
+
+    def require_source(self, name: str) -> None:
+        if not self.has_source(name):
+            known = self.store.source_names(limit=20)
+            hint = f" (enrolled: {', '.join(known)})" if known else " (the gallery is empty)"
+            raise UnknownSource(f"no source named {name!r} in this gallery{hint}")
+
+    def source_names(self) -> list[str]:
+        return self.store.source_names()
+
+    def sources(self, far: float | None = None) -> list[dict[str, Any]]:
+        far = self.far if far is None else far
+        counts = self.store.counts_by_source("samples")
+        protos = self.store.counts_by_source("prototypes")
+        cal = self.calibration()
+        rows = self.store.source_rows()
+        thresholds = cal.thresholds(far, sources=[r["name"] for r in rows])
+        out = []
+        for row in rows:
+            gen = cal.genuine(row["name"])
+            thr = thresholds[row["name"]]
+            out.append(
+                {
+                    "name": row["name"],
+                    "family": row["family"],
+                    "metadata": row["metadata"],
+                    "samples": counts.get(row["name"], 0),
+                    "prototypes": protos.get(row["name"], 0),
+                    "threshold": round(thr, 6),
+                    "far": far,
+                    "expected_tar": None if gen is None else round(gen.tail(thr), 4),
+                    "created_at": row["created_at"],
+                    "updated_at": row["updated_at"],
+                }
+            )
+        return out
+
+    def source(self, name: str, far: float | None = None) -> dict[str, Any]:
+        self.require_source(name)
+        info = next(s for s in self.sources(far) if s["name"] == name)
+        info["sample_list"] = self.store.sample_list(name)
+        return info
+
+    def remove_source(self, name: str) -> int:
+        """Remove a source and its samples; returns how many samples went with it."""
+        self.require_source(name)
+        with self.store.transaction():
+            n = self.store.delete_source(name)
+            self._recalibrate(touched=[])
+        return n
+
+    # -- enrollment --------------------------------------------------------------------------
+    def enroll(
+        self,
+        source: str,
+        embeddings: np.ndarray,
+        records: Sequence[SampleRecord],
+        family: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> EnrollResult:
+        """Add embedded samples to ``source`` (created if new) in one transaction.
+
+        Images whose sha256 is already in the gallery are skipped and reported as duplicates.
+        Prototypes and calibration are updated in the same transaction.
+        """
+        return self.enroll_many([(source, embeddings, records, family, metadata)])[0]
+
+    def enroll_many(self, batches: Sequence[tuple]) -> list[EnrollResult]:
+        """Enroll several sources in one transaction, calibrating once at the end.
+
+        ``batches`` holds ``(source, embeddings, records, family, metadata)`` tuples.
+        """
+        for source, embeddings, records, family, _ in batches:
+            self._check_batch(source, embeddings, records, family)
+        results = []
+        with self.store.transaction():
+            touched = []
+            for source, embeddings, records, family, metadata in batches:
+                new = self.store.upsert_source(source, family, metadata)
+                result = self.store.add_samples(source, np.asarray(embeddings, dtype=np.float32), records)
+                results.append(result)
+                if result.enrolled or new:
+                    self._rebuild_prototypes(source)
+                    touched.append(source)
+            if touched:
+                self._recalibrate(touched=touched)
+        return results
+
+    def _check_batch(self, source: str, embeddings, records, family: str | None) -> None:
+        check_name(source)
+        if family is not None and family not in FAMILIES:
+            raise GalleryError(f"unknown family {family!r}: one of {', '.join(FAMILIES)}")
+        if len(embeddings) != len(records):
+            raise ValueError("one record per embedding")
+        if len(embeddings) and np.asarray(embeddings).shape[1] != self.dim:
+            raise EncoderMismatch(
+                f"embeddings of dimension {np.asarray(embeddings).shape[1]} cannot enter a {self.dim}-d gallery"
+            )
+
+    def _rebuild_prototypes(self, source: str) -> None:
+        emb = self.store.source_embeddings(source)
+        if not len(emb):
+            self.store.replace_prototypes(source, emb, [])
+            return
+        centres, members = prototypes.prototypes_of(emb)
+        self.store.replace_prototypes(source, centres, members)
+
+    # -- calibration -------------------------------------------------------------------------
+    def _recalibrate(self, touched: Sequence[str]) -> None:
+        """Re-measure impostor models of every source and genuine models of ``touched`` ones
+        (the others keep theirs: their samples did not change)."""
+        pool, pool_src = self.store.impostor_pool(openset.IMPOSTOR_POOL)
+        impostor = openset.impostor_models(pool, pool_src, *self.store.prototypes())
+        stored = self.store.calibration()
+        models = {}
+        for name, imp in impostor.items():
+            if name in touched:
+                gen = openset.genuine_model(self.store.source_embeddings(name))
+                gen_dict = gen.to_dict() if gen else None
+            else:
+                gen_dict = stored.get(name, (None, None))[1]
+            models[name] = (imp.to_dict() if imp else None, gen_dict)
+        self.store.replace_calibration(models)
+        pair_imp, pair_gen = openset.pair_models(pool, pool_src)
+        self.store.put_setting("pair_impostor", pair_imp.to_dict() if pair_imp else None)
+        self.store.put_setting("pair_genuine", pair_gen.to_dict() if pair_gen else None)
+
+    def calibration(self) -> openset.Calibration:
+        """The stored score models pooled with the encoder's prior; cached per generation."""
+        gen = self.generation
+        if self._calibration is None or self._calibration[0] != gen:
+            observed = {
+                name: (openset.ScoreModel.from_dict(imp), openset.ScoreModel.from_dict(genuine))
+                for name, (imp, genuine) in self.store.calibration().items()
+            }
+            self._calibration = (gen, openset.Calibration(observed, self.encoder.calibration))
+        return self._calibration[1]
+
+    def thresholds(self, far: float | None = None, sources=None) -> dict[str, float]:
+        """Thresholds at ``far`` of ``sources`` (default: all; a 10,000-source gallery asks for few).
+        A source not yet calibrated is held to the encoder's prior alone."""
+        return self.calibration().thresholds(self.far if far is None else far, sources)
+
+    def prototypes(self) -> tuple[np.ndarray, list[str]]:
+        """Every prototype and its source, ordered by source."""
+        return self.store.prototypes()
+
+    # -- search ------------------------------------------------------------------------------
+    def prototype_index(self) -> VectorIndex | None:
+        """The FAISS index of prototypes, loaded from cache or rebuilt if the gallery moved on."""
+        gen = self.generation
+        if self._proto_index is not None and self._proto_gen == gen:
+            return self._proto_index
+        cache = self.path / "index" / "prototypes.faiss"
+        expect = {"generation": gen, "encoder_id": self.encoder.id}
+        index = VectorIndex.load(cache, expect)
+        if index is None:
+            protos, labels = self.prototypes()
+            if not len(protos):
+                return None
+            index = VectorIndex.build(protos, labels)
+            try:
+                index.save(cache, expect)
+            except OSError:
+                pass  # a read-only gallery still answers; it just rebuilds next time
+        self._proto_index, self._proto_gen = index, gen
+        return index
+
+    def source_scores(self, embeddings: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
+        """Per query, ``(source, score)`` best first, each source scored by its best prototype."""
+        return prototypes.source_scores(self.prototype_index(), embeddings, top_k)
+
+    def identify(self, embeddings: np.ndarray, top_k: int = 5, far: float | None = None) -> list[openset.Decision]:
+        """Open-set identification of each embedding: a source, or unknown (source None)."""
+        far = self.far if far is None else far
+        return prototypes.identify(self.prototype_index(), self.calibration(), embeddings, top_k, far)
+
+    def verify(self, embeddings: np.ndarray, source: str, far: float | None = None) -> list[dict[str, Any]]:
+        """1:1 verification against one source at false-accept rate ``far``."""
+        self.require_source(source)
+        far = self.far if far is None else far
+        protos, _ = self.store.prototypes(source)
+        thr = self.thresholds(far, sources=[source])[source]
+        scores = (np.atleast_2d(embeddings) @ protos.T).max(axis=1)
+        return [
+            {"generator": source, "score": round(float(s), 6), "threshold": round(thr, 6), "accepted": bool(s >= thr), "far": far}
+            for s in scores
+        ]
+
+    def pair_threshold(self, far: float | None = None) -> float:
+        far = self.far if far is None else far
+        observed = openset.ScoreModel.from_dict(self.setting("pair_impostor"))
+        return self.calibration().pair_threshold(far, observed)
+
+    def verify_pair(self, a: np.ndarray, b: np.ndarray, far: float | None = None) -> dict[str, Any]:
+        """Were two images made by the same source? Thresholded at ``far`` of the pair-impostor model."""
+        far = self.far if far is None else far
+        thr = self.pair_threshold(far)
+        score = float(np.dot(l2_normalize(a), l2_normalize(b)))
+        return {"score": round(score, 6), "threshold": round(thr, 6), "accepted": score >= thr, "far": far}
+
+    # -- rejected queries and discovery ------------------------------------------------------
+    def keep_rejected(self, embeddings: np.ndarray, records: Sequence[SampleRecord], decisions) -> int:
+        """Keep the queries ``decisions`` rejected as unknown, for :meth:`propose_sources`."""
+        rows = [
+            {
+                "sha256": r.sha256,
+                "embedding": e,
+                "origin": r.origin,
+                "score": d.score,
+                "nearest": d.candidates[0]["source"] if d.candidates else None,
+            }
+            for e, r, d in zip(embeddings, records, decisions)
+            if d.source is None
+        ]
+        if rows:
+            with self.store.transaction():
+                self.store.add_rejected(rows)
+        return len(rows)
+
+    def propose_sources(self, min_size: int = 3, far: float | None = None, limit: int = 20000) -> list[dict[str, Any]]:
+        """Clusters of kept unknowns that may be new sources.
+
+        Two rejected images are linked when their pair score clears the pair-verification
+        threshold at ``far`` (the same test as ``verify a.png b.png``); clusters are the connected
+        components (FAISS range search, union-find) with at least ``min_size`` members, largest
+        first. Each proposal lists its members' origins, its cohesion (mean similarity to the
+        centre) and the enrolled source nearest to it."""
+        emb, origins = self.store.rejected(limit)
+        if len(emb) < min_size:
+            return []
+        return discovery.propose(emb, origins, self.pair_threshold(far), min_size, lambda c: self.source_scores(c, 1)[0])
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "encoder_id": self.encoder.id,
+            "dim": self.dim,
+            "schema_version": self.schema_version,
+            "generation": self.generation,
+            "sources": self.store.count("sources"),
+            "samples": self.store.count("samples"),
+            "prototypes": self.store.count("prototypes"),
+            "rejected": self.store.count("rejected"),
+            "far": self.far,
+        }

@@ -1,0 +1,82 @@
+"""Evaluation (attrib.evaluate) runs on arrays; these tests hold it to what an on-disk gallery,
+enrolled with the same samples, would answer, so the two paths cannot drift apart."""
+import numpy as np
+import pytest
+
+from attrib import evaluate, openset
+from attrib.encoders import Encoder
+from attrib.evaluate import Dataset, run_protocol
+from attrib.gallery import Gallery, MemoryGallery, SampleRecord
+
+
+class WithPrior(Encoder):
+    """Stands in for an encoder with a calibration prior (near-impostor floor included)."""
+
+    name = "test-prior"
+    dim = 12
+
+    @property
+    def calibration(self):
+        return {"impostor": {"mu": 0.05, "sigma": 0.15, "n": 200.0}, "near_impostor": {"mu": 0.5, "sigma": 0.1, "n": 100.0}}
+
+    def config(self):
+        return {"dim": self.dim}
+
+    def _embed_batch(self, images):  # pragma: no cover - never called
+        raise NotImplementedError
+
+
+def dataset(n_src=6, per=30, dim=12):
+    """Two-mode clusters per source (so 20+ shots get several prototypes), a few images in two
+    folders (same sha256: the gallery keeps the first), float64 as callers may pass."""
+    rng = np.random.default_rng(3)
+    emb, names, shas = [], [], []
+    for s in range(n_src):
+        c1, c2 = rng.normal(size=dim), rng.normal(size=dim)
+        x = np.concatenate([c1 + 0.8 * rng.normal(size=(per // 2, dim)), c2 + 0.8 * rng.normal(size=(per - per // 2, dim))])
+        emb.append(x / np.linalg.norm(x, axis=1, keepdims=True))
+        names += [f"s{s}"] * per
+        shas += [f"{rng.integers(1 << 60):016x}" for _ in range(per)]
+    for i in range(0, per, 3):
+        shas[per + i] = shas[i]
+    return Dataset(names, [f"p{i}" for i in range(len(names))], shas, np.concatenate(emb))
+
+
+def on_disk(tmp_path):
+    """evaluate._enroll_trial as it used to be: a real Gallery per trial, one enroll per source."""
+    counter = iter(range(1000))
+
+    def enroll(ds, encoder, enroll_idx):
+        g = Gallery(tmp_path / f"trial{next(counter)}", encoder=encoder)
+        for s, ids in enroll_idx.items():
+            g.enroll(s, ds.embeddings[ids], [SampleRecord(ds.shas[i], origin=ds.paths[i]) for i in ids])
+        return g
+
+    return enroll
+
+
+@pytest.mark.parametrize("pool_size", [openset.IMPOSTOR_POOL, 25])
+def test_run_protocol_gives_the_figures_of_a_real_gallery(tmp_path, monkeypatch, pool_size):
+    monkeypatch.setattr(openset, "IMPOSTOR_POOL", pool_size)  # 25: the pool draws a subset
+    ds, enc = dataset(), WithPrior()
+    args = dict(shots=(1, 5, 22), trials=2, max_queries=6, seed=1)
+    in_memory = run_protocol(ds, enc, ["s0", "s1", "s2", "s3"], ["s4", "s5"], **args)
+    monkeypatch.setattr(evaluate, "_enroll_trial", on_disk(tmp_path))
+    assert run_protocol(ds, enc, ["s0", "s1", "s2", "s3"], ["s4", "s5"], **args) == in_memory
+    assert in_memory["shots"]["22"]["auroc"] is not None
+
+
+def test_memory_gallery_answers_as_a_gallery(tmp_path):
+    ds, enc = dataset(), WithPrior()
+    names = np.array(ds.names)
+    batches = [(s, ds.embeddings[np.flatnonzero(names == s)[:22]], [ds.shas[i] for i in np.flatnonzero(names == s)[:22]]) for s in ("s1", "s0", "s2")]
+    mem = MemoryGallery.enroll(batches, enc.calibration)
+    g = Gallery(tmp_path / "g", encoder=enc)
+    for s, emb, shas in batches:
+        g.enroll(s, emb, [SampleRecord(h) for h in shas])
+    assert mem.source_names() == g.source_names()
+    assert g.stats()["samples"] < 3 * 22  # duplicates were skipped on both sides
+    assert mem.thresholds(0.05) == g.thresholds(0.05)
+    queries = ds.embeddings[names == "s3"][:5].tolist() + ds.embeddings[names == "s0"][25:].tolist()
+    assert mem.source_scores(np.array(queries), 0) == g.source_scores(np.array(queries), 0)
+    assert [d.to_dict() for d in mem.identify(np.array(queries), top_k=3)] == [d.to_dict() for d in g.identify(np.array(queries), top_k=3)]
