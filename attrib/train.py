@@ -20,7 +20,6 @@ Mixed precision and the GPU are used when present; checkpoints are resumable; se
 """
 from __future__ import annotations
 
-import io
 import json
 import random
 import time
@@ -30,6 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .degrade import degrade
 from .errors import AttribError
 
 LOSSES = ("subcenter-arcface", "arcface", "supcon", "proxy-anchor", "multi-similarity")
@@ -125,29 +125,6 @@ def load_images(files) -> list[np.ndarray]:
         except AttribError:
             continue
     return out
-
-
-def degrade(img: np.ndarray, p: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
-    """Random rescale / blur / JPEG / noise of a whole image, each with its probability."""
-    from PIL import Image, ImageFilter
-
-    pil = None
-    if rng.random() < p["p_resize"]:
-        f = rng.uniform(*p["resize"])
-        pil = Image.fromarray(img)
-        size = (max(16, round(pil.width * f)), max(16, round(pil.height * f)))
-        pil = pil.resize(size, [Image.BILINEAR, Image.BICUBIC, Image.LANCZOS][rng.integers(3)])
-    if rng.random() < p["p_blur"]:
-        pil = (pil or Image.fromarray(img)).filter(ImageFilter.GaussianBlur(rng.uniform(*p["blur"])))
-    if pil is not None:
-        img = np.asarray(pil)
-    if rng.random() < p["p_jpeg"]:
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, format="JPEG", quality=int(rng.integers(p["jpeg_q"][0], p["jpeg_q"][1] + 1)))
-        img = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-    if rng.random() < p["p_noise"]:
-        img = np.clip(img + rng.normal(0, rng.uniform(*p["noise"]), img.shape), 0, 255).astype(np.uint8)
-    return img
 
 
 class Augmenter:
