@@ -44,6 +44,19 @@ def _clear_previous_build(out_dir: Path) -> None:
             folder.rmdir()
 
 
+def _manifest_entry(spec: GeneratorSpec, images: int, suffix: str) -> dict:
+    """A source's line in zoo.json: what it is (name, arch, family, seed, hyperparameters) and its files."""
+    return {
+        "name": spec.name,
+        "arch": spec.arch,
+        "family": spec.family,
+        "seed": spec.seed,
+        "hyperparameters": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.hyperparameters().items()},
+        "images": images,
+        "suffix": suffix,
+    }
+
+
 def build_zoo(
     out_dir: str | os.PathLike,
     specs: Sequence[GeneratorSpec],
@@ -89,17 +102,7 @@ def build_zoo(
         for i, pixels in enumerate(generate(spec, images_per_source, size, seed, train)):
             data, suffix = encode_image(pixels, steps)
             (folder / f"{i:05d}{suffix}").write_bytes(data)
-        entries.append(
-            {
-                "name": spec.name,
-                "arch": spec.arch,
-                "family": spec.family,
-                "seed": spec.seed,
-                "hyperparameters": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.hyperparameters().items()},
-                "images": images_per_source,
-                "suffix": suffix,
-            }
-        )
+        entries.append(_manifest_entry(spec, images_per_source, suffix))
     manifest = {
         "zoo_version": ZOO_VERSION,
         "settings": {
