@@ -18,7 +18,7 @@ from attrib.errors import AttribError
 from attrib.sources import FAMILIES
 
 #: A few steps are enough where only determinism or plumbing is tested.
-QUICK = zoo.TrainConfig(steps=3, batch_size=2, crop=32)
+QUICK = zoo.GeneratorTrainConfig(steps=3, batch_size=2, crop=32)
 
 
 def test_real_photos_load_offline():
@@ -142,7 +142,7 @@ def test_build_layout_manifest_and_cache_reuse(tmp_path, monkeypatch):
     before = {p: p.read_bytes() for p in (tmp_path / "z").rglob("*.png")}
 
     # A rebuild trains nothing and writes the same bytes; fewer images leave no stale files.
-    monkeypatch.setattr(zoo, "_train", lambda *a: pytest.fail("a cached generator was retrained"))
+    monkeypatch.setattr(zoo.training, "_train", lambda *a: pytest.fail("a cached generator was retrained"))
     zoo.build_zoo(tmp_path / "z", specs, images_per_source=4, size=64, progress=False)
     assert {p: p.read_bytes() for p in (tmp_path / "z").rglob("*.png")} == before
     zoo.build_zoo(tmp_path / "z", specs[:1], images_per_source=2, size=64, include_real=False, progress=False)
@@ -199,7 +199,7 @@ def test_bad_post_processing_is_refused(bad):
 def test_cli_build(tmp_path):
     out = tmp_path / "zoo"
     result = CliRunner().invoke(
-        zoo_cli, ["build", str(out), "-n", "2", "-k", "3", "--size", "64", "--post", "jpeg75", "--quiet"]
+        zoo_cli, ["build", str(out), "-n", "2", "--images", "3", "--size", "64", "--post", "jpeg75", "--quiet"]
     )
     assert result.exit_code == 0, result.output
     assert "wrote 3 sources" in result.output
@@ -216,7 +216,7 @@ def test_cli_errors(tmp_path):
     assert result.exit_code == 2 and "JPEG quality" in result.output
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "x.txt").write_text("")
-    result = runner.invoke(zoo_cli, ["build", str(tmp_path / "other"), "-n", "1", "-k", "1", "--quiet"])
+    result = runner.invoke(zoo_cli, ["build", str(tmp_path / "other"), "-n", "1", "--images", "1", "--quiet"])
     assert result.exit_code == 1 and "not empty" in result.output
 
 

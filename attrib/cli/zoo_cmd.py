@@ -1,6 +1,7 @@
 """``attrib zoo``: make and list offline test data (see :mod:`attrib.zoo`).
 
-``attrib.zoo`` imports torch, so it is imported inside the commands, not when the CLI starts.
+``attrib.zoo`` imports torch, so it is imported inside the commands, not when the CLI starts;
+``--post`` is checked with :mod:`attrib.degrade`, which needs no torch.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from ..errors import AttribError
 
 
 def _check_post(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
-    from ..zoo import parse_post
+    from ..degrade import parse_post
 
     try:
         return parse_post(value)
@@ -57,7 +58,7 @@ def zoo():
 @click.argument("directory", type=click.Path(file_okay=False, writable=True))
 @click.option("-n", "--generators", default=12, show_default=True, type=click.IntRange(min=0),
               help="How many generators; the list cycles over every architecture (see `zoo list`).")
-@click.option("-k", "--images", default=40, show_default=True, type=click.IntRange(min=1),
+@click.option("--images", default=40, show_default=True, type=click.IntRange(min=1),
               help="Images per source.")
 @click.option("--size", default=128, show_default=True, type=click.IntRange(min=16, max=1024),
               help="Image side in pixels, before post-processing.")
