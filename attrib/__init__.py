@@ -8,6 +8,7 @@ Library first, CLI on top::
     emb = gallery.encoder.embed([img.pixels])
     decision = gallery.identify(emb)[0]                     # .source is None when unknown
 """
+
 from __future__ import annotations
 
 from .encoders import Encoder, get_encoder, list_encoders

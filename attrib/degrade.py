@@ -14,12 +14,14 @@ A step is a small frozen object (:class:`Resize`, :class:`Blur`, :class:`Jpeg`, 
 :func:`apply_steps` runs a chain of them on a Pillow image and keeps the JPEG file bytes when
 the last step was JPEG (so a zoo writes the compressed file itself, not a re-encoding).
 """
+
 from __future__ import annotations
 
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from typing import Any, Union
 
 import numpy as np
 from PIL import Image, ImageFilter

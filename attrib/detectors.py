@@ -28,6 +28,7 @@ Library use::
     for ev in detect("img.png"):
         print(ev.detector, ev.verdict, ev.score)
 """
+
 from __future__ import annotations
 
 import io
@@ -37,9 +38,10 @@ import os
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pluggy
@@ -102,7 +104,7 @@ class Evidence:
         }
 
     @classmethod
-    def failure(cls, detector: str, error: str, **details) -> "Evidence":
+    def failure(cls, detector: str, error: str, **details) -> Evidence:
         return cls(detector, "undetermined", None, None, details, error)
 
 
@@ -131,7 +133,7 @@ class DetectorImage:
         self._lock = threading.RLock()
 
     @classmethod
-    def from_source(cls, source, name: str | None = None) -> "DetectorImage":
+    def from_source(cls, source, name: str | None = None) -> DetectorImage:
         """A :class:`DetectorImage` from a path, bytes, an array, a PIL image, a
         :class:`attrib.imageio.LoadedImage` or a DetectorImage. Raises ImageError for bad input."""
         from PIL import Image
@@ -258,7 +260,7 @@ class Detector:
     #: seconds this detector may take on one image; None: the runner's bound
     timeout: float | None = None
 
-    def detect(self, image: DetectorImage) -> "Evidence | dict[str, Any]":
+    def detect(self, image: DetectorImage) -> Evidence | dict[str, Any]:
         """Look at ``image`` and return :class:`Evidence` (or a dict with its fields)."""
         raise NotImplementedError
 
@@ -380,9 +382,7 @@ class DetectorRunner:
         self.timeout = float(timeout) if timeout is not None else detector_timeout()
         if not self.timeout > 0:
             raise AttribError(f"detector time bound must be > 0 seconds, got {timeout}")
-        self.failures = [
-            Evidence.failure(f"{f['name']}", f"{f.get('hook') or 'plugin'} failed: {f['error']}") for f in failures
-        ]
+        self.failures = [Evidence.failure(f"{f['name']}", f"{f.get('hook') or 'plugin'} failed: {f['error']}") for f in failures]
         self._timeouts: dict[str, int] = defaultdict(int)
         self._busy: dict[str, _Call] = {}
 

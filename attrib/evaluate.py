@@ -14,11 +14,13 @@ and all samples of unknown sources are queries that should be rejected. Reported
 * ``openset_accuracy``, ``observed_far``, ``tar``: what the calibrated thresholds actually did
   at the gallery's FAR (known correctly accepted, unknown rejected; fraction of unknowns accepted).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +44,9 @@ class Dataset:
         return sorted(set(self.names))
 
 
-def embed_dataset(encoder: Encoder, data_dir: str | Path, timer: StageTimer | None = None, progress=None, max_per_source: int | None = None) -> Dataset:
+def embed_dataset(
+    encoder: Encoder, data_dir: str | Path, timer: StageTimer | None = None, progress=None, max_per_source: int | None = None
+) -> Dataset:
     data_dir = Path(data_dir)
     folders = sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
@@ -56,9 +60,7 @@ def embed_dataset(encoder: Encoder, data_dir: str | Path, timer: StageTimer | No
         names += [folder.name] * len(files)
     items, emb = embed_items(encoder, load_many(paths), timer=timer, progress=progress)
     keep = [i for i, it in enumerate(items) if it.error is None]
-    return Dataset(
-        [names[i] for i in keep], [items[i].path for i in keep], [items[i].record.sha256 for i in keep], emb
-    )
+    return Dataset([names[i] for i in keep], [items[i].path for i in keep], [items[i].record.sha256 for i in keep], emb)
 
 
 def split_sources(sources: Sequence[str], unknown: Sequence[str] | None, unknown_fraction: float, seed: int) -> tuple[list[str], list[str]]:

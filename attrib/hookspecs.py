@@ -9,6 +9,7 @@ Built-in pieces (:mod:`attrib.default_plugins`) are registered through the same 
 is called on a fresh plugin manager per CLI invocation or app; a hook that raises is reported
 (``attrib plugins``, detector results), it never stops attrib. docs/plugins.md is the tutorial.
 """
+
 from pluggy import HookimplMarker, HookspecMarker
 
 hookspec = HookspecMarker("attrib")

@@ -8,15 +8,17 @@ on white, as a viewer shows it), animated files (first frame). Refused, with one
 files that are not images, truncated or corrupt data, and images over a pixel bound (decompression
 bombs). Errors are :class:`attrib.errors.ImageError`.
 """
+
 from __future__ import annotations
 
 import hashlib
 import io
 import os
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Union
+from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -89,9 +91,7 @@ def _open(data: bytes, name: str) -> tuple[np.ndarray, str | None]:
             fmt = img.format
             width, height = img.size
             if width * height > limit:
-                raise ImageError(
-                    f"{name}: {width}x{height} is over the {limit:,}-pixel bound (ATTRIB_MAX_PIXELS raises it)"
-                )
+                raise ImageError(f"{name}: {width}x{height} is over the {limit:,}-pixel bound (ATTRIB_MAX_PIXELS raises it)")
             if getattr(img, "n_frames", 1) > 1:
                 img.seek(0)
             img.load()
@@ -166,8 +166,10 @@ def iter_image_paths(paths: Iterable[str | os.PathLike], recursive: bool = True)
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
             for child in sorted(path.glob(pattern)):
-                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES and not any(
-                    part.startswith(".") for part in child.relative_to(path).parts
+                if (
+                    child.is_file()
+                    and child.suffix.lower() in IMAGE_SUFFIXES
+                    and not any(part.startswith(".") for part in child.relative_to(path).parts)
                 ):
                     yield child
         else:

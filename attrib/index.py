@@ -4,6 +4,7 @@ rebuilt from it whenever the gallery's generation counter moved on.
 Inner product on L2-normalised vectors = cosine similarity. Flat (exact) below
 ``HNSW_THRESHOLD`` vectors, HNSW above; on the GPU when faiss-gpu and a GPU are present.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,7 +40,7 @@ class VectorIndex:
         self.kind = kind
 
     @classmethod
-    def build(cls, vectors: np.ndarray, labels: list[str], use_gpu: bool | None = None) -> "VectorIndex":
+    def build(cls, vectors: np.ndarray, labels: list[str], use_gpu: bool | None = None) -> VectorIndex:
         faiss = _faiss()
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         dim = vectors.shape[1]
@@ -80,7 +81,7 @@ class VectorIndex:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path, expect: dict) -> "VectorIndex | None":
+    def load(cls, path: Path, expect: dict) -> VectorIndex | None:
         """Load a cached index if its metadata matches ``expect`` (generation, encoder id), else None."""
         try:
             data = path.read_bytes()

@@ -1,4 +1,5 @@
 """Attribution metrics: closed-set accuracy, open-set AUROC, OSCR, verification EER."""
+
 from __future__ import annotations
 
 import numpy as np

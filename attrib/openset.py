@@ -29,12 +29,14 @@ Everything here is plain functions over arrays (and :class:`Calibration`, the mo
 gallery): the gallery stores what they compute, and evaluation calls them on arrays without a
 database, so the two cannot disagree about the maths.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -66,7 +68,7 @@ class ScoreModel:
     n: float
 
     @classmethod
-    def from_scores(cls, scores: np.ndarray) -> "ScoreModel | None":
+    def from_scores(cls, scores: np.ndarray) -> ScoreModel | None:
         scores = fisher_z(scores)
         if scores.size == 0:
             return None
@@ -74,7 +76,7 @@ class ScoreModel:
         return cls(float(scores.mean()), max(sigma, MIN_SIGMA), float(scores.size))
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "ScoreModel | None":
+    def from_dict(cls, d: dict[str, Any] | None) -> ScoreModel | None:
         if not d:
             return None
         return cls(float(d["mu"]), max(float(d["sigma"]), MIN_SIGMA), float(d.get("n", 0.0)))

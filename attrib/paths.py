@@ -1,5 +1,6 @@
 """Where attrib keeps things: ``ATTRIB_HOME`` (else the platform's app dir) holds the default
 gallery and caches; ``ATTRIB_GALLERY`` names the gallery when ``--gallery`` is not given."""
+
 from __future__ import annotations
 
 import os

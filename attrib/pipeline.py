@@ -3,16 +3,17 @@
 Per-stage wall time (decode, encode, search) is accumulated in a :class:`StageTimer` so the CLI,
 the eval and the benchmarks all report the same numbers.
 """
+
 from __future__ import annotations
 
 import os
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 

@@ -16,13 +16,15 @@ already taken, an object that is not what the hook expects) never stops attrib: 
 kept in :attr:`AttribPluginManager.load_errors` (``attrib plugins`` shows it) and, for
 detectors, in every detection result.
 """
+
 from __future__ import annotations
 
 import importlib
 import os
 import re
+from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import Any
 
 import pluggy
 

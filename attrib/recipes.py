@@ -1,12 +1,15 @@
 """Gallery recipes: a TOML file declares a gallery (encoder, sources, where samples come from);
 :func:`build_recipe` builds it reproducibly. See ``galleries/README.md`` for the keys."""
+
 from __future__ import annotations
 
-import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+import tomllib
 
 from .errors import AttribError
 
@@ -23,7 +26,7 @@ class Recipe:
     base: Path = Path(".")
 
     @classmethod
-    def parse(cls, text: str, base: Path, label: str) -> "Recipe":
+    def parse(cls, text: str, base: Path, label: str) -> Recipe:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -50,7 +53,7 @@ class Recipe:
         return recipe
 
     @classmethod
-    def load(cls, path: str | Path) -> "Recipe":
+    def load(cls, path: str | Path) -> Recipe:
         path = Path(path)
         try:
             text = path.read_text()
@@ -59,7 +62,7 @@ class Recipe:
         return cls.parse(text, path.resolve().parent, str(path))
 
     @classmethod
-    def builtin(cls, name: str) -> "Recipe":
+    def builtin(cls, name: str) -> Recipe:
         text = resources.files("attrib").joinpath(f"data/{name}.toml").read_text()
         return cls.parse(text, Path("."), f"{name}.toml")
 
@@ -71,9 +74,7 @@ class Recipe:
         import json
 
         from .paths import cache_dir
-        from .zoo import build_zoo, default_zoo
-
-        from .zoo import ZOO_VERSION
+        from .zoo import ZOO_VERSION, build_zoo, default_zoo
 
         z = {"generators": 12, "images": 30, "size": 128, "seed": 0, "post": [], **self.zoo}
         # kinds: the kinds default_zoo cycles over (default: all, which grows as kinds are added)
@@ -83,7 +84,9 @@ class Recipe:
         key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:16]
         out = cache_dir() / "zoo" / "builds" / key
         if not (out / "zoo.json").exists():
-            build_zoo(out, specs, images_per_source=int(z["images"]), size=int(z["size"]), post=z["post"], seed=int(z["seed"]), progress=True)
+            build_zoo(
+                out, specs, images_per_source=int(z["images"]), size=int(z["size"]), post=z["post"], seed=int(z["seed"]), progress=True
+            )
         return out
 
     def plan(self) -> list[dict[str, Any]]:
@@ -100,7 +103,14 @@ class Recipe:
                 if entry["name"] in self.unknown:
                     continue
                 files = sorted(iter_image_paths([data / entry["name"]]))
-                plan.append({"name": entry["name"], "family": entry["family"], "files": files[: self.shots or None], "metadata": {"arch": entry["arch"], "zoo_seed": entry["seed"]}})
+                plan.append(
+                    {
+                        "name": entry["name"],
+                        "family": entry["family"],
+                        "files": files[: self.shots or None],
+                        "metadata": {"arch": entry["arch"], "zoo_seed": entry["seed"]},
+                    }
+                )
         for s in self.sources:
             folder = (self.base / s["path"]).resolve()
             if not folder.exists():

@@ -8,11 +8,13 @@ prints exactly the rows ``POST /v1/identify`` returns, field for field.
 
 Every function here is plain data in, plain data out: no gallery, no I/O.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -60,8 +62,18 @@ def verify_rows(items: Sequence, results: Sequence[Mapping[str, Any]], source: s
         else:
             r = next(verified)
             score, threshold, accepted, row_far, error = r["score"], r["threshold"], r["accepted"], r["far"], None
-        rows.append({"path": it.path, "source": source, "generator": source, "score": score, "threshold": threshold,
-                     "accepted": accepted, "far": row_far, "error": error})
+        rows.append(
+            {
+                "path": it.path,
+                "source": source,
+                "generator": source,
+                "score": score,
+                "threshold": threshold,
+                "accepted": accepted,
+                "far": row_far,
+                "error": error,
+            }
+        )
     return rows
 
 

@@ -18,21 +18,22 @@ Mixed precision and the GPU are used when present; checkpoints are resumable; se
 ``residual-wccn`` is fitted in closed form (within-class covariance normalisation, see
 :func:`fit_wccn`) and validated as step 0; ``steps > 0`` fine-tunes it with the loss.
 """
+
 from __future__ import annotations
 
 import functools
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .degrade import degrade
 from .errors import AttribError
-
 
 
 @dataclass
@@ -67,10 +68,14 @@ class TrainConfig:
     wccn_reg: float = 0.03  # residual-wccn: added to the within-class eigenvalues, times their mean
     augment: dict[str, Any] = field(
         default_factory=lambda: {
-            "p_jpeg": 0.4, "jpeg_q": [60, 98],
-            "p_resize": 0.3, "resize": [0.5, 1.5],
-            "p_blur": 0.2, "blur": [0.2, 1.2],
-            "p_noise": 0.2, "noise": [0.5, 3.0],
+            "p_jpeg": 0.4,
+            "jpeg_q": [60, 98],
+            "p_resize": 0.3,
+            "resize": [0.5, 1.5],
+            "p_blur": 0.2,
+            "blur": [0.2, 1.2],
+            "p_noise": 0.2,
+            "noise": [0.5, 3.0],
         }
     )
 
@@ -222,8 +227,14 @@ def set_wccn(net, mean: np.ndarray, P: np.ndarray) -> None:
         net.backbone.bias.copy_(torch.from_numpy((-mean @ P).astype(np.float32)))
 
 
-def feature_bank(fe, images: dict[str, list[np.ndarray]], variants: int, augment: dict[str, Any], rng: np.random.Generator,
-                 update: Callable[[int], Any] | None = None) -> dict[str, np.ndarray]:
+def feature_bank(
+    fe,
+    images: dict[str, list[np.ndarray]],
+    variants: int,
+    augment: dict[str, Any],
+    rng: np.random.Generator,
+    update: Callable[[int], Any] | None = None,
+) -> dict[str, np.ndarray]:
     """Residual features per source: each image, then ``variants`` degraded copies of it
     (:func:`degrade`) -> ``{source: (n * (1 + variants), F) float32}``."""
     out = {}
@@ -269,7 +280,6 @@ def validate(encoder, embedded: dict[str, np.ndarray], shots: int, seed: int) ->
     }
 
 
-
 # ---------------------------------------------------------------------------------- batch sources
 
 
@@ -283,7 +293,7 @@ class TrainingData:
     val_images: dict[str, list[np.ndarray]]
 
     @classmethod
-    def load(cls, cfg: TrainConfig, say: Callable[[str], None]) -> "TrainingData":
+    def load(cls, cfg: TrainConfig, say: Callable[[str], None]) -> TrainingData:
         sources = read_sources(Path(cfg.data))
         train_names, val_names = split_train_val(sources, cfg)
         say(f"{len(train_names)} training sources, {len(val_names)} validation sources (never trained on)")
@@ -402,8 +412,7 @@ class Model:
     max_lr: list[float]
 
     @classmethod
-    def build(cls, cfg: TrainConfig, enc_config: dict[str, Any], batches: ImageTiles, device: str,
-              say: Callable[[str], None]) -> "Model":
+    def build(cls, cfg: TrainConfig, enc_config: dict[str, Any], batches: ImageTiles, device: str, say: Callable[[str], None]) -> Model:
         import torch
 
         from .encoders.learned import build_net
@@ -440,8 +449,15 @@ class Checkpoints:
     writes ``checkpoint.pt`` (everything a resumed run needs, RNG states included); the best
     validation score so far also writes the net to ``best.pt``, which the finished encoder is."""
 
-    def __init__(self, out: Path, cfg: TrainConfig, model: Model, rng: np.random.Generator,
-                 probe: Callable[[], tuple[Any, dict[str, np.ndarray]]], say: Callable[[str], None]):
+    def __init__(
+        self,
+        out: Path,
+        cfg: TrainConfig,
+        model: Model,
+        rng: np.random.Generator,
+        probe: Callable[[], tuple[Any, dict[str, np.ndarray]]],
+        say: Callable[[str], None],
+    ):
         self.path, self.best_path = out / "checkpoint.pt", out / "best.pt"
         self.cfg, self.model, self.rng, self.probe, self.say = cfg, model, rng, probe, say
         self.best: dict[str, Any] | None = None
@@ -472,16 +488,24 @@ class Checkpoints:
         v["step"] = step
         self.history.append({k: v[k] for k in ("step", "accuracy", "auroc", "eer", "oscr")} | {"loss": running})
         loss_txt = "" if running is None else f"loss {running:.3f}, "
-        self.say(f"step {step}: {loss_txt}held-out {self.cfg.val_shots}-shot acc {v['accuracy']:.3f}, AUROC {v['auroc']:.3f}, EER {v['eer']:.3f}")
+        self.say(
+            f"step {step}: {loss_txt}held-out {self.cfg.val_shots}-shot acc {v['accuracy']:.3f}, AUROC {v['auroc']:.3f}, EER {v['eer']:.3f}"
+        )
         m = self.model
         if self.best is None or v["score"] > self.best["score"]:
             self.best = v
             torch.save({k: t.detach().cpu() for k, t in m.net.state_dict().items()}, self.best_path)
         torch.save(
             {
-                "net": m.net.state_dict(), "loss": m.loss_fn.state_dict(), "opt": m.opt.state_dict(),
-                "step": step, "best": self.best, "history": self.history, "rng": self.rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(), "config": asdict(self.cfg),
+                "net": m.net.state_dict(),
+                "loss": m.loss_fn.state_dict(),
+                "opt": m.opt.state_dict(),
+                "step": step,
+                "best": self.best,
+                "history": self.history,
+                "rng": self.rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "config": asdict(self.cfg),
             },
             self.path,
         )
@@ -496,8 +520,7 @@ def _probe(net, enc_config: dict[str, Any], device: str, batches: ImageTiles):
     return encoder, batches.embed_validation(encoder)
 
 
-def _optimise(cfg: TrainConfig, model: Model, batches: ImageTiles, checkpoint: Checkpoints, step: int, device: str,
-              progress: bool) -> None:
+def _optimise(cfg: TrainConfig, model: Model, batches: ImageTiles, checkpoint: Checkpoints, step: int, device: str, progress: bool) -> None:
     """Steps from ``step`` to ``cfg.steps``, validating every ``val_every`` and at the end."""
     import torch
     from tqdm.auto import tqdm
@@ -518,14 +541,25 @@ def _optimise(cfg: TrainConfig, model: Model, batches: ImageTiles, checkpoint: C
         running = loss if running is None else 0.95 * running + 0.05 * loss
         bar.update(1)
         best = checkpoint.best
-        bar.set_postfix(loss=f"{running:.3f}", **({"val_acc": f"{best['accuracy']:.3f}", "val_auroc": f"{best['auroc']:.3f}"} if best else {}))
+        bar.set_postfix(
+            loss=f"{running:.3f}", **({"val_acc": f"{best['accuracy']:.3f}", "val_auroc": f"{best['auroc']:.3f}"} if best else {})
+        )
         if step % cfg.val_every == 0 or step == cfg.steps:
             checkpoint(step, running)
     bar.close()
 
 
-def _finalise(out: Path, cfg: TrainConfig, model: Model, enc_config: dict[str, Any], checkpoint: Checkpoints,
-              data: TrainingData, device: str, seconds: float, optimisation_seconds: float) -> Path:
+def _finalise(
+    out: Path,
+    cfg: TrainConfig,
+    model: Model,
+    enc_config: dict[str, Any],
+    checkpoint: Checkpoints,
+    data: TrainingData,
+    device: str,
+    seconds: float,
+    optimisation_seconds: float,
+) -> Path:
     """Save the best checkpoint as the encoder, with its calibration prior, metrics and how it
     was trained in config.json."""
     import torch

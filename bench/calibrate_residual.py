@@ -9,6 +9,7 @@ K-shot prototype), genuine scores (a source's other images vs its prototype) and
 scores (images of different sources against each other). Galleries pool it with their own
 impostor evidence (see attrib.openset).
 """
+
 from __future__ import annotations
 
 import argparse

@@ -11,6 +11,7 @@ Also encoder images/s on this CPU. Writes JSON and a K-shot plot with --out; wit
 encoders already in OUT/compare.json that are not rerun keep their rows (from their own run: the
 accuracy figures are deterministic, the images/s column is only comparable within one run).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,9 +71,15 @@ def main():
                 entry[f"5shot_accuracy_{post}"] = pr["shots"]["5"]["accuracy"]
                 entry[f"5shot_auroc_{post}"] = pr["shots"]["5"]["auroc"]
             r["tests"][label] = entry
-            print(f"{spec:<28} {label:<14} " + "  ".join(
-                f"{k}-shot acc {entry[k]['accuracy']:.3f} AUROC {entry[k]['auroc']:.3f} EER {entry[k]['eer']:.3f}" for k in ("1", "5", "10")
-            ) + "".join(f"  5-shot acc {p} {entry[f'5shot_accuracy_{p}']:.3f}" for p in args.post), flush=True)
+            print(
+                f"{spec:<28} {label:<14} "
+                + "  ".join(
+                    f"{k}-shot acc {entry[k]['accuracy']:.3f} AUROC {entry[k]['auroc']:.3f} EER {entry[k]['eer']:.3f}"
+                    for k in ("1", "5", "10")
+                )
+                + "".join(f"  5-shot acc {p} {entry[f'5shot_accuracy_{p}']:.3f}" for p in args.post),
+                flush=True,
+            )
         results[spec] = r
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

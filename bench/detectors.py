@@ -19,6 +19,7 @@ per detector:
 ``--generators N`` builds the zoo into a temporary folder from the zoo cache (``ATTRIB_CACHE``;
 generators already trained there are reused, others are trained: seconds each on a CPU).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -95,7 +96,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--detectors", default="spectral,npr", help="comma-separated detector names")
     ap.add_argument("--max-per-source", type=int, default=0, help="use at most this many images of each source")
     ap.add_argument(
-        "--extra-real", type=int, default=0,
+        "--extra-real",
+        type=int,
+        default=0,
         help="add this many more real crops (zoo.generate(REAL, ..., seed=2): other crops of the same photos) "
         "as negatives, for a tighter AUROC than the zoo's own real/ folder gives",
     )

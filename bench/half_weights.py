@@ -6,6 +6,7 @@ For shipping a large linear encoder in the package (``fp-wccn2``: 15 MB -> 7.6 M
 compute in float32 either way; this prints the largest change of a cosine score between the two
 folders on zoo images, so the rounding is checked, not assumed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,10 @@ def main():
     full, half = load_encoder(args.src), load_encoder(args.dst)
     imgs = [img for spec in zoo.default_zoo(4) for img in zoo.generate(spec, 4, size=128)]
     a, b = full.embed(imgs), half.embed(imgs)
-    print(f"{args.dst}: {(args.dst / WEIGHTS_NAME).stat().st_size / 1e6:.1f} MB; "
-          f"largest cosine change over {len(imgs)}^2 pairs: {np.abs(a @ a.T - b @ b.T).max():.2e}")
+    print(
+        f"{args.dst}: {(args.dst / WEIGHTS_NAME).stat().st_size / 1e6:.1f} MB; "
+        f"largest cosine change over {len(imgs)}^2 pairs: {np.abs(a @ a.T - b @ b.T).max():.2e}"
+    )
 
 
 if __name__ == "__main__":

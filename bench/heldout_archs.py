@@ -10,6 +10,7 @@ are evaluated by the standard protocol (``attrib.evaluate``: 30% never enrolled,
 1/5/10-shot), beside the training-free ``residual`` encoder on the same images. Features are
 computed once; each fold costs one eigendecomposition.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,9 @@ def main():
     ap.add_argument("zoo", type=Path)
     ap.add_argument("--residual-option", action="append", default=[], metavar="KEY=INT")
     ap.add_argument("--variants", type=int, default=TrainConfig.feature_variants)
-    ap.add_argument("--reg", type=float, action="append", help=f"WCCN ridge (repeatable: one fit per value) [default: {TrainConfig.wccn_reg}]")
+    ap.add_argument(
+        "--reg", type=float, action="append", help=f"WCCN ridge (repeatable: one fit per value) [default: {TrainConfig.wccn_reg}]"
+    )
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -54,7 +57,12 @@ def main():
     plain = {s: b[:: 1 + args.variants] for s, b in bank.items()}  # the undegraded rows
     print(f"features of {len(bank)} sources in {time.time() - t0:.0f} s", flush=True)
     archs = sorted({v["arch"] for v in sources.values()} - {"real"})
-    config = {"name": "wccn-fold", "backbone": "residual-wccn", "dim": fe.dim, "input": {"tile": 0, "max_tiles": 0, "policy": "residual-features", "residual": opts}}
+    config = {
+        "name": "wccn-fold",
+        "backbone": "residual-wccn",
+        "dim": fe.dim,
+        "input": {"tile": 0, "max_tiles": 0, "policy": "residual-features", "residual": opts},
+    }
     shots = (1, 5, 10)
     results = {"residual_options": opts, "variants": args.variants, "regs": regs, "folds": {}}
     methods = ["residual"] + [f"residual-wccn reg={r}" for r in regs]
@@ -72,17 +80,25 @@ def main():
             enc = LearnedEncoder(net.eval(), config, weights_sha256=f"fold-{arch}-{reg}", device="cpu")
             fold[method] = protocol(enc, test, enc.embed_features, shots, args.trials)
         results["folds"][arch] = fold
-        print(f"held out {arch:<13} ({len(test)} sources), 5-shot acc / AUROC / EER: " + ";  ".join(
-            f"{m} {fold[m]['5']['accuracy']:.3f} / {fold[m]['5']['auroc']:.3f} / {fold[m]['5']['eer']:.3f}" for m in methods), flush=True)
+        print(
+            f"held out {arch:<13} ({len(test)} sources), 5-shot acc / AUROC / EER: "
+            + ";  ".join(f"{m} {fold[m]['5']['accuracy']:.3f} / {fold[m]['5']['auroc']:.3f} / {fold[m]['5']['eer']:.3f}" for m in methods),
+            flush=True,
+        )
     for name in methods:
         results[f"mean_{name}"] = {
-            k: {m: round(float(np.mean([f[name][k][m] for f in results["folds"].values()])), 4) for m in ("accuracy", "auroc", "oscr", "eer")}
+            k: {
+                m: round(float(np.mean([f[name][k][m] for f in results["folds"].values()])), 4)
+                for m in ("accuracy", "auroc", "oscr", "eer")
+            }
             for k in map(str, shots)
         }
     for name in methods:
         m = results[f"mean_{name}"]
-        print(f"mean over {len(archs)} held-out architectures, {name:<24}: " + "  ".join(
-            f"{k}-shot acc {m[k]['accuracy']:.3f} AUROC {m[k]['auroc']:.3f} EER {m[k]['eer']:.3f}" for k in map(str, shots)))
+        print(
+            f"mean over {len(archs)} held-out architectures, {name:<24}: "
+            + "  ".join(f"{k}-shot acc {m[k]['accuracy']:.3f} AUROC {m[k]['auroc']:.3f} EER {m[k]['eer']:.3f}" for k in map(str, shots))
+        )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))

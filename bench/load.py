@@ -27,6 +27,7 @@ Steps, all against 127.0.0.1 only, every loop bounded in count and in time:
 
 A request counts as failed on any status but 200 or a connection error. Prints JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -108,8 +109,9 @@ def multipart(files: list[tuple[str, bytes]], fields: dict[str, str] | None = No
         parts.append(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode())
     for name, data in files:
         parts.append(
-            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
-            f"Content-Type: image/png\r\n\r\n".encode() + data + b"\r\n"
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\nContent-Type: image/png\r\n\r\n'.encode()
+            + data
+            + b"\r\n"
         )
     parts.append(f"--{BOUNDARY}--\r\n".encode())
     return b"".join(parts)
@@ -227,10 +229,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(gallery: Path, port: int, workers: int, key_file: Path, log: Path, encode_processes: int | None = None) -> subprocess.Popen:
-    cmd = [sys.executable, "-c", "from attrib.cli import main; main()", "--gallery", str(gallery), "serve",
-           "--host", HOST, "--port", str(port), "--workers", str(workers), "--api-key-file", str(key_file),
-           "--no-access-log"] + (["--encode-processes", str(encode_processes)] if encode_processes is not None else [])
+def start_server(
+    gallery: Path, port: int, workers: int, key_file: Path, log: Path, encode_processes: int | None = None
+) -> subprocess.Popen:
+    cmd = [
+        sys.executable,
+        "-c",
+        "from attrib.cli import main; main()",
+        "--gallery",
+        str(gallery),
+        "serve",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--api-key-file",
+        str(key_file),
+        "--no-access-log",
+    ] + (["--encode-processes", str(encode_processes)] if encode_processes is not None else [])
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -256,7 +274,11 @@ async def graceful_stop(proc: subprocess.Popen, port: int, queries: list[Path], 
     for c in conns:
         c.reader, c.writer = await asyncio.open_connection(HOST, port)
     bodies = [
-        request_bytes("POST", "/v1/identify", multipart([(p.name, p.read_bytes()) for p in queries[i * per_request : (i + 1) * per_request]], {"detectors": "none"}))
+        request_bytes(
+            "POST",
+            "/v1/identify",
+            multipart([(p.name, p.read_bytes()) for p in queries[i * per_request : (i + 1) * per_request]], {"detectors": "none"}),
+        )
         for i in range(n)
     ]
     tasks = [asyncio.ensure_future(c.send(b)) for c, b in zip(conns, bodies)]
@@ -271,7 +293,13 @@ async def graceful_stop(proc: subprocess.Popen, port: int, queries: list[Path], 
         rc = "killed after 60 s"
     for c in conns:
         c.close()
-    return {"in_flight": n, "seen_in_flight": seen, "answered_200": codes.count(200), "others": [c for c in codes if c != 200], "exit_code": rc}
+    return {
+        "in_flight": n,
+        "seen_in_flight": seen,
+        "answered_200": codes.count(200),
+        "others": [c for c in codes if c != 200],
+        "exit_code": rc,
+    }
 
 
 async def _wait_in_flight(port: int, n: int, timeout: float = 20.0) -> int | None:
@@ -398,8 +426,14 @@ def run(args, tmp: Path) -> dict:
         queries = tile_up(queries, args.size, tmp / "queries")
     fields = {"detectors": args.detectors}
     bodies = [request_bytes("POST", "/v1/identify", multipart([(p.name, p.read_bytes())], fields)) for p in queries]
-    out["data"] = {"folders": len(folders), "known": n_known, "unknown": len(unknown), "gallery_samples": n_samples,
-                   "queries": len(queries), "image_side": _side(queries[0])}
+    out["data"] = {
+        "folders": len(folders),
+        "known": n_known,
+        "unknown": len(unknown),
+        "gallery_samples": n_samples,
+        "queries": len(queries),
+        "image_side": _side(queries[0]),
+    }
 
     key = os.urandom(24).hex()
     key_file = tmp / "keys"
@@ -421,15 +455,26 @@ def run(args, tmp: Path) -> dict:
                 cpu0 = tree_cpu_seconds(proc.pid)
                 res = asyncio.run(run_load(port, bodies, c, args.requests, args.duration))
                 cpu1 = tree_cpu_seconds(proc.pid)
-                res["server_cpu_ms_per_request"] = round((cpu1 - cpu0) / res["requests"] * 1000, 2) if cpu0 is not None and cpu1 is not None and res["requests"] else None
+                res["server_cpu_ms_per_request"] = (
+                    round((cpu1 - cpu0) / res["requests"] * 1000, 2) if cpu0 is not None and cpu1 is not None and res["requests"] else None
+                )
                 res["warmup_failed"] = warm["failed"]
                 res["share_of_cli"] = round(res["requests_per_s"] / cli[-1], 3) if res["requests_per_s"] else None
-                print(f"  concurrency {c}: {res['requests_per_s']} req/s ({res['share_of_cli']} of CLI), "
-                      f"p50 {res['p50_ms']} ms, p99 {res['p99_ms']} ms, failed {res['failed']}, "
-                      f"{res['server_cpu_ms_per_request']} server CPU ms/request", file=sys.stderr)
+                print(
+                    f"  concurrency {c}: {res['requests_per_s']} req/s ({res['share_of_cli']} of CLI), "
+                    f"p50 {res['p50_ms']} ms, p99 {res['p99_ms']} ms, failed {res['failed']}, "
+                    f"{res['server_cpu_ms_per_request']} server CPU ms/request",
+                    file=sys.stderr,
+                )
                 levels.append(res)
-            rounds.append({"cli_images_per_s": cli[-1], "cli_cpu_ms_per_image": round(cpu_ms, 2),
-                           "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)], "identify": levels})
+            rounds.append(
+                {
+                    "cli_images_per_s": cli[-1],
+                    "cli_cpu_ms_per_image": round(cpu_ms, 2),
+                    "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                    "identify": levels,
+                }
+            )
         out["rounds"] = rounds
         out["cli_images_per_s"] = statistics.median(cli)
         out["cli_cpu_ms_per_image"] = statistics.median(r["cli_cpu_ms_per_image"] for r in rounds)
@@ -460,9 +505,12 @@ def run(args, tmp: Path) -> dict:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    out["failed_requests"] = sum(level["failed"] for level in out["identify"]) + sum(
-        out.get("enroll_during_identify", {}).get(k, {}).get("failed", 0) for k in ("before", "during")
-    ) + len(out["graceful_shutdown"]["others"]) + int(out.get("enroll_during_identify", {}).get("enroll", {}).get("status", 200) != 200)
+    out["failed_requests"] = (
+        sum(level["failed"] for level in out["identify"])
+        + sum(out.get("enroll_during_identify", {}).get(k, {}).get("failed", 0) for k in ("before", "during"))
+        + len(out["graceful_shutdown"]["others"])
+        + int(out.get("enroll_during_identify", {}).get("enroll", {}).get("status", 200) != 200)
+    )
     out["gallery_check"] = check_gallery(gallery, expect_sources, expect_samples, queries[0])
     return out
 
@@ -491,8 +539,9 @@ async def enroll_during_identify(port, bodies, args, key, folders, data) -> dict
     files = []
     for k, p in enumerate(new):
         if p.parent.name == "__synthetic__":
-            from PIL import Image
             import io
+
+            from PIL import Image
 
             arr = np.random.default_rng(k).integers(0, 255, (128, 128, 3), dtype=np.uint8)
             buf = io.BytesIO()
@@ -535,8 +584,13 @@ async def enroll_during_identify(port, bodies, args, key, folders, data) -> dict
             conn.close()
             done.set()
         result = json.loads(resp) if resp else {}
-        return {"status": status, "seconds": round(time.perf_counter() - t0, 2), "images": len(files),
-                "body_mib": round(len(body) / 2**20, 1), "result": {k: result.get(k) for k in ("enrolled", "duplicate", "failed", "error")}}
+        return {
+            "status": status,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "images": len(files),
+            "body_mib": round(len(body) / 2**20, 1),
+            "result": {k: result.get(k) for k in ("enrolled", "duplicate", "failed", "error")},
+        }
 
     t0 = time.perf_counter()
     clients = [asyncio.ensure_future(identify_client(k)) for k in range(c)]

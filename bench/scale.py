@@ -8,6 +8,7 @@ search stage of identify (FAISS prototype search + per-source aggregation + open
 per image, batched and one at a time. Embedding cost is excluded on purpose: it is the same per
 image whatever the gallery size (see bench/speed.py).
 """
+
 from __future__ import annotations
 
 import argparse

@@ -7,6 +7,7 @@ real PNG costs), enrolls a gallery, then identifies them in batches through the 
 as ``attrib identify``: decode (Pillow, thread pool), encode, search (FAISS). Reports images/s
 end to end and the share of each stage; the target is decode + search < 20% of encoder time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,7 @@ from attrib.pipeline import StageTimer, embed_items, load_many
 
 
 def make_images(folder: Path, n: int, size: int, seed: int = 0) -> list[Path]:
-    from attrib.zoo import generate, default_zoo
+    from attrib.zoo import default_zoo, generate
 
     spec = default_zoo(1)[0]
     tiles_ = generate(spec, 8, 128, seed)

@@ -5,7 +5,7 @@ from click.testing import CliRunner
 
 from attrib.cli import build_cli
 
-from .conftest import png_bytes, synthetic, write_png
+from .conftest import png_bytes, synthetic
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The detector contract, the runner (errors, malformed evidence, time bounds), the built-in
 detectors and the `detect` / `identify` output."""
+
 import json
 import threading
 import time
@@ -175,7 +176,9 @@ def test_malformed_evidence_becomes_an_error(result, message):
 
 
 def test_normalise_accepts_dicts_numpy_and_forces_the_name():
-    ev = normalise("mine", {"detector": "other", "verdict": "synthetic", "score": np.float32(0.25), "details": {"a": np.arange(3), "b": np.int64(2)}})
+    ev = normalise(
+        "mine", {"detector": "other", "verdict": "synthetic", "score": np.float32(0.25), "details": {"a": np.arange(3), "b": np.int64(2)}}
+    )
     assert ev.detector == "mine" and ev.score == 0.25 and ev.details == {"a": [0, 1, 2], "b": 2}
     ev = normalise("mine", Evidence("x", "synthetic", 0.9, error="partial failure\nmore"))
     assert ev.error == "partial failure" and ev.verdict == "undetermined" and ev.score is None
@@ -244,7 +247,9 @@ def test_make_runner_names_and_unknown():
 
 
 def test_summarise():
-    line = summarise([Evidence("a", "synthetic", 0.93, "sdxl"), Evidence.failure("b", "timed out after 1 s"), Evidence.failure("c", "boom")])
+    line = summarise(
+        [Evidence("a", "synthetic", 0.93, "sdxl"), Evidence.failure("b", "timed out after 1 s"), Evidence.failure("c", "boom")]
+    )
     assert line == "a synthetic 0.93 (sdxl) · b timeout · c error"
     assert summarise([]) == "none"
 

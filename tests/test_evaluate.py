@@ -1,5 +1,6 @@
 """Evaluation (attrib.evaluate) runs on arrays; these tests hold it to what an on-disk gallery,
 enrolled with the same samples, would answer, so the two paths cannot drift apart."""
+
 import numpy as np
 import pytest
 
@@ -69,7 +70,10 @@ def test_run_protocol_gives_the_figures_of_a_real_gallery(tmp_path, monkeypatch,
 def test_memory_gallery_answers_as_a_gallery(tmp_path):
     ds, enc = dataset(), WithPrior()
     names = np.array(ds.names)
-    batches = [(s, ds.embeddings[np.flatnonzero(names == s)[:22]], [ds.shas[i] for i in np.flatnonzero(names == s)[:22]]) for s in ("s1", "s0", "s2")]
+    batches = [
+        (s, ds.embeddings[np.flatnonzero(names == s)[:22]], [ds.shas[i] for i in np.flatnonzero(names == s)[:22]])
+        for s in ("s1", "s0", "s2")
+    ]
     mem = MemoryGallery.enroll(batches, enc.calibration)
     g = Gallery(tmp_path / "g", encoder=enc)
     for s, emb, shas in batches:

@@ -197,8 +197,19 @@ def _older_gallery(path, enc, emb):
     db["settings"].insert_all([{"key": k, "value": json.dumps(v)} for k, v in settings.items()])
     db["sources"].insert({"name": "a", "family": "gan", "metadata": "{}", "created_at": "t", "updated_at": "t"})
     db["samples"].insert_all(
-        [{"source": "a", "sha256": f"sha{i}", "embedding": to_blob(e), "width": 64, "height": 64, "format": "PNG",
-          "origin": f"{i}.png", "added_at": "t"} for i, e in enumerate(emb)]
+        [
+            {
+                "source": "a",
+                "sha256": f"sha{i}",
+                "embedding": to_blob(e),
+                "width": 64,
+                "height": 64,
+                "format": "PNG",
+                "origin": f"{i}.png",
+                "added_at": "t",
+            }
+            for i, e in enumerate(emb)
+        ]
     )
     db["prototypes"].insert({"source": "a", "idx": 0, "embedding": to_blob(prototypes_of(emb)[0][0]), "members": len(emb)})
     db.close()
@@ -226,9 +237,7 @@ def test_gallery_of_a_newer_attrib_is_refused_untouched(tmp_path, embedded):
     g.close()
     db = sqlite3.connect(tmp_path / "g" / "gallery.db")
     with db:
-        db.execute(
-            "insert into _sqlite_migrations (migration_set, name, applied_at) values ('attrib.gallery', 'm999_future', 'later')"
-        )
+        db.execute("insert into _sqlite_migrations (migration_set, name, applied_at) values ('attrib.gallery', 'm999_future', 'later')")
     db.close()
     db_file = tmp_path / "g" / "gallery.db"
     before = (db_file.read_bytes(), list(sqlite3.connect(db_file).iterdump()))

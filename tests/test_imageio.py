@@ -24,7 +24,11 @@ def test_png_roundtrip_native_size(tmp_path):
 def test_odd_modes_become_rgb(mode):
     base = Image.fromarray(synthetic(1, 0, 32))
     if mode in ("I;16", "I", "F"):
-        img = Image.fromarray((np.asarray(base.convert("L")).astype(np.uint16) * 257).astype(np.uint16 if mode == "I;16" else np.int32 if mode == "I" else np.float32))
+        img = Image.fromarray(
+            (np.asarray(base.convert("L")).astype(np.uint16) * 257).astype(
+                np.uint16 if mode == "I;16" else np.int32 if mode == "I" else np.float32
+            )
+        )
     else:
         img = base.convert(mode)
     buf = io.BytesIO()

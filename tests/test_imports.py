@@ -2,6 +2,7 @@
 import :mod:`attrib.plugins`, never the reverse). Imports are read from the source with ``ast``,
 module-level and inside functions alike (a lazy import is still a dependency); only imports under
 ``if TYPE_CHECKING:`` are left out, since they never run."""
+
 import ast
 from pathlib import Path
 

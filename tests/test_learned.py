@@ -1,4 +1,5 @@
 """Learned encoders: backbones, local pretrained weights, training, artifacts, galleries."""
+
 import json
 
 import numpy as np
@@ -30,8 +31,18 @@ def trained(six_sources, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("enc") / "fp-test"
     cfg = TrainConfig(
-        data=str(six_sources), out=str(out), tile=32, max_tiles=4, steps=6, val_every=3, batch_classes=2,
-        per_class=2, val_sources=["gen2-s0", "gen3-s0", "gen4-s0", "gen5-s0"], dim=16, head_hidden=32, val_shots=2,
+        data=str(six_sources),
+        out=str(out),
+        tile=32,
+        max_tiles=4,
+        steps=6,
+        val_every=3,
+        batch_classes=2,
+        per_class=2,
+        val_sources=["gen2-s0", "gen3-s0", "gen4-s0", "gen5-s0"],
+        dim=16,
+        head_hidden=32,
+        val_shots=2,
     )
     train(cfg, progress=False)
     return out
@@ -61,15 +72,25 @@ def test_encoder_loads_with_stable_id(trained):
 
 
 def test_resume_continues_from_checkpoint(six_sources, trained, tmp_path):
-    from attrib.train import TrainConfig, train
-
     import shutil
+
+    from attrib.train import TrainConfig, train
 
     out = tmp_path / "resumed"
     shutil.copytree(trained, out)
     cfg = TrainConfig(
-        data=str(six_sources), out=str(out), tile=32, max_tiles=4, steps=9, val_every=3, batch_classes=2,
-        per_class=2, val_sources=["gen2-s0", "gen3-s0", "gen4-s0", "gen5-s0"], dim=16, head_hidden=32, val_shots=2,
+        data=str(six_sources),
+        out=str(out),
+        tile=32,
+        max_tiles=4,
+        steps=9,
+        val_every=3,
+        batch_classes=2,
+        per_class=2,
+        val_sources=["gen2-s0", "gen3-s0", "gen4-s0", "gen5-s0"],
+        dim=16,
+        head_hidden=32,
+        val_shots=2,
     )
     messages = []
     train(cfg, progress=False, log=messages.append)
@@ -109,9 +130,37 @@ def test_corrupt_weights_one_line_error(trained, tmp_path):
 def test_cli_train_command(six_sources, tmp_path):
     r = CliRunner().invoke(
         build_cli(),
-        ["train", str(six_sources), "--out", str(tmp_path / "e"), "--steps", "2", "--val-every", "2", "--tile", "32",
-         "--batch-classes", "2", "--per-class", "2", "--dim", "8", "--val-source", "gen2-s0", "--val-source", "gen3-s0",
-         "--val-source", "gen4-s0", "--val-source", "gen5-s0", "--loss", "supcon", "--miner", "multi-similarity", "--json"],
+        [
+            "train",
+            str(six_sources),
+            "--out",
+            str(tmp_path / "e"),
+            "--steps",
+            "2",
+            "--val-every",
+            "2",
+            "--tile",
+            "32",
+            "--batch-classes",
+            "2",
+            "--per-class",
+            "2",
+            "--dim",
+            "8",
+            "--val-source",
+            "gen2-s0",
+            "--val-source",
+            "gen3-s0",
+            "--val-source",
+            "gen4-s0",
+            "--val-source",
+            "gen5-s0",
+            "--loss",
+            "supcon",
+            "--miner",
+            "multi-similarity",
+            "--json",
+        ],
     )
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["metrics"]["shots"] == 5
@@ -167,7 +216,9 @@ def test_saved_encoder_is_the_best_checkpoint(trained):
     direct = LearnedEncoder(net.eval(), conf, weights_sha256="x", device="cpu").embed(imgs)
     np.testing.assert_array_equal(load_encoder(trained).embed(imgs), direct)
     best = next(h for h in conf["training"]["history"] if h["step"] == conf["training"]["best_step"])
-    assert {k: conf["metrics"][k] for k in ("accuracy", "auroc", "eer", "oscr")} == {k: best[k] for k in ("accuracy", "auroc", "eer", "oscr")}
+    assert {k: conf["metrics"][k] for k in ("accuracy", "auroc", "eer", "oscr")} == {
+        k: best[k] for k in ("accuracy", "auroc", "eer", "oscr")
+    }
     assert all(h["loss"] is not None and np.isfinite(h["loss"]) for h in conf["training"]["history"])
 
 
@@ -199,11 +250,15 @@ def test_open_clip_tower_from_local_file(tmp_path):
 
     cfg_dir = tmp_path / "cfg"
     cfg_dir.mkdir()
-    (cfg_dir / "tiny-clip-test.json").write_text(json.dumps({
-        "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
-        "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 1, "layers": 1},
-    }))
+    (cfg_dir / "tiny-clip-test.json").write_text(
+        json.dumps(
+            {
+                "embed_dim": 16,
+                "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+                "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 1, "layers": 1},
+            }
+        )
+    )
     open_clip.add_model_config(cfg_dir)
     model = open_clip.create_model("tiny-clip-test", pretrained=None)
     torch.save(model.state_dict(), tmp_path / "clip.pt")
@@ -261,9 +316,24 @@ def test_fit_wccn_whitens_within_source_scatter():
 def test_residual_wccn_trains_in_closed_form_and_loads(six_sources, tmp_path, options):
     r = CliRunner().invoke(
         build_cli(),
-        ["train", str(six_sources), "--out", str(tmp_path / "w"), "--backbone", "residual-wccn",
-         *[a for k, v in options.items() for a in ("--residual-option", f"{k}={v}")],
-         "--val-source", "gen2-s0", "--val-source", "gen3-s0", "--val-source", "gen4-s0", "--val-source", "gen5-s0", "--json"],
+        [
+            "train",
+            str(six_sources),
+            "--out",
+            str(tmp_path / "w"),
+            "--backbone",
+            "residual-wccn",
+            *[a for k, v in options.items() for a in ("--residual-option", f"{k}={v}")],
+            "--val-source",
+            "gen2-s0",
+            "--val-source",
+            "gen3-s0",
+            "--val-source",
+            "gen4-s0",
+            "--val-source",
+            "gen5-s0",
+            "--json",
+        ],
     )
     assert r.exit_code == 0, r.output
     conf = json.loads((tmp_path / "w" / "config.json").read_text())
@@ -299,15 +369,18 @@ def test_residual_wccn_trains_in_closed_form_and_loads(six_sources, tmp_path, op
 def test_train_cli_rejects_bad_residual_option(six_sources, tmp_path):
     runner = CliRunner()
     for opt in ("tile", "tile=x", "nope=3", "coherence=2"):
-        r = runner.invoke(build_cli(), ["train", str(six_sources), "--out", str(tmp_path / "x"), "--backbone", "residual-wccn", "--residual-option", opt])
+        r = runner.invoke(
+            build_cli(), ["train", str(six_sources), "--out", str(tmp_path / "x"), "--backbone", "residual-wccn", "--residual-option", opt]
+        )
         assert r.exit_code == 2 and "--residual-option" in r.output
 
 
 def test_shipped_wccn_folder_with_bad_weights_fails_in_one_line(tmp_path):
     import shutil
 
-    from attrib.default_plugins.encoders import _shipped
     from safetensors.numpy import save_file
+
+    from attrib.default_plugins.encoders import _shipped
 
     folder = dict(_shipped())["fp-wccn"]
     bad = tmp_path / "bad"

@@ -1,4 +1,5 @@
 """Open-set calibration maths (attrib.openset), called directly on arrays: no gallery, no database."""
+
 import numpy as np
 import pytest
 

@@ -3,6 +3,7 @@ plugins that fail (at import, in a hook) without taking attrib down.
 
 Every hookspec must be documented (a docstring and a section in docs/plugins.md) and exercised
 here by a test named ``test_hook_<hook name>``."""
+
 import inspect
 import json
 import sys

@@ -1,5 +1,6 @@
 """Gallery recipes: parsing and its errors, the plan (what gets enrolled), zoo-backed recipes and
 their cache, building a gallery through the CLI, and the shipped demo recipe."""
+
 import json
 
 import pytest

@@ -1,4 +1,5 @@
 """The training-free residual encoders (attrib.encoders.residual)."""
+
 import numpy as np
 import pytest
 

@@ -1,5 +1,6 @@
 """attrib serve: every endpoint and error in-process, the micro-batcher, snapshots, shutdown, and
 schemathesis against the OpenAPI document. No network: in-process clients, or 127.0.0.1."""
+
 import asyncio
 import io
 import json
@@ -161,7 +162,9 @@ def test_identify_per_image_errors_and_bad_input(client):
     assert_error(client.post("/v1/identify", data={"top_k": "3"}, files={"other": ("a.png", good[1])}), 422, "unknown field(s) other")
     assert_error(client.post("/v1/identify", files=[("top_k", (None, b"3"))]), 422, "image is required")
     assert_error(client.post("/v1/identify", files=[("image", (None, b"not a file"))]), 422, "image: send image files")
-    assert_error(client.post("/v1/identify", files=files_for(good) + [("top_k", ("k.txt", b"3", "text/plain"))]), 422, "top_k: a text field")
+    assert_error(
+        client.post("/v1/identify", files=files_for(good) + [("top_k", ("k.txt", b"3", "text/plain"))]), 422, "top_k: a text field"
+    )
     assert_error(client.post("/v1/identify", json={"image": "x"}), 415, "multipart/form-data")
     assert_error(client.post("/v1/identify", content=good[1], headers={"Content-Type": "image/png"}), 415)
     assert_error(client.post("/v1/identify", files=files_for(("notes.txt", b"hello", "text/plain"))), 415, "notes.txt")
@@ -224,7 +227,9 @@ def test_writes_need_a_valid_key(client, gallery):
     r = client.post("/v1/sources/new/samples", files=files)
     assert_error(r, 401, "API key")
     assert r.headers["www-authenticate"].startswith("Bearer")
-    assert_error(client.post("/v1/sources/new/samples", files=files, headers={"Authorization": "Bearer wrong-key-wrong-key"}), 401, "invalid")
+    assert_error(
+        client.post("/v1/sources/new/samples", files=files, headers={"Authorization": "Bearer wrong-key-wrong-key"}), 401, "invalid"
+    )
     assert_error(client.delete("/v1/sources/src0", headers={"X-API-Key": "nope"}), 401)
     assert_error(client.post("/v1/identify", files=files, data={"keep_unknown": "true"}), 401, "keep_unknown")
     assert client.get("/v1/sources").json()[0]["name"] == "src0"  # nothing changed
@@ -285,12 +290,17 @@ def test_bounds_413(gallery):
         assert_error(c.post("/v1/identify", files=files_for(("big.png", png_bytes(big)), ("b2.png", png_bytes(big)))), 413, "byte bound")
         assert_error(c.post("/v1/identify", files=files_for(*[query(0, i) for i in range(4)])), 413, "4 images")
         assert_error(c.post("/v1/identify", files=files_for(("wide.png", _png(600, 500)))), 413, "wide.png")
-        assert_error(c.post("/v1/identify", files=files_for(("a.png", _png(400, 400)), ("b.png", _png(400, 400)), ("c.png", _png(400, 400)))), 413, "per request")
+        assert_error(
+            c.post("/v1/identify", files=files_for(("a.png", _png(400, 400)), ("b.png", _png(400, 400)), ("c.png", _png(400, 400)))),
+            413,
+            "per request",
+        )
 
         def chunks():  # no Content-Length: counted while it streams in
-            yield b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.png\"\r\n\r\n"
+            yield b'--b\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n\r\n'
             for _ in range(40):
                 yield b"\0" * 10_000
+
         r = c.post("/v1/identify", content=chunks(), headers={"Content-Type": "multipart/form-data; boundary=b"})
         assert_error(r, 413, "byte bound")
         assert c.get("/v1/health").status_code == 200
@@ -366,9 +376,16 @@ def test_access_log_is_json_and_keyless(client, caplog):
 def test_openapi_documents_the_stable_api(client):
     doc = client.get("/openapi.json").json()
     want = {
-        ("get", "/v1/health"), ("get", "/v1/sources"), ("get", "/v1/sources/{name}"), ("post", "/v1/identify"),
-        ("post", "/v1/verify"), ("post", "/v1/sources/{name}/samples"), ("delete", "/v1/sources/{name}"),
-        ("get", "/v1/detectors"), ("get", "/v1/plugins"), ("get", "/metrics"),
+        ("get", "/v1/health"),
+        ("get", "/v1/sources"),
+        ("get", "/v1/sources/{name}"),
+        ("post", "/v1/identify"),
+        ("post", "/v1/verify"),
+        ("post", "/v1/sources/{name}/samples"),
+        ("delete", "/v1/sources/{name}"),
+        ("get", "/v1/detectors"),
+        ("get", "/v1/plugins"),
+        ("get", "/metrics"),
     }
     have = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     assert want <= have
@@ -438,6 +455,7 @@ def test_identify_stays_consistent_while_enrolling(gallery):
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+
                 async def identify_loop():
                     for i in range(12):
                         r = await c.post("/v1/identify", files=files_for(query(i % 3, 20 + i)))
@@ -446,7 +464,9 @@ def test_identify_stays_consistent_while_enrolling(gallery):
 
                 async def enroll_loop():
                     for k in range(4):
-                        r = await c.post(f"/v1/sources/new{k}/samples", files=files_for(*[query(10 + k, j) for j in range(3)]), headers=AUTH)
+                        r = await c.post(
+                            f"/v1/sources/new{k}/samples", files=files_for(*[query(10 + k, j) for j in range(3)]), headers=AUTH
+                        )
                         if r.status_code != 200:
                             errors.append(r.text)
 
@@ -564,7 +584,9 @@ def live_server(gallery):
 
     app = make_app(gallery)
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, timeout_graceful_shutdown=20))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, timeout_graceful_shutdown=20)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
@@ -579,8 +601,9 @@ def live_server(gallery):
 def test_oversized_body_is_refused_unread_and_the_connection_closed(live_server):
     port = live_server[1]
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(b"POST /v1/identify HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-                  b"Content-Length: 999999999\r\n\r\n")
+        s.sendall(
+            b"POST /v1/identify HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 999999999\r\n\r\n"
+        )
         head = s.recv(65536).decode("latin-1").lower()
         assert head.startswith("http/1.1 413") and "connection: close" in head
         assert s.recv(100) == b""  # closed: the 1 GB is never read
@@ -603,8 +626,7 @@ def test_schemathesis_against_openapi(live_server):
         op = result.ok()
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
-            @settings(max_examples=examples, deadline=None, phases=[Phase.generate], database=None,
-                      suppress_health_check=list(HealthCheck))
+            @settings(max_examples=examples, deadline=None, phases=[Phase.generate], database=None, suppress_health_check=list(HealthCheck))
             @given(case=op.as_strategy(generation_mode=mode))
             def run(case):
                 # "schema-valid data is accepted" cannot hold for uploads: no schema says "bytes that

@@ -1,5 +1,6 @@
 """Encoder training's parts: the shared degradations, loss/miner names, batch sources, one model
 step, checkpoints. (End-to-end runs and the encoders they write: test_learned.py.)"""
+
 import io
 
 import numpy as np
@@ -15,8 +16,16 @@ from attrib.errors import AttribError
 
 from .conftest import synthetic, write_png
 
-ALL = {"p_jpeg": 1, "jpeg_q": [60, 98], "p_resize": 1, "resize": [0.5, 1.5], "p_blur": 1, "blur": [0.2, 1.2],
-       "p_noise": 1, "noise": [0.5, 3.0]}
+ALL = {
+    "p_jpeg": 1,
+    "jpeg_q": [60, 98],
+    "p_resize": 1,
+    "resize": [0.5, 1.5],
+    "p_blur": 1,
+    "blur": [0.2, 1.2],
+    "p_noise": 1,
+    "noise": [0.5, 3.0],
+}
 
 
 def _reference_degrade(img, p, rng):
@@ -89,8 +98,7 @@ def four_sources(tmp_path_factory):
 
 
 def _data(root, **kw):
-    cfg = T.TrainConfig(data=str(root), out="unused", val_sources=["g4-s0", "g5-s0", "g6-s0", "g7-s0"], per_class=3,
-                        batch_classes=3, **kw)
+    cfg = T.TrainConfig(data=str(root), out="unused", val_sources=["g4-s0", "g5-s0", "g6-s0", "g7-s0"], per_class=3, batch_classes=3, **kw)
     return cfg, T.TrainingData.load(cfg, lambda m: None)
 
 
@@ -119,8 +127,9 @@ def test_batch_sources_are_chosen_by_backbone(four_sources):
 def test_default_loss_learns_to_separate_training_sources(four_sources):
     """A few dozen steps of the default loss (sub-centre ArcFace) on residual features: the loss
     of a fixed batch falls, and its sources separate better than they did at the start."""
-    cfg, data = _data(four_sources, backbone="residual-mlp", residual={"tile": 16, "pool": 4}, feature_variants=0,
-                      dim=16, head_hidden=32, lr=3e-3)
+    cfg, data = _data(
+        four_sources, backbone="residual-mlp", residual={"tile": 16, "pool": 4}, feature_variants=0, dim=16, head_hidden=32, lr=3e-3
+    )
     assert cfg.loss == "subcenter-arcface"
     torch.manual_seed(0)
     rows = T.batch_source(cfg, data, np.random.default_rng(0), progress=False)

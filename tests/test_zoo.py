@@ -2,6 +2,7 @@
 
 conftest.py points ATTRIB_CACHE at one folder per session, so generators trained here are reused.
 """
+
 import io
 import json
 import shutil
@@ -198,9 +199,7 @@ def test_bad_post_processing_is_refused(bad):
 
 def test_cli_build(tmp_path):
     out = tmp_path / "zoo"
-    result = CliRunner().invoke(
-        zoo_cli, ["build", str(out), "-n", "2", "--images", "3", "--size", "64", "--post", "jpeg75", "--quiet"]
-    )
+    result = CliRunner().invoke(zoo_cli, ["build", str(out), "-n", "2", "--images", "3", "--size", "64", "--post", "jpeg75", "--quiet"])
     assert result.exit_code == 0, result.output
     assert "wrote 3 sources" in result.output
     manifest = json.loads((out / "zoo.json").read_text())
@@ -240,8 +239,18 @@ def test_cli_list():
 
 # ----------------------------------------------------------------- kinds added after version 2
 
-ORIGINAL_KINDS = ("tconv-k4", "tconv-k3", "nearest", "bilinear", "bicubic", "pixelshuffle", "vae", "stylegan",
-                  "transformer-p4", "transformer-p8")
+ORIGINAL_KINDS = (
+    "tconv-k4",
+    "tconv-k3",
+    "nearest",
+    "bilinear",
+    "bicubic",
+    "pixelshuffle",
+    "vae",
+    "stylegan",
+    "transformer-p4",
+    "transformer-p8",
+)
 NEW_KINDS = ("mixed", "unet", "fir", "shuffle-x4", "vqgan", "denoise")
 
 
@@ -251,8 +260,18 @@ def test_new_kinds_are_appended_and_leave_older_generators_alone():
     assert zoo.default_zoo(20, ORIGINAL_KINDS)[10:] == [zoo.generator_spec(kind, 1) for kind in ORIGINAL_KINDS]
     # cache keys and training seeds hash to_dict(): for older kinds it has exactly the fields of version 2
     spec = zoo.generator_spec("tconv-k4", 0)
-    assert spec.to_dict() == {"name": "tconv-k4-s0", "arch": "tconv", "family": "gan", "seed": 0, "width": 48,
-                              "latent_channels": 8, "n_up": 3, "kernel": 4, "act": "gelu", "out_act": "clamp"}
+    assert spec.to_dict() == {
+        "name": "tconv-k4-s0",
+        "arch": "tconv",
+        "family": "gan",
+        "seed": 0,
+        "width": 48,
+        "latent_channels": 8,
+        "n_up": 3,
+        "kernel": 4,
+        "act": "gelu",
+        "out_act": "clamp",
+    }
     for spec in zoo.default_zoo(200):
         assert ("upsamplers" in spec.to_dict()) == (spec.arch == "mixed")
     for kind in NEW_KINDS:

@@ -1,5 +1,6 @@
 """The ``attrib`` command line. :func:`build_cli` assembles it from a fresh plugin manager, so
 plugin commands are never registered at import time."""
+
 from __future__ import annotations
 
 import sys
@@ -31,7 +32,20 @@ def build_cli(pm=None) -> click.Group:
         ctx.ensure_object(dict)
         ctx.obj["pm"] = pm
 
-    from . import demo_cmd, detect_cmd, encoders_cmd, enroll_cmd, eval_cmd, identify_cmd, plugins_cmd, recipe_cmd, serve_cmd, sources_cmd, train_cmd, zoo_cmd
+    from . import (
+        demo_cmd,
+        detect_cmd,
+        encoders_cmd,
+        enroll_cmd,
+        eval_cmd,
+        identify_cmd,
+        plugins_cmd,
+        recipe_cmd,
+        serve_cmd,
+        sources_cmd,
+        train_cmd,
+        zoo_cmd,
+    )
 
     for command in (
         enroll_cmd.enroll,

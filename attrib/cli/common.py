@@ -1,4 +1,5 @@
 """Shared CLI pieces: the --gallery option, error translation, JSON output, progress bars."""
+
 from __future__ import annotations
 
 import json

@@ -1,15 +1,23 @@
 """attrib demo: the main job on the embedded default, end to end."""
+
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
 import click
+
 from .common import echo_json, json_option, plugin_manager
 
 
 @click.command()
-@click.option("--gallery", "-g", "target", type=click.Path(file_okay=False, path_type=Path), help="Where to build the demo gallery (default: $ATTRIB_HOME/galleries/demo). Rebuilt each run.")
+@click.option(
+    "--gallery",
+    "-g",
+    "target",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to build the demo gallery (default: $ATTRIB_HOME/galleries/demo). Rebuilt each run.",
+)
 @click.option("--trials", default=3, show_default=True, type=click.IntRange(1, 20), help="Trials of the eval protocol.")
 @json_option
 @click.pass_context

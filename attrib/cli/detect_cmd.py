@@ -1,4 +1,5 @@
 """attrib detect / attrib detectors list"""
+
 from __future__ import annotations
 
 import sys

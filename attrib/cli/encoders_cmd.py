@@ -1,4 +1,5 @@
 """attrib encoders"""
+
 from __future__ import annotations
 
 import click

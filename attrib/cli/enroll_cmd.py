@@ -1,11 +1,12 @@
 """attrib enroll"""
+
 from __future__ import annotations
 
 import click
 
 from .. import report
-from ..sources import FAMILIES
 from ..pipeline import embed_items, expand_paths, load_many
+from ..sources import FAMILIES
 from .common import echo_json, gallery_option, json_option, open_gallery, plugin_manager, progressbar
 
 
@@ -64,8 +65,7 @@ def enroll(ctx, source, family, meta, encoder, batch_size, json_, paths):
         echo_json(result.to_dict())
         return
     click.echo(
-        f"Enrolled {result.enrolled} image(s) into '{source}'"
-        f" ({len(result.duplicates)} duplicate(s) skipped, {len(failed)} failed)."
+        f"Enrolled {result.enrolled} image(s) into '{source}' ({len(result.duplicates)} duplicate(s) skipped, {len(failed)} failed)."
     )
     for d in result.duplicates:
         click.echo(f"  duplicate: {d['path']} (already in '{d['source']}')")

@@ -1,4 +1,5 @@
 """attrib eval"""
+
 from __future__ import annotations
 
 import json
@@ -21,11 +22,21 @@ def _shots(ctx, param, value):
 
 @click.command("eval")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--encoder", help="Encoder to evaluate (registered name or trained encoder folder; default: the default encoder, see `attrib encoders list`).")
+@click.option(
+    "--encoder",
+    help="Encoder to evaluate (registered name or trained encoder folder; default: the default encoder, see `attrib encoders list`).",
+)
 @click.option("--shots", default="1,5,10", show_default=True, callback=_shots, help="K values for K-shot enrollment.")
-@click.option("--unknown", multiple=True, help="Source folder held out as unknown (repeatable). Default: a seeded random --unknown-fraction.")
-@click.option("--unknown-fraction", default=0.3, show_default=True, type=click.FloatRange(0, 0.9),
-              help="Share of the source folders held out as unknown when no --unknown is given.")
+@click.option(
+    "--unknown", multiple=True, help="Source folder held out as unknown (repeatable). Default: a seeded random --unknown-fraction."
+)
+@click.option(
+    "--unknown-fraction",
+    default=0.3,
+    show_default=True,
+    type=click.FloatRange(0, 0.9),
+    help="Share of the source folders held out as unknown when no --unknown is given.",
+)
 @click.option("--trials", default=3, show_default=True, type=click.IntRange(1, 100), help="Repetitions with different enrollment samples.")
 @click.option("--queries", default=50, show_default=True, help="Max query images per source and trial.")
 @far_option("FAR the thresholds are set for (default 0.01).")
@@ -53,7 +64,9 @@ def eval_command(ctx, data_dir, encoder, shots, unknown, unknown_fraction, trial
         ds = embed_dataset(enc, data_dir, timer=timer, progress=bar.update)
     known, unk = split_sources(ds.sources(), unknown, unknown_fraction, seed)
     with progressbar(len(shots) * trials, "trials") as bar:
-        res = run_protocol(ds, enc, known, unk, shots=shots, trials=trials, max_queries=queries, far=far, seed=seed, progress=lambda: bar.update(1))
+        res = run_protocol(
+            ds, enc, known, unk, shots=shots, trials=trials, max_queries=queries, far=far, seed=seed, progress=lambda: bar.update(1)
+        )
     res["encoder"] = enc.id
     res["data"] = str(data_dir)
     res["images"] = len(ds.names)

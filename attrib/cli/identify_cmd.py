@@ -1,4 +1,5 @@
 """attrib identify / attrib verify"""
+
 from __future__ import annotations
 
 import click
@@ -83,7 +84,7 @@ def _print_table(rows):
     width = min(max(width, 4), 60)
     click.echo(f"{'image':<{width}}  {'decision':<20} {'score':>6} {'thresh':>6} {'margin':>6}  runner-up")
     for r in rows:
-        path = r["path"] if len(r["path"]) <= width else "..." + r["path"][-(width - 3):]
+        path = r["path"] if len(r["path"]) <= width else "..." + r["path"][-(width - 3) :]
         if r["error"]:
             click.echo(f"{path:<{width}}  error: {r['error']}")
             continue
@@ -92,9 +93,7 @@ def _print_table(rows):
             decision = f"unknown (~{r['candidates'][0]['source']})"
         runner = r["candidates"][1] if len(r["candidates"]) > 1 else None
         runner_s = f"{runner['source']} {runner['score']:.3f}" if runner else "-"
-        click.echo(
-            f"{path:<{width}}  {decision[:20]:<20} {fmt(r['score']):>6} {fmt(r['threshold']):>6} {fmt(r['margin']):>6}  {runner_s}"
-        )
+        click.echo(f"{path:<{width}}  {decision[:20]:<20} {fmt(r['score']):>6} {fmt(r['threshold']):>6} {fmt(r['margin']):>6}  {runner_s}")
         if r.get("detectors"):
             from ..detectors import summarise
 

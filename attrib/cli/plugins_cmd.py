@@ -1,4 +1,5 @@
 """attrib plugins"""
+
 from __future__ import annotations
 
 import click

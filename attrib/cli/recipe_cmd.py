@@ -1,4 +1,5 @@
 """attrib recipe build|show"""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,7 +46,15 @@ def show(file, json_):
     from ..recipes import Recipe
 
     rec = Recipe.load(file)
-    info = {"name": rec.name, "description": rec.description, "encoder": rec.encoder or DEFAULT_ENCODER, "zoo": rec.zoo, "shots": rec.shots, "unknown": rec.unknown, "sources": rec.sources}
+    info = {
+        "name": rec.name,
+        "description": rec.description,
+        "encoder": rec.encoder or DEFAULT_ENCODER,
+        "zoo": rec.zoo,
+        "shots": rec.shots,
+        "unknown": rec.unknown,
+        "sources": rec.sources,
+    }
     if json_:
         echo_json(info)
     else:

@@ -1,4 +1,5 @@
 """attrib serve"""
+
 from __future__ import annotations
 
 import os
@@ -12,32 +13,93 @@ from .common import gallery_option, gallery_path
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="ATTRIB_HOST", help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), envvar="ATTRIB_PORT", help="Port to listen on.")
-@click.option("--api-key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="File with one API key per line for writes (enroll, remove). Keys also come from $ATTRIB_API_KEY "
-              "(comma-separated). Without any key, writes are refused.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Worker processes (each loads the encoder; use up to one per core).")
+@click.option(
+    "--api-key-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File with one API key per line for writes (enroll, remove). Keys also come from $ATTRIB_API_KEY "
+    "(comma-separated). Without any key, writes are refused.",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Worker processes (each loads the encoder; use up to one per core).",
+)
 @click.option("--encoder", help="Encoder for a NEW gallery (ignored when the gallery exists).")
 @click.option("--max-body-mb", default=64, show_default=True, type=click.IntRange(1, 4096), help="Request body bound (MiB); 413 past it.")
 @click.option("--max-images", default=512, show_default=True, type=click.IntRange(1, 100_000), help="Images per request; 413 past it.")
-@click.option("--max-pixels", default=40_000_000, show_default=True, type=click.IntRange(1), help="Width x height of one image; 413 past it.")
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 1024), help="Largest encoder batch shared by concurrent identify/verify requests.")
-@click.option("--encode-processes", type=click.IntRange(0, 64),
-              help="Encoder processes per worker (the model then never competes with HTTP for the GIL). "
-              "Default: one per core (at most 4), shared by the workers; 0 runs the encoder in threads of the worker.")
-@click.option("--encode-threads", default=1, show_default=True, type=click.IntRange(1, 64), help="Encoder threads per worker with --encode-processes 0.")
-@click.option("--detectors", "default_detectors", default="all", show_default=True,
-              help="Detectors identify runs when a request does not say: all, none, or names separated by commas.")
-@click.option("--detector-timeout", type=click.FloatRange(0, min_open=True),
-              help="Seconds each detector may take on one image (default: $ATTRIB_DETECTOR_TIMEOUT, else 10).")
-@click.option("--graceful-timeout", default=30, show_default=True, type=click.IntRange(1), help="Seconds in-flight requests get to finish on shutdown.")
-@click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]),
-              help="Lowest level of the JSON log lines written to stderr.")
+@click.option(
+    "--max-pixels", default=40_000_000, show_default=True, type=click.IntRange(1), help="Width x height of one image; 413 past it."
+)
+@click.option(
+    "--batch-size",
+    default=32,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="Largest encoder batch shared by concurrent identify/verify requests.",
+)
+@click.option(
+    "--encode-processes",
+    type=click.IntRange(0, 64),
+    help="Encoder processes per worker (the model then never competes with HTTP for the GIL). "
+    "Default: one per core (at most 4), shared by the workers; 0 runs the encoder in threads of the worker.",
+)
+@click.option(
+    "--encode-threads",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Encoder threads per worker with --encode-processes 0.",
+)
+@click.option(
+    "--detectors",
+    "default_detectors",
+    default="all",
+    show_default=True,
+    help="Detectors identify runs when a request does not say: all, none, or names separated by commas.",
+)
+@click.option(
+    "--detector-timeout",
+    type=click.FloatRange(0, min_open=True),
+    help="Seconds each detector may take on one image (default: $ATTRIB_DETECTOR_TIMEOUT, else 10).",
+)
+@click.option(
+    "--graceful-timeout",
+    default=30,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Seconds in-flight requests get to finish on shutdown.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Lowest level of the JSON log lines written to stderr.",
+)
 @click.option("--no-access-log", is_flag=True, help="Leave out the per-request access log lines.")
 @gallery_option
 @click.pass_context
-def serve(ctx, host, port, api_key_file, workers, encoder, max_body_mb, max_images, max_pixels, batch_size,
-          encode_processes, encode_threads, default_detectors, detector_timeout, graceful_timeout, log_level, no_access_log):
+def serve(
+    ctx,
+    host,
+    port,
+    api_key_file,
+    workers,
+    encoder,
+    max_body_mb,
+    max_images,
+    max_pixels,
+    batch_size,
+    encode_processes,
+    encode_threads,
+    default_detectors,
+    detector_timeout,
+    graceful_timeout,
+    log_level,
+    no_access_log,
+):
     """Serve the gallery over HTTP (OpenAPI at /openapi.json, guide in docs/service.md).
 
     Reads (identify, verify, sources, health) are open; writes (enroll, remove, identify's

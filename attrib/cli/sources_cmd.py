@@ -1,4 +1,5 @@
 """attrib sources list|show|remove|path"""
+
 from __future__ import annotations
 
 import click
@@ -94,7 +95,9 @@ def propose(ctx, min_size, far, json_):
         click.echo("No cluster of kept unknowns is large enough to propose.")
         return
     for n, p in enumerate(proposals, 1):
-        click.echo(f"proposal {n}: {p['size']} images, cohesion {p['cohesion']:.3f}, nearest enrolled {p['nearest_source']} ({fmt(p['nearest_score'])})")
+        click.echo(
+            f"proposal {n}: {p['size']} images, cohesion {p['cohesion']:.3f}, nearest enrolled {p['nearest_source']} ({fmt(p['nearest_score'])})"
+        )
         for m in p["members"][:10]:
             click.echo(f"  {m}")
         if p["size"] > 10:

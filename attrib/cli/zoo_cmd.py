@@ -3,6 +3,7 @@
 ``attrib.zoo`` imports torch, so it is imported inside the commands, not when the CLI starts;
 ``--post`` is checked with :mod:`attrib.degrade`, which needs no torch.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,9 +35,14 @@ def _check_kinds(ctx: click.Context, param: click.Parameter, value: tuple[str, .
 
 
 _kind_option = click.option(
-    "--kind", "kinds", multiple=True, callback=_check_kinds, metavar="KIND",
+    "--kind",
+    "kinds",
+    multiple=True,
+    callback=_check_kinds,
+    metavar="KIND",
     help="Cycle over these kinds only, in this order (repeatable or comma-separated) [default: every kind; "
-    "see `zoo list`]. Pins a zoo's composition: kinds added later change the default list.")
+    "see `zoo list`]. Pins a zoo's composition: kinds added later change the default list.",
+)
 
 
 @click.group(name="zoo")
@@ -56,25 +62,52 @@ def zoo():
 
 @zoo.command(name="build")
 @click.argument("directory", type=click.Path(file_okay=False, writable=True))
-@click.option("-n", "--generators", default=12, show_default=True, type=click.IntRange(min=0),
-              help="How many generators; the list cycles over every architecture (see `zoo list`).")
-@click.option("--images", default=40, show_default=True, type=click.IntRange(min=1),
-              help="Images per source.")
-@click.option("--size", default=128, show_default=True, type=click.IntRange(min=16, max=1024),
-              help="Image side in pixels, before post-processing.")
-@click.option("--post", multiple=True, callback=_check_post, metavar="STEP",
-              help="Post-processing applied to every image, in order (repeatable or comma-separated): "
-              "jpeg75 (JPEG quality 75; saved as .jpg), resize0.5 or resize0.5:bilinear, blur1.0 "
-              "(Gaussian sigma).")
+@click.option(
+    "-n",
+    "--generators",
+    default=12,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="How many generators; the list cycles over every architecture (see `zoo list`).",
+)
+@click.option("--images", default=40, show_default=True, type=click.IntRange(min=1), help="Images per source.")
+@click.option(
+    "--size", default=128, show_default=True, type=click.IntRange(min=16, max=1024), help="Image side in pixels, before post-processing."
+)
+@click.option(
+    "--post",
+    multiple=True,
+    callback=_check_post,
+    metavar="STEP",
+    help="Post-processing applied to every image, in order (repeatable or comma-separated): "
+    "jpeg75 (JPEG quality 75; saved as .jpg), resize0.5 or resize0.5:bilinear, blur1.0 "
+    "(Gaussian sigma).",
+)
 @click.option("--no-real", is_flag=True, help="Leave out the 'real' source (crops of the photos themselves).")
-@click.option("--seed", default=0, show_default=True, type=int,
-              help="Seed of the image content (which photo crops); generators are fixed by their names.")
-@click.option("-j", "--workers", type=click.IntRange(min=1),
-              help="Generators trained at once, one process each [default: usable cores, at most 4].")
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Seed of the image content (which photo crops); generators are fixed by their names.",
+)
+@click.option(
+    "-j", "--workers", type=click.IntRange(min=1), help="Generators trained at once, one process each [default: usable cores, at most 4]."
+)
 @_kind_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def build(directory: str, generators: int, images: int, size: int, post: tuple[str, ...], no_real: bool,
-          seed: int, workers: int | None, kinds: tuple[str, ...] | None, quiet: bool):
+def build(
+    directory: str,
+    generators: int,
+    images: int,
+    size: int,
+    post: tuple[str, ...],
+    no_real: bool,
+    seed: int,
+    workers: int | None,
+    kinds: tuple[str, ...] | None,
+    quiet: bool,
+):
     """Write DIRECTORY/<source>/00000.png ... and DIRECTORY/zoo.json.
 
     A folder per source (each generator, plus 'real'), and a manifest with every source's
@@ -84,8 +117,17 @@ def build(directory: str, generators: int, images: int, size: int, post: tuple[s
     from ..zoo import build_zoo, default_zoo
 
     try:
-        manifest = build_zoo(directory, default_zoo(generators, kinds), images_per_source=images, size=size, post=post,
-                             include_real=not no_real, seed=seed, progress=not quiet, workers=workers)
+        manifest = build_zoo(
+            directory,
+            default_zoo(generators, kinds),
+            images_per_source=images,
+            size=size,
+            post=post,
+            include_real=not no_real,
+            seed=seed,
+            progress=not quiet,
+            workers=workers,
+        )
     except AttribError as exc:
         raise click.ClickException(str(exc)) from None
     for source in manifest["sources"]:
@@ -94,8 +136,12 @@ def build(directory: str, generators: int, images: int, size: int, post: tuple[s
 
 
 @zoo.command(name="list")
-@click.option("-n", "--generators", type=click.IntRange(min=0),
-              help="How many generators to list (the same list `zoo build -n` uses) [default: one of each kind].")
+@click.option(
+    "-n",
+    "--generators",
+    type=click.IntRange(min=0),
+    help="How many generators to list (the same list `zoo build -n` uses) [default: one of each kind].",
+)
 @_kind_option
 @click.option("--json", "json_", is_flag=True, help="Output a JSON array of specs.")
 def list_(generators: int | None, kinds: tuple[str, ...] | None, json_: bool):

@@ -30,6 +30,7 @@ and 0.95-0.97 (``npr``) on a 67-generator zoo, 0.97 / 0.92 after JPEG q90. JPEG'
 periodic too: recompressed camera photos can score high; ``details`` lists the peaks and the
 period they imply.
 """
+
 from __future__ import annotations
 
 import math
@@ -159,7 +160,9 @@ class PeriodicityDetector(Detector):
         ]
         period = _period(cands, ratios)
         count = int((ratios >= FLOOR).sum())
-        summary = f"{count} periodic peak{'s' if count != 1 else ''}" + (f", period {period}" if period else "") if count else "no periodic peaks"
+        summary = (
+            f"{count} periodic peak{'s' if count != 1 else ''}" + (f", period {period}" if period else "") if count else "no periodic peaks"
+        )
         details = {"statistic": round(stat, 3), "period": period, "peaks": peaks, "tiles": len(patches), "summary": summary}
         if energy < FLAT:
             return None, {"reason": "no fine structure to test (a flat or very smooth image)", "tiles": len(patches)}

@@ -1,5 +1,6 @@
 """Built-in encoders: the training-free residual fingerprint, and the learned encoders shipped in
 ``attrib/data/encoders/`` (each a folder with config.json + model.safetensors)."""
+
 from importlib import resources
 
 from ..hookspecs import hookimpl

@@ -7,6 +7,7 @@ The registry of a plugin manager is built once (calling every ``register_encoder
 reads the shipped encoders' config.json) and kept beside that manager: a fresh manager gets a
 fresh registry, and registering or removing a plugin on a manager rebuilds its registry.
 """
+
 from __future__ import annotations
 
 import threading

@@ -6,13 +6,15 @@ encoder id, so embeddings of different encoders never mix.
 Subclasses implement :meth:`Encoder._embed_batch`; the base class owns :meth:`Encoder.embed`
 (input checks, batching, normalisation, dtype).
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
 from importlib import resources
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 

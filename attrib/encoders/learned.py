@@ -27,12 +27,14 @@ the caller passes one). Input policy: images are never resized; they are cut int
 crops (a centred grid, at most ``max_tiles`` of them), each crop is embedded, and the normalised
 mean of the crop embeddings is the image's embedding.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -150,9 +152,7 @@ def load_pretrained(model, path: Path, by_order: bool | None = None) -> dict[str
             matched = mapped
     n_float = sum(1 for v in own.values() if v.is_floating_point())
     if len(matched) < 0.5 * n_float:
-        raise EncoderError(
-            f"{path}: only {len(matched)} of {n_float} tensors fit this backbone (wrong file for this model?)"
-        )
+        raise EncoderError(f"{path}: only {len(matched)} of {n_float} tensors fit this backbone (wrong file for this model?)")
     model.load_state_dict(matched, strict=False)
     return {"loaded": len(matched), "total": n_float}
 
@@ -229,7 +229,9 @@ def build_net(config: dict[str, Any], weights: str | Path | None = None):
             super().__init__()
             self.backbone = backbone
             hidden = config.get("head_hidden", 256)
-            self.head = nn.Identity() if linear else nn.Sequential(nn.Linear(feat_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, dim))
+            self.head = (
+                nn.Identity() if linear else nn.Sequential(nn.Linear(feat_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, dim))
+            )
             shape = (1, 3, 1, 1) if len(norm["mean"]) == 3 else (1, 1)
             self.register_buffer("mean", torch.tensor(norm["mean"]).view(*shape))
             self.register_buffer("std", torch.tensor(norm["std"]).view(*shape))

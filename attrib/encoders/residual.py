@@ -30,10 +30,12 @@ generator's last layers mix one set of feature maps into R, G and B:
 Each group is centred and scaled to unit norm (so no group dominates), concatenated and
 L2-normalised: cosine similarity compares fingerprints.
 """
+
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.fft as sfft
@@ -144,8 +146,17 @@ class ResidualSpectrumEncoder(Encoder):
 
     name = "residual"
 
-    def __init__(self, period: int = 8, max_lag: int = 4, tile: int = 32, pool: int = 4, max_side: int = 512, max_tiles: int = 256,
-                 coherence: int = 0, predictor: int = 0):
+    def __init__(
+        self,
+        period: int = 8,
+        max_lag: int = 4,
+        tile: int = 32,
+        pool: int = 4,
+        max_side: int = 512,
+        max_tiles: int = 256,
+        coherence: int = 0,
+        predictor: int = 0,
+    ):
         if tile % pool or tile < 8:
             raise ValueError("tile must be >= 8 and a multiple of pool")
         if coherence not in (0, 1) or predictor not in (0, 1):
@@ -170,7 +181,15 @@ class ResidualSpectrumEncoder(Encoder):
         self._calibration: dict[str, Any] | None = None
 
     def config(self) -> dict[str, Any]:
-        config = {"version": _VERSION, "period": self.period, "max_lag": self.max_lag, "tile": self.tile, "pool": self.pool, "max_side": self.max_side, "max_tiles": self.max_tiles}
+        config = {
+            "version": _VERSION,
+            "period": self.period,
+            "max_lag": self.max_lag,
+            "tile": self.tile,
+            "pool": self.pool,
+            "max_side": self.max_side,
+            "max_tiles": self.max_tiles,
+        }
         # the optional groups enter the config (and so the id) only when on: ids made before they
         # existed stay valid
         config.update({k: v for k, v in (("coherence", self.coherence), ("predictor", self.predictor)) if v})
@@ -204,7 +223,9 @@ class ResidualSpectrumEncoder(Encoder):
         p = self.period
         mean_pat = np.abs(sfft.rfft2(_phase_pattern(r, p))).reshape(3, -1)[:, 1:]
         energy = r * r
-        energy_pat = np.abs(sfft.rfft2(_phase_pattern(energy, p) / (energy.reshape(3, -1).mean(axis=1)[:, None, None] + 1e-9))).reshape(3, -1)[:, 1:]
+        energy_pat = np.abs(sfft.rfft2(_phase_pattern(energy, p) / (energy.reshape(3, -1).mean(axis=1)[:, None, None] + 1e-9))).reshape(
+            3, -1
+        )[:, 1:]
         t = tiles(r, self.tile, self.max_tiles)
         f = sfft.rfft2(t, axes=(-2, -1))
         power = (f.real**2 + f.imag**2).mean(axis=0)  # (3, T, T/2+1)

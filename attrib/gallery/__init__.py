@@ -12,6 +12,7 @@ The public API is re-exported here; each concept has its own module:
 
 The calibration maths (score models, thresholds) is :mod:`attrib.openset`.
 """
+
 from __future__ import annotations
 
 from ..openset import IMPOSTOR_POOL, Calibration, leave_one_out_scores

@@ -1,7 +1,9 @@
 """Discovery: clusters of rejected queries that may be sources nobody enrolled yet."""
+
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -11,11 +11,13 @@ one encoder to one folder and composes the parts, each in its own module: the da
 search (:mod:`.prototypes`) and discovery of new sources (:mod:`.discovery`). Every write runs in
 one transaction: an enrollment that fails or is interrupted half-way leaves the gallery as it was.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -66,8 +68,7 @@ class Gallery:
         enc = encoder if isinstance(encoder, Encoder) else get_encoder(encoder or self.setting("encoder_spec"), pm=pm)
         if enc.id != stored:
             raise EncoderMismatch(
-                f"gallery {self.path} is bound to encoder {stored}; {enc.id} cannot be mixed into it "
-                "(use another --gallery)"
+                f"gallery {self.path} is bound to encoder {stored}; {enc.id} cannot be mixed into it (use another --gallery)"
             )
         return enc
 
@@ -99,7 +100,7 @@ class Gallery:
     def close(self) -> None:
         self.store.close()
 
-    def __enter__(self) -> "Gallery":
+    def __enter__(self) -> Gallery:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -203,9 +204,7 @@ class Gallery:
         if len(embeddings) != len(records):
             raise ValueError("one record per embedding")
         if len(embeddings) and np.asarray(embeddings).shape[1] != self.dim:
-            raise EncoderMismatch(
-                f"embeddings of dimension {np.asarray(embeddings).shape[1]} cannot enter a {self.dim}-d gallery"
-            )
+            raise EncoderMismatch(f"embeddings of dimension {np.asarray(embeddings).shape[1]} cannot enter a {self.dim}-d gallery")
 
     def _rebuild_prototypes(self, source: str) -> None:
         emb = self.store.source_embeddings(source)

@@ -6,9 +6,11 @@ through the same functions (:mod:`attrib.openset`, :mod:`attrib.gallery.prototyp
 K-shot trial gives the figures an on-disk gallery enrolled with the same samples would give.
 tests/test_evaluate.py holds the two side by side.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +30,7 @@ class MemoryGallery:
         self.far = far
 
     @classmethod
-    def enroll(cls, batches: Sequence[tuple[str, np.ndarray, Sequence[str]]], prior: dict[str, Any] | None) -> "MemoryGallery":
+    def enroll(cls, batches: Sequence[tuple[str, np.ndarray, Sequence[str]]], prior: dict[str, Any] | None) -> MemoryGallery:
         """Enroll ``(source, embeddings, sha256s)`` batches, in order; ``prior`` is the encoder's
         ``calibration``."""
         seen: set[str] = set()

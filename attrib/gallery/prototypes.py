@@ -6,6 +6,7 @@ source keeps its best prototype's score (:func:`source_scores`); the open-set de
 the best source to its calibrated threshold (:func:`identify`). Plain functions over arrays and
 an index: the gallery and evaluation run the same search.
 """
+
 from __future__ import annotations
 
 import numpy as np

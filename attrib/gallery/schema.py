@@ -4,9 +4,10 @@ A gallery records in ``_sqlite_migrations`` which steps it has; opening one appl
 lacks (an older gallery is upgraded in place) and refuses one that has a step this attrib does
 not know (it was written by a newer attrib: reading it could misread or damage it).
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import sqlite_utils
 
@@ -26,9 +27,7 @@ def step(fn: Callable[[sqlite_utils.Database], None]) -> Callable[[sqlite_utils.
 @step
 def m001_initial(db: sqlite_utils.Database) -> None:
     db["settings"].create({"key": str, "value": str}, pk="key")
-    db["sources"].create(
-        {"name": str, "family": str, "metadata": str, "created_at": str, "updated_at": str}, pk="name"
-    )
+    db["sources"].create({"name": str, "family": str, "metadata": str, "created_at": str, "updated_at": str}, pk="name")
     db["samples"].create(
         {
             "id": int,

@@ -6,15 +6,17 @@ the ``settings`` table. Every write runs in one ``BEGIN IMMEDIATE`` transaction 
 was, and readers notice the change and rebuild their index. No maths lives here: what to store
 is computed by :mod:`attrib.openset` and :mod:`attrib.gallery.prototypes`.
 """
+
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import sqlite_utils
@@ -163,7 +165,8 @@ class Store:
 
     def sample_list(self, name: str) -> list[dict[str, Any]]:
         return [
-            dict(r) for r in self.db.query(
+            dict(r)
+            for r in self.db.query(
                 "select id, sha256, width, height, format, origin, added_at from samples where source = ? order by id", [name]
             )
         ]
@@ -182,7 +185,13 @@ class Store:
         existing = self.db.execute("select family, metadata from sources where name = ?", [source]).fetchone()
         if existing is None:
             self.db["sources"].insert(
-                {"name": source, "family": family or "other", "metadata": json.dumps(metadata or {}), "created_at": stamp, "updated_at": stamp}
+                {
+                    "name": source,
+                    "family": family or "other",
+                    "metadata": json.dumps(metadata or {}),
+                    "created_at": stamp,
+                    "updated_at": stamp,
+                }
             )
             return True
         meta = json.loads(existing[1] or "{}")
@@ -251,10 +260,7 @@ class Store:
     def replace_prototypes(self, source: str, centres: np.ndarray, members: Sequence[int]) -> None:
         self.db.execute("delete from prototypes where source = ?", [source])
         self.db["prototypes"].insert_all(
-            [
-                {"source": source, "idx": i, "embedding": to_blob(c), "members": int(m)}
-                for i, (c, m) in enumerate(zip(centres, members))
-            ]
+            [{"source": source, "idx": i, "embedding": to_blob(c), "members": int(m)} for i, (c, m) in enumerate(zip(centres, members))]
         )
 
     def calibration(self) -> dict[str, tuple[dict | None, dict | None]]:

@@ -19,6 +19,7 @@ Library use::
 
 docs/service.md is the guide: security model, bounds, throughput, operations.
 """
+
 from .app import app_from_env, create_app
 from .config import ServiceConfig
 

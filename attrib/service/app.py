@@ -8,6 +8,7 @@ micro-batcher (:mod:`.batching`), answered from the gallery on a reader thread o
 writer thread (:mod:`.store`), and the answer is built by :mod:`attrib.report`, as the CLI's. The
 event loop itself only parses HTTP and moves bytes.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -19,6 +19,7 @@ batch answered 503.
 If an encoder call fails, its images are retried one by one, so one image the encoder cannot
 take fails alone and never the requests it was batched with.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,10 +27,10 @@ import multiprocessing
 import os
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -116,9 +117,7 @@ class EncoderProcesses:
         self._pool = self._make()
 
     def _make(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            self.n, mp_context=multiprocessing.get_context("spawn"), initializer=_init_process, initargs=self._args
-        )
+        return ProcessPoolExecutor(self.n, mp_context=multiprocessing.get_context("spawn"), initializer=_init_process, initargs=self._args)
 
     @property
     def executor(self) -> Executor:

@@ -1,4 +1,5 @@
 """Settings of ``attrib serve``: where the gallery is, who may write, and the bounds on input."""
+
 from __future__ import annotations
 
 import json
@@ -74,9 +75,20 @@ class ServiceConfig:
         self.gallery = Path(self.gallery)
         if self.api_key_file is not None:
             self.api_key_file = Path(self.api_key_file)
-        for name in ("max_body_bytes", "max_images", "max_pixels", "max_request_pixels", "pixel_budget",
-                     "max_queued_images", "batch_size", "bulk_batch_size", "encode_threads", "decode_threads",
-                     "read_threads", "workers"):
+        for name in (
+            "max_body_bytes",
+            "max_images",
+            "max_pixels",
+            "max_request_pixels",
+            "pixel_budget",
+            "max_queued_images",
+            "batch_size",
+            "bulk_batch_size",
+            "encode_threads",
+            "decode_threads",
+            "read_threads",
+            "workers",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         if self.encode_processes is not None and int(self.encode_processes) < 0:
@@ -89,7 +101,7 @@ class ServiceConfig:
     def api_keys(self) -> tuple[str, ...]:
         return self._keys
 
-    def load_keys(self) -> "ServiceConfig":
+    def load_keys(self) -> ServiceConfig:
         """Read keys from ``api_key_file`` and ``$ATTRIB_API_KEY`` (both may be used)."""
         keys: list[str] = []
         if self.api_key_file is not None:
@@ -116,7 +128,7 @@ class ServiceConfig:
         return json.dumps(data)
 
     @classmethod
-    def from_env(cls) -> "ServiceConfig":
+    def from_env(cls) -> ServiceConfig:
         raw = os.environ.get(CONFIG_ENV)
         if not raw:
             from ..paths import default_gallery

@@ -1,8 +1,9 @@
 """HTTP errors of the service: one JSON shape, one line of message, and the app's handlers for them.
 
-    {"error": "one line a client can act on", "status": 413, "code": "payload_too_large",
-     "request_id": "5f0c..."}
+{"error": "one line a client can act on", "status": 413, "code": "payload_too_large",
+ "request_id": "5f0c..."}
 """
+
 from __future__ import annotations
 
 import json

@@ -8,10 +8,12 @@ threads), so a detector that keeps timing out is skipped from then on rather tha
 threads. Detectors see the uploaded bytes (for metadata, manifests, watermarks) and the decoded
 pixels, never a path on the server.
 """
+
 from __future__ import annotations
 
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .. import plugins
 from ..detectors import DetectorImage, DetectorRunner, available_detectors
@@ -70,8 +72,17 @@ class Detectors:
         try:
             return [ev.to_dict() for ev in self._runner(tuple(names)).run(image)]
         except Exception as exc:  # the runner itself failed: say so where the evidence would be
-            return [{"detector": n, "verdict": "undetermined", "score": None, "source_hint": None, "details": {},
-                     "error": one_line(f"{type(exc).__name__}: {exc}")} for n in names]
+            return [
+                {
+                    "detector": n,
+                    "verdict": "undetermined",
+                    "score": None,
+                    "source_hint": None,
+                    "details": {},
+                    "error": one_line(f"{type(exc).__name__}: {exc}"),
+                }
+                for n in names
+            ]
 
 
 def list_plugins(pm, include_builtin: bool = False) -> list[dict[str, Any]]:

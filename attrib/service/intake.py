@@ -13,6 +13,7 @@ images within the pixel budget, and :func:`embed` hands them to the shared micro
 Nothing here touches the server's file system: an upload's file name is only a label, echoed
 back as ``path`` (with control characters removed) and stored as a sample's origin.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -20,8 +21,9 @@ import io
 import re
 import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from fastapi import Request

@@ -3,6 +3,7 @@
 Access lines carry ``request_id``, ``method``, ``path``, ``route``, ``status``, ``duration_ms``,
 ``bytes_in``, ``bytes_out`` and ``client``. Headers are never logged, so neither are API keys.
 """
+
 from __future__ import annotations
 
 import json

@@ -3,11 +3,12 @@
 Every value lives in the worker process that counted it: with ``--workers N`` each scrape sees one
 worker (the ``worker`` label tells which). All updates happen on the event loop thread.
 """
+
 from __future__ import annotations
 
 import os
 from collections import defaultdict
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 #: latency buckets in seconds
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -115,8 +116,11 @@ class Metrics:
         out += ["# HELP attrib_encoder_seconds_total Seconds spent in encoder calls.", "# TYPE attrib_encoder_seconds_total counter"]
         for kind, s in sorted(self.encode_seconds.items()):
             out.append(f"attrib_encoder_seconds_total{_labels(w + (('queue', kind),))} {s:.6f}")
-        out += ["# HELP attrib_http_requests_in_flight Requests being handled now.", "# TYPE attrib_http_requests_in_flight gauge",
-                f"attrib_http_requests_in_flight{_labels(w)} {self.in_flight}"]
+        out += [
+            "# HELP attrib_http_requests_in_flight Requests being handled now.",
+            "# TYPE attrib_http_requests_in_flight gauge",
+            f"attrib_http_requests_in_flight{_labels(w)} {self.in_flight}",
+        ]
         for name, (help_, read) in sorted(self.gauges.items()):
             try:
                 value = float(read())

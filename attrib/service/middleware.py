@@ -6,6 +6,7 @@ server has no key at all), a POST that is not ``multipart/form-data`` 415, a ``C
 over the bound 413. A body without a length is counted while it streams in and cut off at the
 bound (413 as well).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -115,7 +116,7 @@ class ServiceMiddleware:
             self._log(scope, exchange, time.perf_counter() - t0)
             request_id_var.reset(token)
 
-    async def _handle(self, scope, headers, exchange: "_Exchange") -> None:
+    async def _handle(self, scope, headers, exchange: _Exchange) -> None:
         """Answer what the checks refuse before the body is read (and close: don't drain it), else
         pass the request on with its body counted against the bound."""
         presented = presented_key(headers)
@@ -127,7 +128,7 @@ class ServiceMiddleware:
         else:
             await self.app(scope, exchange.receive, exchange.send)
 
-    def _log(self, scope, exchange: "_Exchange", seconds: float) -> None:
+    def _log(self, scope, exchange: _Exchange, seconds: float) -> None:
         """The request's metrics and its access log line."""
         method, path = scope["method"], scope["path"]
         route = self._route(scope)

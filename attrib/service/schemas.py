@@ -1,8 +1,9 @@
 """Response shapes for the OpenAPI document. They are the CLI's ``--json`` shapes; handlers build
 plain dicts with the same code paths as the CLI and return them as they are."""
+
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,9 +21,9 @@ class _Form(BaseModel):
 
 class IdentifyForm(_Form):
     top_k: int = Field(5, ge=1, le=100, description="Candidates listed per image.")
-    far: Optional[float] = Field(None, **FAR, description="False-accept rate the thresholds are set for (default: the gallery's, 0.01).")
+    far: float | None = Field(None, **FAR, description="False-accept rate the thresholds are set for (default: the gallery's, 0.01).")
     keep_unknown: bool = Field(False, description="Keep rejected queries in the gallery (a write: needs an API key).")
-    detectors: Optional[str] = Field(
+    detectors: str | None = Field(
         None,
         description="Detectors to run beside the attribution: `all`, `none`, or names separated by commas "
         "(GET /v1/detectors). Default: the server's `--detectors`, normally `all` (as the CLI).",
@@ -30,15 +31,17 @@ class IdentifyForm(_Form):
 
 
 class VerifyForm(_Form):
-    generator: Optional[str] = Field(
-        None, pattern=NAME_RE.pattern, max_length=128,
+    generator: str | None = Field(
+        None,
+        pattern=NAME_RE.pattern,
+        max_length=128,
         description="Enrolled source to verify against. Without it, send exactly two images (pair mode).",
     )
-    far: Optional[float] = Field(None, **FAR, description="False-accept rate the threshold is set for (default: the gallery's, 0.01).")
+    far: float | None = Field(None, **FAR, description="False-accept rate the threshold is set for (default: the gallery's, 0.01).")
 
 
 class EnrollForm(_Form):
-    family: Optional[Family] = Field(None, description="Source family (kept if the source exists).")
+    family: Family | None = Field(None, description="Source family (kept if the source exists).")
     meta: list[str] = Field(default_factory=list, description="Free metadata, `KEY=VALUE`, repeatable.")
 
 
@@ -75,7 +78,7 @@ class Error(BaseModel):
     error: str = Field(description="One line a client can act on.")
     status: int
     code: str = Field(description="Short machine name of the status, e.g. payload_too_large.")
-    request_id: Optional[str] = Field(None, description="Also in the X-Request-ID response header and the access log.")
+    request_id: str | None = Field(None, description="Also in the X-Request-ID response header and the access log.")
 
 
 class Candidate(BaseModel):
@@ -89,10 +92,10 @@ class DetectorEvidence(BaseModel):
     model_config = ConfigDict(extra="allow")
     detector: str
     verdict: Literal["synthetic", "real", "undetermined"]
-    score: Optional[float] = Field(description="In [0, 1]: 1 points to a generated image, 0 to a real one.")
-    source_hint: Optional[str]
+    score: float | None = Field(description="In [0, 1]: 1 points to a generated image, 0 to a real one.")
+    source_hint: str | None
     details: dict[str, Any]
-    error: Optional[str] = Field(description="Null, or one line: why this detector gave no answer.")
+    error: str | None = Field(description="Null, or one line: why this detector gave no answer.")
 
 
 class IdentifyRow(BaseModel):
@@ -100,12 +103,12 @@ class IdentifyRow(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     path: str = Field(description="The upload's file name (or image<i>): only a label.")
-    source: Optional[str] = Field(description="The attributed source; null when unknown or unreadable.")
-    score: Optional[float]
-    threshold: Optional[float]
-    margin: Optional[float]
+    source: str | None = Field(description="The attributed source; null when unknown or unreadable.")
+    score: float | None
+    threshold: float | None
+    margin: float | None
     candidates: list[Candidate]
-    error: Optional[str] = Field(description="Null, or one line saying why this image could not be read.")
+    error: str | None = Field(description="Null, or one line saying why this image could not be read.")
     detectors: list[DetectorEvidence] = Field(description="Each detector's evidence ([] when none ran or the image is unreadable).")
 
 
@@ -115,11 +118,11 @@ class VerifyRow(BaseModel):
     path: str
     source: str = Field(description="The source verified against (the request's `generator`).")
     generator: str = Field(description="The same as `source`: its name in earlier releases, kept as an alias.")
-    score: Optional[float]
-    threshold: Optional[float]
-    accepted: Optional[bool]
-    far: Optional[float]
-    error: Optional[str]
+    score: float | None
+    threshold: float | None
+    accepted: bool | None
+    far: float | None
+    error: str | None
 
 
 class VerifyPair(BaseModel):
@@ -134,7 +137,7 @@ class VerifyPair(BaseModel):
 
 
 class Duplicate(BaseModel):
-    path: Optional[str]
+    path: str | None
     source: str
 
 
@@ -165,19 +168,19 @@ class Source(BaseModel):
     prototypes: int
     threshold: float
     far: float
-    expected_tar: Optional[float]
-    created_at: Optional[str]
-    updated_at: Optional[str]
+    expected_tar: float | None
+    created_at: str | None
+    updated_at: str | None
 
 
 class Sample(BaseModel):
     id: int
     sha256: str
-    width: Optional[int]
-    height: Optional[int]
-    format: Optional[str]
-    origin: Optional[str]
-    added_at: Optional[str]
+    width: int | None
+    height: int | None
+    format: str | None
+    origin: str | None
+    added_at: str | None
 
 
 class SourceDetail(Source):
@@ -214,7 +217,7 @@ class Detector(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: str
     description: str
-    plugin: Optional[str]
+    plugin: str | None
 
 
 class Plugin(BaseModel):

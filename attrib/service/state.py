@@ -1,14 +1,16 @@
 """What the handlers share: settings, keys, metrics, the encoder and its runners, the gallery
 store, the detectors. One :class:`ServiceState` per app, built at start-up (the lifespan) and
 handed to the handlers by dependency (:func:`attrib.service.routes.common.get_state`)."""
+
 from __future__ import annotations
 
 import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -73,10 +75,17 @@ class ServiceState:
         self._gauges()
         log.info(
             "serving",
-            extra={"fields": {"encoder": self.encoder.id, "sources": stats["sources"], "samples": stats["samples"],
-                              "generation": stats["generation"], "settings": cfg.describe(),
-                              "encoder_runs_in": f"{self.encoder_runner.n} {self.encoder_runner.kind}",
-                              "detectors": self.detectors.names()}},
+            extra={
+                "fields": {
+                    "encoder": self.encoder.id,
+                    "sources": stats["sources"],
+                    "samples": stats["samples"],
+                    "generation": stats["generation"],
+                    "settings": cfg.describe(),
+                    "encoder_runs_in": f"{self.encoder_runner.n} {self.encoder_runner.kind}",
+                    "detectors": self.detectors.names(),
+                }
+            },
         )
 
     def _gauges(self) -> None:

@@ -49,6 +49,7 @@ The package follows those steps: :mod:`.photos`, :mod:`.specs`, :mod:`.networks`
 :mod:`.training`, :mod:`.generation`, :mod:`.build`; :mod:`.keys` holds :data:`ZOO_VERSION` and
 the cache keys and seeds derived from it. The names below are the public API.
 """
+
 from __future__ import annotations
 
 from ..degrade import encode_image, parse_post, post_process
@@ -71,7 +72,24 @@ from .specs import (
 from .training import GeneratorTrainConfig, default_workers, load_generator
 
 __all__ = [
-    "ACTIVATIONS", "ARCHS", "GENERATOR_KINDS", "MIXED_UPSAMPLERS", "OUTPUT_ACTIVATIONS", "REAL", "ZOO_VERSION",
-    "GeneratorSpec", "GeneratorTrainConfig", "ZooGenerator", "build_zoo", "default_workers", "default_zoo",
-    "encode_image", "generate", "generator_spec", "load_generator", "parse_post", "post_process", "real_photos",
+    "ACTIVATIONS",
+    "ARCHS",
+    "GENERATOR_KINDS",
+    "MIXED_UPSAMPLERS",
+    "OUTPUT_ACTIVATIONS",
+    "REAL",
+    "ZOO_VERSION",
+    "GeneratorSpec",
+    "GeneratorTrainConfig",
+    "ZooGenerator",
+    "build_zoo",
+    "default_workers",
+    "default_zoo",
+    "encode_image",
+    "generate",
+    "generator_spec",
+    "load_generator",
+    "parse_post",
+    "post_process",
+    "real_photos",
 ]

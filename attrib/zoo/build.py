@@ -1,12 +1,13 @@
 """Writing a zoo: a folder per source plus the ``zoo.json`` manifest."""
+
 from __future__ import annotations
 
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
 
 from tqdm.auto import tqdm
 

@@ -1,4 +1,5 @@
 """Images from a trained generator (or photo crops for ``real``), cached beside it."""
+
 from __future__ import annotations
 
 import io
@@ -12,6 +13,7 @@ from .keys import atomic_write, derive_seed, digest
 from .photos import random_crop
 from .specs import GeneratorSpec
 from .training import GeneratorTrainConfig, generator_key, load_generator, to_tensor, to_uint8, torch_state
+
 
 def real_images(spec: GeneratorSpec, n: int, size: int, seed: int) -> np.ndarray:
     return np.stack([random_crop(np.random.default_rng(derive_seed("content", seed, spec.name, i)), size) for i in range(n)])

@@ -1,4 +1,5 @@
 """Cache keys and derived seeds: what decides whether a generator or an image is reused."""
+
 from __future__ import annotations
 
 import hashlib

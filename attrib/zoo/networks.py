@@ -1,8 +1,9 @@
 """The generators' networks: one shared encoder, an architecture-specific decoder per kind."""
+
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +11,7 @@ from torch import nn
 
 from ..errors import AttribError
 from .specs import ARCHS, MIXED_UPSAMPLERS, GeneratorSpec
+
 
 def _activation(name: str) -> nn.Module:
     if name == "leaky":
@@ -110,9 +112,7 @@ def _group_norm(c: int) -> nn.GroupNorm:
 class _ResBlock(nn.Module):
     def __init__(self, cin: int, cout: int):
         super().__init__()
-        self.net = nn.Sequential(
-            _group_norm(cin), nn.SiLU(), _conv(cin, cout, 3), _group_norm(cout), nn.SiLU(), _conv(cout, cout, 3)
-        )
+        self.net = nn.Sequential(_group_norm(cin), nn.SiLU(), _conv(cin, cout, 3), _group_norm(cout), nn.SiLU(), _conv(cout, cout, 3))
         self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -163,9 +163,7 @@ class _StyleGANDecoder(nn.Module):
         super().__init__()
         widths, k = _widths(spec), spec.kernel
         style_dim = widths[0]
-        self.mapping = nn.Sequential(
-            nn.Linear(spec.latent_channels, style_dim), _activation(spec.act), nn.Linear(style_dim, style_dim)
-        )
+        self.mapping = nn.Sequential(nn.Linear(spec.latent_channels, style_dim), _activation(spec.act), nn.Linear(style_dim, style_dim))
         self.stem = _conv(spec.latent_channels, widths[0], 3)
         self.convs = nn.ModuleList(_ModulatedConv(cin, cout, k, style_dim) for cin, cout in zip(widths, widths[1:]))
         self.noise_strength = nn.ParameterList(nn.Parameter(torch.full((1, c, 1, 1), 0.05)) for c in widths[1:])
@@ -328,9 +326,12 @@ class _ShuffleDecoder(nn.Module):
         super().__init__()
         width, k, factor = spec.width, spec.kernel, 2**spec.n_up
         self.net = nn.Sequential(
-            _conv(spec.latent_channels, width, k), _activation(spec.act),
-            _conv(width, width, 3), _activation(spec.act),
-            _conv(width, 3 * factor**2, 3), nn.PixelShuffle(factor),
+            _conv(spec.latent_channels, width, k),
+            _activation(spec.act),
+            _conv(width, width, 3),
+            _activation(spec.act),
+            _conv(width, 3 * factor**2, 3),
+            nn.PixelShuffle(factor),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -405,9 +406,7 @@ class _DenoiseDecoder(nn.Module):
         self.to_rgb = _conv(widths[-1], 3, 3)
         self.noise_strength = nn.Parameter(torch.full((1, 1, 1, 1), 0.1))
         c = widths[-1]
-        self.denoisers = nn.ModuleList(
-            nn.Sequential(_conv(3 + c, c, k), _activation(spec.act), _conv(c, 3, k)) for _ in range(self.steps)
-        )
+        self.denoisers = nn.ModuleList(nn.Sequential(_conv(3 + c, c, k), _activation(spec.act), _conv(c, 3, k)) for _ in range(self.steps))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         features = self.upsampler(z)

@@ -1,4 +1,5 @@
 """Real photos from files that installed packages ship, and the seeded content pool of crops."""
+
 from __future__ import annotations
 
 import functools

@@ -1,8 +1,9 @@
 """Generator specs: the architectures, the kinds :func:`default_zoo` cycles over, seeded hyperparameters."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -63,7 +64,6 @@ GENERATOR_KINDS: dict[str, tuple[str, dict[str, tuple]]] = {
     "vqgan": ("vqgan", {"act": ("silu",), "kernel": (3,), "width": (32,)}),
     "denoise": ("denoise", {"kernel": (3,)}),
 }
-
 
 
 @dataclass(frozen=True)

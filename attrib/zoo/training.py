@@ -1,4 +1,5 @@
 """Brief, seeded, cached training of zoo generators (in worker processes when there are many)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -7,10 +8,10 @@ import itertools
 import multiprocessing
 import os
 import pickle
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from .keys import ZOO_VERSION, atomic_write, derive_seed, digest
 from .networks import ZooGenerator
 from .photos import load_photos, random_crop
 from .specs import GeneratorSpec
+
 
 @dataclass(frozen=True)
 class GeneratorTrainConfig:

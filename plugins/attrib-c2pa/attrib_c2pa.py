@@ -16,6 +16,7 @@
 * Trust: ``ATTRIB_C2PA_TRUST_ANCHORS=/path/anchors.pem`` adds trust anchors (PEM); OCSP is never
   fetched.
 """
+
 from __future__ import annotations
 
 import io

@@ -15,6 +15,7 @@ The source hint is the checkpoint / UNet file the tool loaded (``sd_xl_base_1.0.
 and to forge: ``synthetic`` here means "a generator's own record says so", and its absence means
 nothing (``undetermined``, score null).
 """
+
 from __future__ import annotations
 
 import json
@@ -185,7 +186,14 @@ class MetadataDetector(Detector):
             program = iptc.get((2, 65))
             if program:
                 program = program.decode("utf-8", "replace") if isinstance(program, bytes) else str(program)
-                findings.append({"field": "iptc:OriginatingProgram", "value": program, "hint": software_hint(program), "strength": 0.9 if software_hint(program) else None})
+                findings.append(
+                    {
+                        "field": "iptc:OriginatingProgram",
+                        "value": program,
+                        "hint": software_hint(program),
+                        "strength": 0.9 if software_hint(program) else None,
+                    }
+                )
         return self._verdict(findings, fmt)
 
     # ------------------------------------------------------------------ readers
@@ -294,7 +302,9 @@ class MetadataDetector(Detector):
         if ai:
             score = max(f["strength"] for f in ai)
             # the checkpoint a tool loaded beats a software name
-            hint = next((f["hint"] for f in ai if f.get("hint") and f.get("tool")), None) or next((f["hint"] for f in ai if f.get("hint")), None)
+            hint = next((f["hint"] for f in ai if f.get("hint") and f.get("tool")), None) or next(
+                (f["hint"] for f in ai if f.get("hint")), None
+            )
             details["summary"] = "generator metadata: " + ", ".join(dict.fromkeys(f["field"] for f in ai))
             return self.evidence("synthetic", score, hint, **details)
         if any(f.get("capture") for f in findings):

@@ -7,6 +7,7 @@ It registers one detector and one command through attrib's hooks (see docs/plugi
   which way it leans.
 * command ``attrib template-hello``: prints the detectors attrib knows about.
 """
+
 from __future__ import annotations
 
 import click

@@ -17,6 +17,7 @@ disagree on channel order (the SD scripts hand OpenCV BGR, diffusers hands it RG
 are tried. A payload matches when at least :data:`MATCH` of its bits agree; the chance that an
 unmarked image matches a 32-bit payload that well is below 1e-5.
 """
+
 from __future__ import annotations
 
 import json
@@ -116,7 +117,9 @@ class WatermarkDetector(Detector):
         pixels = image.pixels
         h, w = pixels.shape[:2]
         if h * w < 256 * 256:
-            return self.evidence(reason=f"image is {w}x{h}: the DWT-DCT watermark needs at least 256x256 pixels", summary="too small to carry the watermark")
+            return self.evidence(
+                reason=f"image is {w}x{h}: the DWT-DCT watermark needs at least 256x256 pixels", summary="too small to carry the watermark"
+            )
         blocks_per_row = (w // 2) // 4
         keep_rows = max(8, min(h, math.ceil(MAX_BLOCKS / max(1, blocks_per_row)) * 8))
         region = pixels[:keep_rows]

@@ -3,6 +3,7 @@
 The answers are built by :mod:`attrib.report`, the same functions ``attrib identify --json`` and
 ``attrib verify --json`` print from; only the way there differs (uploads, shared encoder batches,
 searches batched across requests, the gallery on reader and writer threads)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -61,10 +62,16 @@ class _DetectorRuns:
     def __init__(self, state: ServiceState, names: list[str], items: list, uploads: list):
         self.readable = [(it, up) for it, up in zip(items, uploads) if it.error is None] if names else []
         loop = asyncio.get_running_loop()
-        self.runs = asyncio.gather(
-            *(loop.run_in_executor(state.detect_pool, state.detectors.run, names, it.image.pixels, up.data, it.image.format)
-              for it, up in self.readable)
-        ) if names else None
+        self.runs = (
+            asyncio.gather(
+                *(
+                    loop.run_in_executor(state.detect_pool, state.detectors.run, names, it.image.pixels, up.data, it.image.format)
+                    for it, up in self.readable
+                )
+            )
+            if names
+            else None
+        )
 
     def cancel(self) -> None:
         if self.runs is not None:

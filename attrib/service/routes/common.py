@@ -1,8 +1,9 @@
 """What every router uses: the shared state (by dependency), JSON answers, the documented error
 responses, and the path and query parameters that recur."""
+
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -29,7 +30,7 @@ UPLOAD_ERRORS = {400: _E, 409: _E, 413: _E, 415: _E, 422: _E, 503: _E}
 WRITE_ERRORS = {400: _E, 401: _E, 403: _E, 404: _E, 409: _E, 413: _E, 415: _E, 422: _E, 503: _E}
 
 FarQuery = Annotated[
-    Optional[float],
+    float | None,
     Query(ge=FAR_MIN, le=FAR_MAX, description="False-accept rate the thresholds are shown for (default: the gallery's)."),
 ]
 SourceName = Annotated[str, Path(pattern=NAME_RE.pattern, max_length=128, description="Source name.")]
@@ -46,5 +47,6 @@ def require_key(request: Request, state: ServiceState, what: str) -> None:
     if not state.keys:
         raise ServiceError(403, f"{what} is a write, and writes are disabled on this server (no API key configured)")
     if not request.scope.get(AUTH_KEY):
-        raise ServiceError(401, f"{what} is a write: it needs an API key (Authorization: Bearer KEY)",
-                           {"WWW-Authenticate": 'Bearer realm="attrib"'})
+        raise ServiceError(
+            401, f"{what} is a write: it needs an API key (Authorization: Bearer KEY)", {"WWW-Authenticate": 'Bearer realm="attrib"'}
+        )

@@ -1,4 +1,5 @@
 """Tag ``plugins``: the detectors and plugins this server has."""
+
 from __future__ import annotations
 
 from typing import Annotated

@@ -1,4 +1,5 @@
 """Tag ``service``: liveness and Prometheus metrics."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter

@@ -1,4 +1,5 @@
 """Tag ``sources``: the enrolled sources, and enrollment into them (a write: API key)."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Request

@@ -1,15 +1,16 @@
 """attrib-c2pa on manifests the tests sign themselves (throw-away CA + ES256 key, offline)."""
+
 import datetime
 import io
 import json
 from importlib.metadata import PackageNotFoundError, version
 
+import attrib_c2pa
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import attrib_c2pa
 from attrib.cli import build_cli
 from attrib.detectors import DetectorImage
 from attrib.plugins import make_plugin_manager
@@ -47,9 +48,13 @@ def pki():
 
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     base = lambda subject, issuer, public: (  # noqa: E731
-        x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public)
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
     )
     ca = (
         base(name("attrib test CA"), name("attrib test CA"), ca_key.public_key())
@@ -121,7 +126,9 @@ def test_ai_generation_claim_is_synthetic_with_a_hint(tmp_path, pki):
     assert ev.score == pytest.approx(0.99 * 0.9)
     [m] = ev.details["manifests"]
     assert m["claim_generator"] == "attrib-test-generator" and m["signature"]["common_name"] == "attrib test signer"
-    assert m["actions"] == [{"action": "c2pa.created", "digitalSourceType": IPTC + "trainedAlgorithmicMedia", "softwareAgent": "sdxl-turbo"}]
+    assert m["actions"] == [
+        {"action": "c2pa.created", "digitalSourceType": IPTC + "trainedAlgorithmicMedia", "softwareAgent": "sdxl-turbo"}
+    ]
     validation = ev.details["validation"]
     assert validation["state"] == "Valid"  # sound signature, signer on no trust list: said, not hidden
     assert [f["code"] for f in validation["failures"]] == ["signingCredential.untrusted"]

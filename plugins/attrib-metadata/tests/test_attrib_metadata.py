@@ -1,16 +1,17 @@
 """attrib-metadata on files the tests write: A1111 / ComfyUI / InvokeAI PNG chunks, EXIF, XMP, IPTC."""
+
 import io
 import json
 import struct
 from importlib.metadata import PackageNotFoundError, version
 
+import attrib_metadata
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-import attrib_metadata
 from attrib.cli import build_cli
 from attrib.detectors import DetectorImage
 from attrib.plugins import make_plugin_manager

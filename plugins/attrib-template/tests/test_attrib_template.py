@@ -1,13 +1,14 @@
 """Tests for the template plugin: the detector's evidence, the command, the entry point."""
+
 import json
 from importlib.metadata import PackageNotFoundError, version
 
+import attrib_template
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import attrib_template
 from attrib.cli import build_cli
 from attrib.detectors import DetectorImage
 from attrib.plugins import make_plugin_manager

@@ -1,13 +1,14 @@
 """attrib-watermark on images the tests mark themselves with invisible-watermark."""
+
 import json
 from importlib.metadata import PackageNotFoundError, version
 
+import attrib_watermark
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import attrib_watermark
 from attrib.cli import build_cli
 from attrib.detectors import DetectorImage, DetectorRunner
 from attrib.plugins import make_plugin_manager
