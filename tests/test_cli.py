@@ -151,8 +151,6 @@ HELP_PHRASES = {
     "zoo": ("build",),
     "recipe": ("build",),
 }
-#: commands whose options are still being given help text elsewhere (issue 14, train refactor)
-HELP_PENDING = {"train"}
 
 
 def _commands(group, prefix=()):
@@ -172,8 +170,6 @@ def test_help_explains(run):
         r = run(*path, "--help")
         assert r.exit_code == 0, path
         assert cmd.help and len(cmd.help.split()) >= 3, f"{' '.join(path)} has no description"
-        if path[0] in HELP_PENDING:
-            continue
         for param in cmd.params:
             if isinstance(param, click.Option) and not param.hidden:
                 assert param.help, f"attrib {' '.join(path)} {param.opts[0]} has no help text"
