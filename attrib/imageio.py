@@ -1,7 +1,8 @@
 """Safe image loading.
 
 Every image becomes an ``H x W x 3`` ``uint8`` RGB array, at its native resolution: fingerprints
-live in the highest frequencies, so nothing here resizes. Encoders crop or tile.
+live in the highest frequencies, so nothing here resizes. Encoders crop or tile; an image smaller
+than a crop is enlarged by mirroring (:func:`reflect_pad`), never by resampling.
 
 Handled: EXIF orientation, palette / grayscale / CMYK / 16-bit / float modes, alpha (composited
 on white, as a viewer shows it), animated files (first frame). Refused, with one line saying why:
@@ -153,6 +154,22 @@ def load_image(source: ImageInput, name: str | None = None) -> LoadedImage:
         raise ImageError(f"{label}: empty file")
     pixels, fmt = _open(data, label)
     return LoadedImage(pixels, hashlib.sha256(data).hexdigest(), fmt, origin)
+
+
+def reflect_pad(image: np.ndarray, pad_h: int, pad_w: int) -> np.ndarray:
+    """``image`` (H x W x C) grown by ``pad_h`` rows at the bottom and ``pad_w`` columns at the
+    right, mirrored from its own pixels (no resampling, so the fingerprint's pixel grid is kept).
+
+    Pads of any size: numpy's reflect pads at most ``size - 1`` per call, so it is repeated. An
+    image one pixel high or wide has nothing to mirror; it is edge-padded instead.
+    """
+    if min(image.shape[:2]) <= 1:
+        return np.pad(image, ((0, max(0, pad_h)), (0, max(0, pad_w)), (0, 0)), mode="edge")
+    while pad_h > 0 or pad_w > 0:
+        ph, pw = min(max(0, pad_h), image.shape[0] - 1), min(max(0, pad_w), image.shape[1] - 1)
+        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+        pad_h, pad_w = pad_h - ph, pad_w - pw
+    return image
 
 
 def iter_image_paths(paths: Iterable[str | os.PathLike], recursive: bool = True) -> Iterator[Path]:

@@ -34,6 +34,7 @@ import numpy as np
 
 from .degrade import degrade
 from .errors import AttribError
+from .imageio import reflect_pad
 
 
 @dataclass
@@ -138,11 +139,9 @@ class Augmenter:
         self.tile, self.p, self.rng = tile, params, rng
 
     def crop(self, img: np.ndarray, size: int) -> np.ndarray:
-        from .encoders.learned import _reflect_pad
-
         h, w = img.shape[:2]
         if h < size or w < size:
-            img = _reflect_pad(img, max(0, size - h), max(0, size - w))
+            img = reflect_pad(img, max(0, size - h), max(0, size - w))
             h, w = img.shape[:2]
         y, x = self.rng.integers(0, h - size + 1), self.rng.integers(0, w - size + 1)
         return img[y : y + size, x : x + size]

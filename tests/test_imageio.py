@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from attrib.errors import ImageError
-from attrib.imageio import iter_image_paths, load_image
+from attrib.imageio import iter_image_paths, load_image, reflect_pad
 
 from .conftest import png_bytes, synthetic
 
@@ -101,3 +101,14 @@ def test_iter_image_paths(tmp_path):
     found = [p.relative_to(tmp_path).as_posix() for p in iter_image_paths([tmp_path])]
     assert found == ["a.png", "b.JPG", "sub/c.webp"]
     assert list(iter_image_paths([tmp_path / "notes.txt"])) == [tmp_path / "notes.txt"]
+
+
+def test_reflect_pad_mirrors_any_amount():
+    img = np.arange(3 * 2 * 3, dtype=np.uint8).reshape(3, 2, 3)
+    out = reflect_pad(img, 10, 7)  # more than numpy's one-call reflect allows
+    assert out.shape == (13, 9, 3)
+    assert np.array_equal(out[:3, :2], img)  # the image itself is untouched, top left
+    assert np.array_equal(out[3, :2], img[1]) and np.array_equal(out[:3, 2], img[:, 0])  # mirrored
+    assert np.array_equal(reflect_pad(img, 0, 0), img)
+    line = np.full((1, 4, 3), 9, np.uint8)  # nothing to mirror: edge-padded, no endless loop
+    assert np.array_equal(reflect_pad(line, 3, 2), np.full((4, 6, 3), 9, np.uint8))

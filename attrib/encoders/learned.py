@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EncoderError
+from ..imageio import reflect_pad
 from .base import Encoder
 
 CONFIG_NAME = "config.json"
@@ -254,9 +255,7 @@ def grid_tiles(image: np.ndarray, tile: int, max_tiles: int) -> np.ndarray:
     images smaller than a tile are reflect-padded. -> (N, tile, tile, 3) uint8."""
     h, w = image.shape[:2]
     if h < tile or w < tile:
-        mode = "reflect" if min(h, w) > 1 else "edge"
-        pad_h, pad_w = max(0, tile - h), max(0, tile - w)
-        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode=mode) if mode == "edge" else _reflect_pad(image, pad_h, pad_w)
+        image = reflect_pad(image, max(0, tile - h), max(0, tile - w))
         h, w = image.shape[:2]
     ny, nx = h // tile, w // tile
     oy, ox = (h - ny * tile) // 2, (w - nx * tile) // 2
@@ -266,14 +265,6 @@ def grid_tiles(image: np.ndarray, tile: int, max_tiles: int) -> np.ndarray:
         keep = np.linspace(0, len(crops) - 1, max_tiles).round().astype(int)
         crops = crops[keep]
     return crops
-
-
-def _reflect_pad(image: np.ndarray, pad_h: int, pad_w: int) -> np.ndarray:
-    while pad_h > 0 or pad_w > 0:  # numpy reflect pads at most size-1 per call
-        ph, pw = min(pad_h, image.shape[0] - 1), min(pad_w, image.shape[1] - 1)
-        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect")
-        pad_h, pad_w = pad_h - ph, pad_w - pw
-    return image
 
 
 # ---------------------------------------------------------------------------------- encoder

@@ -8,7 +8,7 @@
 * The FAISS prototype index is a per-connection cache rebuilt when the generation moves on; its
   rebuild (which also rewrites the cache file) happens under a lock, one reader thread at a time.
 * **Writes** run on one thread with its own connection. SQLite's ``BEGIN IMMEDIATE`` (in
-  :meth:`Gallery._write`) serialises them with writers in other processes (``attrib enroll``,
+  :meth:`attrib.gallery.store.Store.transaction`) serialises them with writers in other processes (``attrib enroll``,
   other workers), and WAL mode keeps readers going while a write is under way.
 
 The encoder is created once and shared: galleries opened here are handed the instance.
