@@ -17,9 +17,11 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from attrib import hookimpl
 from attrib.cli import build_cli
 from attrib.gallery import Gallery, SampleRecord
 from attrib.imageio import load_image
+from attrib.plugins import make_plugin_manager
 from attrib.service import ServiceConfig, create_app
 from attrib.service.batching import EncoderThreads, MicroBatcher
 from attrib.service.intake import label
@@ -314,6 +316,35 @@ def test_decompression_bomb_is_413(client):
 
 
 # -- plugins, metrics, logs, OpenAPI -------------------------------------------------------------------
+class _RaisingHooks:
+    @hookimpl
+    def register_encoders(self, register):
+        raise KeyError("encoders")
+
+    @hookimpl
+    def register_detectors(self, register):
+        raise ValueError("detectors exploded")
+
+
+def test_plugins_lists_hook_errors_on_a_fresh_app(gallery):
+    """/v1/plugins calls the registration hooks before listing, as ``attrib plugins`` does, so a
+    plugin whose hooks raise shows its errors in the first listing, whether it was there when the
+    app started (start-up collected the detectors and encoders) or came after."""
+    for include_builtin in ("true", "false"):
+        for late in (False, True):
+            pm = make_plugin_manager()
+            if not late:
+                pm.register(_RaisingHooks(), name="raising")
+            with TestClient(create_app(ServiceConfig(gallery=gallery, encode_processes=0), pm)) as c:
+                if late:
+                    pm.register(_RaisingHooks(), name="raising")
+                rows = {p["name"]: p for p in c.get("/v1/plugins", params={"all": include_builtin}).json()}
+            assert rows["raising"]["hooks"] == ["register_detectors", "register_encoders"]
+            assert "register_detectors: ValueError: detectors exploded" in rows["raising"]["error"], late
+            assert "register_encoders: KeyError: 'encoders'" in rows["raising"]["error"], late
+            assert ("attrib.default_plugins.encoders" in rows) == (include_builtin == "true")
+
+
 def test_detectors_and_plugins(client):
     r = client.get("/v1/detectors")
     assert r.status_code == 200

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import plugins
-from ..detectors import DetectorImage, DetectorRunner, available_detectors
+from ..detectors import DetectorImage, DetectorRunner, available_detectors, collect_detectors
+from ..encoders import collect_encoders
 from .errors import ServiceError, one_line
 
 
@@ -86,5 +87,9 @@ class Detectors:
 
 
 def list_plugins(pm, include_builtin: bool = False) -> list[dict[str, Any]]:
-    """As ``attrib plugins --json``."""
+    """As ``attrib plugins --json``: the registration hooks are called first (the encoder registry
+    is cached per manager; errors are recorded once), so a hook that raises or a refused
+    registration is listed as that plugin's error whatever start-up happened to collect."""
+    collect_encoders(pm)
+    collect_detectors(pm)
     return plugins.list_plugins(pm, include_builtin=include_builtin)
