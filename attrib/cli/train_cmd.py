@@ -14,6 +14,25 @@ from .common import echo_json, json_option
 D = TrainConfig
 
 
+def _residual_options(options) -> dict[str, int]:
+    """``--residual-option KEY=INT`` values -> the residual encoder's keyword arguments, checked
+    by building one (a bad key or value is a usage error)."""
+    residual = {}
+    for opt in options:
+        key, sep, value = opt.partition("=")
+        if not sep or not value.strip().lstrip("-").isdigit():
+            raise click.BadParameter(f"{opt!r}: expected KEY=INT, e.g. tile=64", param_hint="--residual-option")
+        residual[key.strip()] = int(value)
+    if residual:
+        from ..encoders.residual import ResidualSpectrumEncoder
+
+        try:
+            ResidualSpectrumEncoder(**residual)
+        except (TypeError, ValueError) as exc:
+            raise click.BadParameter(str(exc), param_hint="--residual-option") from None
+    return residual
+
+
 @click.command()
 @click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -133,19 +152,7 @@ def train(
     """
     from ..train import train as run_train
 
-    residual = {}
-    for opt in residual_options:
-        key, sep, value = opt.partition("=")
-        if not sep or not value.strip().lstrip("-").isdigit():
-            raise click.BadParameter(f"{opt!r}: expected KEY=INT, e.g. tile=64", param_hint="--residual-option")
-        residual[key.strip()] = int(value)
-    if residual:
-        from ..encoders.residual import ResidualSpectrumEncoder
-
-        try:
-            ResidualSpectrumEncoder(**residual)
-        except (TypeError, ValueError) as exc:
-            raise click.BadParameter(str(exc), param_hint="--residual-option") from None
+    residual = _residual_options(residual_options)
     if steps is None:
         steps = 0 if backbone == "residual-wccn" else D.steps
     cfg = TrainConfig(
