@@ -283,7 +283,12 @@ def check_detector(obj) -> str | None:
 
 
 def _json_safe(value):
-    """``value`` with numpy scalars / arrays and paths turned into plain JSON types."""
+    """``value`` with numpy scalars / arrays and paths turned into plain JSON types.
+
+    Not :func:`attrib.report.jsonable`, on purpose: a detector's ``details`` may hold numpy arrays
+    and non-string keys (tuples), which this accepts and ``jsonable`` does not, while a numpy NaN
+    or inf passes through here and fails the detector as not JSON-serialisable, where ``jsonable``
+    would write null. One sanitiser for both would change what detectors report."""
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
