@@ -91,8 +91,20 @@ def run_protocol(
     far: float | None = None,
     seed: int = 0,
     progress: Callable[[], None] | None = None,
+    query_embeddings: np.ndarray | None = None,
+    rejects: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """K-shot trials on ``ds`` (see the module docstring) -> ``{"known", "unknown", "shots": {K:
+    summary}}``.
+
+    ``query_embeddings`` (rows aligned with ``ds``): what queries are embedded as, when they differ
+    from what is enrolled (queries re-saved as JPEG, resized). ``rejects``: sources whose images are
+    queried only to be rejected and counted apart (camera photos): each summary then has
+    ``attributed``, the fraction of them accepted as some enrolled source at the gallery's FAR."""
     names = np.array(ds.names)
+    queries = ds.embeddings if query_embeddings is None else np.asarray(query_embeddings, np.float32)
+    if queries.shape != ds.embeddings.shape:
+        raise AttribError(f"query_embeddings has shape {queries.shape}, the data set {ds.embeddings.shape}")
     results: dict[str, Any] = {"known": list(known), "unknown": list(unknown), "shots": {}}
     for k in shots:
         per_trial = []
@@ -110,7 +122,10 @@ def run_protocol(
             for s in unknown:
                 unk_idx += rng.permutation(np.flatnonzero(names == s))[:max_queries].tolist()
             g = _enroll_trial(ds, encoder, enroll_idx)
-            m = _score_trial(g, ds, names, query_idx, unk_idx, far)
+            m = _score_trial(g, queries, names, query_idx, unk_idx, far)
+            if rejects:
+                rej = np.flatnonzero(np.isin(names, list(rejects)))
+                m["summary"]["attributed"] = _attributed(g, queries[rej], far)
             per_trial.append(m["summary"])
             for s, (acc, e) in m["per_source"].items():
                 per_source[s].append((acc, e))
@@ -135,10 +150,17 @@ def _mean(values):
     return round(float(arr.mean()), 4) if len(arr) else None
 
 
-def _score_trial(g, ds: Dataset, names: np.ndarray, query_idx, unk_idx, far) -> dict[str, Any]:
+def _attributed(g, embeddings: np.ndarray, far) -> float | None:
+    """Fraction of ``embeddings`` that ``g`` accepts as one of its sources."""
+    if not len(embeddings):
+        return None
+    return float(np.mean([d.source is not None for d in g.identify(embeddings, top_k=1, far=far)]))
+
+
+def _score_trial(g, queries: np.ndarray, names: np.ndarray, query_idx, unk_idx, far) -> dict[str, Any]:
     sources = g.source_names()
-    q = ds.embeddings[query_idx]
-    u = ds.embeddings[unk_idx]
+    q = queries[query_idx]
+    u = queries[unk_idx]
     q_true = names[query_idx]
     full_q = g.source_scores(q, top_k=len(sources))
     full_u = g.source_scores(u, top_k=len(sources)) if len(u) else []

@@ -17,9 +17,11 @@ import argparse
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
+from attrib.encoders.fused import fuse
 from attrib.encoders.learned import LearnedEncoder, build_net
 from attrib.encoders.residual import ResidualSpectrumEncoder
 from attrib.evaluate import Dataset, run_protocol, split_sources
@@ -44,6 +46,11 @@ def main():
         "--reg", type=float, action="append", help=f"WCCN ridge (repeatable: one fit per value) [default: {TrainConfig.wccn_reg}]"
     )
     ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument(
+        "--fused",
+        type=Path,
+        help="a fused encoder folder: also evaluate each fold's residual WCCN fused with that folder's texture branch (its alpha)",
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     regs = args.reg or [TrainConfig.wccn_reg]
@@ -66,6 +73,13 @@ def main():
     shots = (1, 5, 10)
     results = {"residual_options": opts, "variants": args.variants, "regs": regs, "folds": {}}
     methods = ["residual"] + [f"residual-wccn reg={r}" for r in regs]
+    texture = None
+    if args.fused:
+        from attrib.encoders.learned import load_encoder
+
+        fz = load_encoder(args.fused)
+        texture = {s: fz.texture.features_batch(imgs[s]) for s in sources}  # the undegraded images, as ``plain``
+        methods += [f"fused reg={r}" for r in regs]
     for arch in archs:
         test = {s: plain[s] for s in sources if sources[s]["arch"] == arch}
         train = {s: bank[s] for s in sources if sources[s]["arch"] != arch}
@@ -79,6 +93,14 @@ def main():
             set_wccn(net, *fit_wccn(train, reg))
             enc = LearnedEncoder(net.eval(), config, weights_sha256=f"fold-{arch}-{reg}", device="cpu")
             fold[method] = protocol(enc, test, enc.embed_features, shots, args.trials)
+            if texture is not None:  # the texture branch was never fitted on the zoo: every architecture is unseen by it
+                both = {s: np.concatenate([f, texture[s]], axis=1) for s, f in test.items()}
+                n = fe.dim
+
+                def embed(f, enc=enc, n=n):
+                    return fuse(enc.embed_features(f[:, :n]), (f[:, n:] - fz.tex_mean) @ fz.tex_P, fz.alpha)
+
+                fold[f"fused reg={reg}"] = protocol(SimpleNamespace(calibration=None), both, embed, shots, args.trials)
         results["folds"][arch] = fold
         print(
             f"held out {arch:<13} ({len(test)} sources), 5-shot acc / AUROC / EER: "

@@ -84,3 +84,26 @@ def test_memory_gallery_answers_as_a_gallery(tmp_path):
     queries = ds.embeddings[names == "s3"][:5].tolist() + ds.embeddings[names == "s0"][25:].tolist()
     assert mem.source_scores(np.array(queries), 0) == g.source_scores(np.array(queries), 0)
     assert [d.to_dict() for d in mem.identify(np.array(queries), top_k=3)] == [d.to_dict() for d in g.identify(np.array(queries), top_k=3)]
+
+
+def test_queries_can_be_embedded_apart_from_enrollment_and_rejects_counted_apart():
+    ds, enc = dataset(), WithPrior()
+    known, unknown = ["s0", "s1", "s2"], ["s3", "s4"]
+    args = dict(shots=(5,), trials=2, max_queries=6, seed=2)
+    base = run_protocol(ds, enc, known, unknown, **args)
+    assert run_protocol(ds, enc, known, unknown, query_embeddings=ds.embeddings.copy(), **args) == base
+    # queries replaced by noise: attribution falls to chance, enrollment untouched
+    noise = np.random.default_rng(0).normal(size=ds.embeddings.shape)
+    noisy = run_protocol(ds, enc, known, unknown, query_embeddings=noise / np.linalg.norm(noise, axis=1, keepdims=True), **args)
+    assert noisy["shots"]["5"]["accuracy"] < base["shots"]["5"]["accuracy"] - 0.3
+    # "s5" queried only to be rejected: its images are copies of s0's, so the gallery accepts most
+    names = ["s5" if n == "s5" else n for n in ds.names]
+    emb = ds.embeddings.copy()
+    emb[np.array(names) == "s5"] = ds.embeddings[np.array(names) == "s0"]
+    copied = Dataset(names, ds.paths, ds.shas, emb)
+    res = run_protocol(copied, enc, known, unknown, rejects=["s5"], **args)["shots"]["5"]
+    far = run_protocol(ds, enc, known, unknown, rejects=["s5"], **args)["shots"]["5"]
+    assert res["attributed"] > far["attributed"] + 0.3 and far["attributed"] < 0.2
+    assert far["accuracy"] == base["shots"]["5"]["accuracy"]
+    with pytest.raises(Exception, match="query_embeddings"):
+        run_protocol(ds, enc, known, unknown, query_embeddings=ds.embeddings[:5], **args)

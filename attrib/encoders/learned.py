@@ -400,6 +400,10 @@ def load_encoder(folder: str | Path, device: str | None = None) -> _FolderEncode
             config[key]
     except (ValueError, KeyError) as exc:
         raise EncoderError(f"{cfg_path}: invalid encoder config ({exc})") from None
+    if config["backbone"] == "fused":  # residual + texture branches, numpy and a small torch CNN
+        from .fused import load_fused
+
+        return load_fused(config, w_path, folder)
     if config["backbone"] == "residual-wccn" and device in (None, "cpu"):
         from safetensors.numpy import load_file as load_numpy
 
