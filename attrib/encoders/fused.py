@@ -62,7 +62,7 @@ def texture_backbone_from_file(path: str | Path) -> dict[str, np.ndarray]:
     dict of the kept blocks, as float32 arrays."""
     import timm
 
-    from .learned import load_pretrained
+    from .weights import load_pretrained
 
     full = timm.create_model(TEXTURE_ARCH, pretrained=False)
     load_pretrained(full, Path(path))
@@ -190,7 +190,7 @@ def save_fused(
 
     from safetensors.numpy import save_file
 
-    from .learned import CONFIG_NAME, WEIGHTS_NAME
+    from .weights import CONFIG_NAME, WEIGHTS_NAME
 
     if not 0 < alpha < 1:
         raise EncoderError(f"alpha must be in (0, 1), got {alpha}")
@@ -232,7 +232,7 @@ def load_fused(config: dict[str, Any], weights_path: Path, folder: Path) -> Fuse
     """A ``fused`` folder's encoder (called by :func:`attrib.encoders.learned.load_encoder`)."""
     from safetensors.numpy import load_file
 
-    from .learned import sha256_file
+    from .weights import sha256_file
 
     try:
         weights = load_file(str(weights_path))

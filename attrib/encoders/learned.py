@@ -30,7 +30,6 @@ mean of the crop embeddings is the image's embedding.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,9 +40,8 @@ import numpy as np
 from ..errors import EncoderError
 from ..imageio import reflect_pad
 from .base import Encoder
+from .weights import CONFIG_NAME, WEIGHTS_NAME, load_pretrained, load_state_file, sha256_file  # noqa: F401  (public here too)
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -105,59 +103,6 @@ def build_fpcnn(variant: str = ""):
     return FPCNN()
 
 
-def _load_state_file(path: Path) -> dict:
-    torch = _torch()
-    path = Path(path)
-    if not path.exists():
-        raise EncoderError(f"weights file {path} does not exist")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or foreign file: one line, no traceback
-        raise EncoderError(f"cannot read weights {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    for key in ("state_dict", "model", "module"):
-        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise EncoderError(f"{path}: not a state dict")
-    return {k.removeprefix("module."): v for k, v in state.items()}
-
-
-def load_pretrained(model, path: Path, by_order: bool | None = None) -> dict[str, int]:
-    """Load weights from a local file into ``model``.
-
-    Keys are matched by name; when names do not match but every tensor shape lines up in order
-    (the EfficientNet-Lite0 file that loads into timm's ``tf_efficientnet_lite0``), by parameter
-    order. Returns ``{"loaded": n, "total": m}``; raises if almost nothing fits.
-    """
-    state = _load_state_file(path)
-    own = model.state_dict()
-    matched = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
-    if by_order or (by_order is None and len(matched) < 0.5 * len(own)):
-        # counters such as BatchNorm's num_batches_tracked are not parameters: align float tensors only
-        own_items = [(k, v) for k, v in own.items() if v.is_floating_point()]
-        src_items = [(k, v) for k, v in state.items() if hasattr(v, "is_floating_point") and v.is_floating_point()]
-        # classifier heads may be absent on either side: align the common prefix
-        n = 0
-        mapped = {}
-        for (k_own, v_own), (_, v_src) in zip(own_items, src_items):
-            if tuple(v_own.shape) != tuple(v_src.shape):
-                break
-            mapped[k_own] = v_src
-            n += 1
-        if n > len(matched):
-            matched = mapped
-    n_float = sum(1 for v in own.values() if v.is_floating_point())
-    if len(matched) < 0.5 * n_float:
-        raise EncoderError(f"{path}: only {len(matched)} of {n_float} tensors fit this backbone (wrong file for this model?)")
-    model.load_state_dict(matched, strict=False)
-    return {"loaded": len(matched), "total": n_float}
-
-
 def build_backbone(spec: str, weights: str | Path | None = None, residual: dict[str, Any] | None = None):
     """Backbone from a spec string -> (module, feature_dim, input normalisation dict).
 
@@ -196,7 +141,7 @@ def build_backbone(spec: str, weights: str | Path | None = None, residual: dict[
             raise EncoderError(f"open_clip has no model {name!r} ({exc})") from None
         visual = model.visual
         if weights:
-            state = _load_state_file(Path(weights))
+            state = load_state_file(Path(weights))
             if any(k.startswith("visual.") for k in state):
                 state = {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
             missing, unexpected = visual.load_state_dict(state, strict=False)
@@ -360,14 +305,6 @@ class LearnedEncoder(_FolderEncoder):
             out.append(emb[start : start + n].mean(axis=0))
             start += n
         return np.stack(out)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_encoder(folder: str | Path, net, config: dict[str, Any]) -> Path:

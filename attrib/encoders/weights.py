@@ -1,0 +1,79 @@
+"""Encoder folders' files: their names, their hash, and pretrained weights read from a local file.
+
+Shared by the learned encoders (:mod:`attrib.encoders.learned`) and the fused one
+(:mod:`attrib.encoders.fused`), which must not import each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from ..errors import EncoderError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def load_state_file(path: Path) -> dict:
+    """A state dict from a local checkpoint file (torch or safetensors; nested under a
+    ``state_dict`` / ``model`` key is fine)."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise EncoderError(f"weights file {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or foreign file: one line, no traceback
+        raise EncoderError(f"cannot read weights {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    for key in ("state_dict", "model", "module"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise EncoderError(f"{path}: not a state dict")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_pretrained(model, path: Path, by_order: bool | None = None) -> dict[str, int]:
+    """Load weights from a local file into ``model``.
+
+    Keys are matched by name; when names do not match but every tensor shape lines up in order
+    (the EfficientNet-Lite0 file that loads into timm's ``tf_efficientnet_lite0``), by parameter
+    order. Returns ``{"loaded": n, "total": m}``; raises if almost nothing fits.
+    """
+    state = load_state_file(path)
+    own = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    if by_order or (by_order is None and len(matched) < 0.5 * len(own)):
+        # counters such as BatchNorm's num_batches_tracked are not parameters: align float tensors only
+        own_items = [(k, v) for k, v in own.items() if v.is_floating_point()]
+        src_items = [(k, v) for k, v in state.items() if hasattr(v, "is_floating_point") and v.is_floating_point()]
+        # classifier heads may be absent on either side: align the common prefix
+        n = 0
+        mapped = {}
+        for (k_own, v_own), (_, v_src) in zip(own_items, src_items):
+            if tuple(v_own.shape) != tuple(v_src.shape):
+                break
+            mapped[k_own] = v_src
+            n += 1
+        if n > len(matched):
+            matched = mapped
+    n_float = sum(1 for v in own.values() if v.is_floating_point())
+    if len(matched) < 0.5 * n_float:
+        raise EncoderError(f"{path}: only {len(matched)} of {n_float} tensors fit this backbone (wrong file for this model?)")
+    model.load_state_dict(matched, strict=False)
+    return {"loaded": len(matched), "total": n_float}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
