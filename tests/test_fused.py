@@ -199,3 +199,26 @@ def test_multi_tile_encoder_averages_each_branch_over_tiles(fused_folder, tmp_pa
     assert tiled.embed([img])[0] == pytest.approx(pool_tiles(res, tex, 0.35), abs=1e-5)
     small = synthetic(1, 2, 200)  # one tile: the same as the single-pass encoder
     assert tiled.embed([small])[0] == pytest.approx(one.embed([small])[0], abs=1e-5)
+
+
+def test_tiled_encoder_is_its_base_on_small_images_and_averages_tiles_on_big_ones():
+    from attrib.encoders.fused import tiles_of
+    from attrib.encoders.tiled import TiledEncoder
+
+    base = get_encoder("fp-wccn2")
+    tiled = get_encoder("fp-wccn2-tiles")
+    assert isinstance(tiled, TiledEncoder) and tiled.dim == base.dim and tiled.calibration == base.calibration
+    assert tiled.id != base.id and tiled.spec == "fp-wccn2-tiles"
+    small = synthetic(2, 0, 200)
+    assert np.array_equal(tiled.embed([small]), base.embed([small]))
+    big = np.concatenate([synthetic(0, 0, 300), synthetic(4, 1, 300)], axis=1)
+    want = base.embed(tiles_of(big)).mean(axis=0)
+    assert tiled.embed([big, small])[0] == pytest.approx(want / np.linalg.norm(want), abs=1e-6)
+    with pytest.raises(ValueError):
+        TiledEncoder(base, tiles=0)
+
+
+def test_shipped_fp_fuse2_reads_five_tiles():
+    enc = get_encoder("fp-fuse2")
+    assert enc.tiles == 5 and enc.config_["training"]["texture_fit"]["variants"][-1] == "tiles"
+    assert enc.embed([synthetic(0, 0, 300)]).shape == (1, 2257)

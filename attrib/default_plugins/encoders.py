@@ -30,6 +30,19 @@ def register_encoders(register):
             return load_encoder(_folder, **kwargs)  # get_encoder sets its spec to the name
 
         register(name, factory, f"learned (shipped): {_describe(folder)}")
+        if name == "fp-wccn2":
+
+            def tiled(_folder=folder, **kwargs):
+                from ..encoders.learned import load_encoder
+                from ..encoders.tiled import TiledEncoder
+
+                return TiledEncoder(load_encoder(_folder, **kwargs), tiles=5, name="fp-wccn2-tiles")
+
+            register(
+                "fp-wccn2-tiles",
+                tiled,
+                "fp-wccn2 over the whole image: the mean of its embeddings of 5 tiles of 256 px (the same as fp-wccn2 on images up to 256 px)",
+            )
 
 
 def _describe(folder) -> str:

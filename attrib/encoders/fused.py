@@ -85,27 +85,35 @@ class TextureStats:
         self.max_side, self.min_side = max_side, min_side
         self.dim = 2 * (40 + 112)
 
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """The pixels the backbone reads: the central square, thumbnails mirrored up to ``min_side``."""
+        x = centre_square(image, self.max_side)
+        h, w = x.shape[:2]
+        if min(h, w) < self.min_side:
+            pad = ((0, max(0, self.min_side - h)), (0, max(0, self.min_side - w)), (0, 0))
+            x = np.pad(x, pad, mode="reflect" if min(h, w) > 1 else "edge")
+        return x
+
     def features_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """One image per pass: sizes differ, and on 2 CPU cores a batch of 48 tiles of one size
+        took 1.6x longer per tile than single passes (19.6 against 12.3 ms)."""
+        if not len(images):
+            return np.zeros((0, self.dim), np.float32)
+        return np.concatenate([self._pass(self.prepare(img)[None]) for img in images]).astype(np.float32)
+
+    def _pass(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
-        out = []
         with torch.inference_mode():
-            for img in images:  # sizes differ: one image per pass
-                x = centre_square(img, self.max_side)
-                h, w = x.shape[:2]
-                if min(h, w) < self.min_side:  # thumbnails: mirror up to the smallest useful side
-                    pad = ((0, max(0, self.min_side - h)), (0, max(0, self.min_side - w)), (0, 0))
-                    x = np.pad(x, pad, mode="reflect" if min(h, w) > 1 else "edge")
-                t = torch.from_numpy(np.array(x, dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
-                t = self.net["bn1"](self.net["conv_stem"](t))
-                pooled = []
-                for i, block in enumerate(self.net["blocks"]):
-                    t = block(t)
-                    if i in TEXTURE_TAPS:
-                        flat = t.flatten(2)
-                        pooled += [flat.mean(-1), flat.std(-1)]
-                out.append(torch.cat(pooled, 1)[0].numpy())
-        return np.stack(out).astype(np.float32) if out else np.zeros((0, self.dim), np.float32)
+            t = torch.from_numpy(batch.astype(np.float32)).permute(0, 3, 1, 2) / 127.5 - 1
+            t = self.net["bn1"](self.net["conv_stem"](t))
+            pooled = []
+            for i, block in enumerate(self.net["blocks"]):
+                t = block(t)
+                if i in TEXTURE_TAPS:
+                    flat = t.flatten(2)
+                    pooled += [flat.mean(-1), flat.std(-1)]
+            return torch.cat(pooled, 1).numpy()
 
 
 class FusedEncoder(Encoder):
@@ -164,10 +172,15 @@ class FusedEncoder(Encoder):
     def _embed_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         if not self.tiles:
             return self.project(*self.branch_features(images))
-        out = []
-        for img in images:
-            res, tex = self.branch_embeddings(*self.branch_features(tiles_of(img, TILE, self.tiles)))
-            out.append(pool_tiles(res, tex, self.alpha))
+        per_image = [tiles_of(img, TILE, self.tiles) for img in images]
+        # every tile of the batch at once: one projection per branch (per-tile products left BLAS
+        # threads spinning against torch's and ran 2x slower)
+        res, tex = self.branch_embeddings(*self.branch_features([t for tiles in per_image for t in tiles]))
+        out, start = [], 0
+        for tiles in per_image:
+            end = start + len(tiles)
+            out.append(pool_tiles(res[start:end], tex[start:end], self.alpha))
+            start = end
         return np.stack(out)
 
 
