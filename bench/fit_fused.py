@@ -1,4 +1,5 @@
-"""Fit a shipped fused encoder (``attrib/data/encoders/fp-fuse1``, ``fp-fuse2``) on the whole devset.
+"""Fit the shipped fused encoder (``attrib/data/encoders/fp-fuse2``) on the whole devset
+(``--name fp-fuse1``: the single-pass variant, measured by ``real_folds.py``, not shipped).
 
     python bench/fit_fused.py --name fp-fuse2 [--devset ../shared/devset]
 

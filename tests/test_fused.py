@@ -156,14 +156,6 @@ def test_fuse_weights_unit_branches():
     assert out == pytest.approx(np.array([[0.5 * 0.6, 0.5 * 0.8, 0, np.sqrt(0.75), 0]]))
 
 
-def test_shipped_fp_fuse1_loads_and_embeds():
-    enc = get_encoder("fp-fuse1")
-    config = enc.config_
-    assert config["training"]["fitted_on"]["labels"] and enc.calibration["near_impostor"]["n"] > 0
-    emb = enc.embed([synthetic(0, 0, 128)])
-    assert emb.shape == (1, enc.dim) == (1, 2257)
-
-
 def test_tiles_cover_the_image_once_each():
     from attrib.encoders.fused import tiles_of
 
@@ -220,5 +212,6 @@ def test_tiled_encoder_is_its_base_on_small_images_and_averages_tiles_on_big_one
 
 def test_shipped_fp_fuse2_reads_five_tiles():
     enc = get_encoder("fp-fuse2")
+    assert enc.config_["training"]["fitted_on"]["labels"] and enc.calibration["near_impostor"]["n"] > 0
     assert enc.tiles == 5 and enc.config_["training"]["texture_fit"]["variants"][-1] == "tiles"
     assert enc.embed([synthetic(0, 0, 300)]).shape == (1, 2257)

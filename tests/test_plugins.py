@@ -351,7 +351,9 @@ def test_plugins_all_lists_builtins(monkeypatch):
     assert rows["attrib.default_plugins.detectors"]["registers"] == {"detectors": ["spectral", "npr"]}
     assert rows["attrib.default_plugins.encoders"]["hooks"] == ["register_encoders"]
     shipped = sorted(p.name for p in (ROOT / "attrib" / "data" / "encoders").iterdir() if (p / "config.json").is_file())
-    assert rows["attrib.default_plugins.encoders"]["registers"] == {"encoders": ["residual", *shipped]}
+    # each shipped folder, and fp-wccn2's tiled reading right after it
+    expected = ["residual"] + [n for name in shipped for n in ([name, "fp-wccn2-tiles"] if name == "fp-wccn2" else [name])]
+    assert rows["attrib.default_plugins.encoders"]["registers"] == {"encoders": expected}
     assert all(r["error"] is None for r in rows.values())
     assert rows["attrib.default_plugins.detectors"]["distribution"] == "attrib"
     assert invoke(build_cli(), "plugins").output.startswith("No plugins installed")

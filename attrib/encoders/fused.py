@@ -141,7 +141,7 @@ class FusedEncoder(Encoder):
             raise EncoderError(f"{folder}: fused encoder weights lack {exc}") from None
         backbone = {k.removeprefix("texture.backbone."): v for k, v in weights.items() if k.startswith("texture.backbone.")}
         self.texture = TextureStats(backbone, max_side=int(inp.get("texture_max_side", 512)))
-        self.tiles = int(inp.get("tiles", 0))  # 0: the central square only (fp-fuse1); else tiles_of()
+        self.tiles = int(inp.get("tiles", 0))  # 0: the central square only; else tiles_of()
         if self.res_W.shape[0] != self.residual.dim or self.tex_P.shape[0] != self.texture.dim:
             raise EncoderError(f"{folder}: weights do not fit the residual ({self.residual.dim}) / texture ({self.texture.dim}) features")
         if self.res_W.shape[1] + self.tex_P.shape[1] != self.dim:
@@ -278,7 +278,7 @@ def save_fused(
             "batch_size": 16,
         },
     }
-    if tiles:  # in the config (and so the id) only when on: fp-fuse1's id stays valid
+    if tiles:  # in the config (and so the id) only when on
         config["input"]["tiles"] = int(tiles)
     if calibration:
         config["calibration"] = calibration
