@@ -13,12 +13,16 @@ and all samples of unknown sources are queries that should be rejected. Reported
   impostor = query vs every other source (unknown queries included);
 * ``openset_accuracy``, ``observed_far``, ``tar``: what the calibrated thresholds actually did
   at the gallery's FAR (known correctly accepted, unknown rejected; fraction of unknowns accepted).
+
+Asked for (``details=[]``), each trial also leaves its raw material behind as a
+:class:`TrialDetail` (every query's score against every enrolled source, the calibrated decision,
+each source's threshold and expected TAR): what :mod:`attrib.evalreport` draws its plots from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +97,7 @@ def run_protocol(
     progress: Callable[[], None] | None = None,
     query_embeddings: np.ndarray | None = None,
     rejects: Sequence[str] = (),
+    details: list[TrialDetail] | None = None,
 ) -> dict[str, Any]:
     """K-shot trials on ``ds`` (see the module docstring) -> ``{"known", "unknown", "shots": {K:
     summary}}``.
@@ -100,7 +105,9 @@ def run_protocol(
     ``query_embeddings`` (rows aligned with ``ds``): what queries are embedded as, when they differ
     from what is enrolled (queries re-saved as JPEG, resized). ``rejects``: sources whose images are
     queried only to be rejected and counted apart (camera photos): each summary then has
-    ``attributed``, the fraction of them accepted as some enrolled source at the gallery's FAR."""
+    ``attributed``, the fraction of them accepted as some enrolled source at the gallery's FAR.
+    ``details``: a list to append one :class:`TrialDetail` per K and trial to (the return value
+    is the same with or without it)."""
     names = np.array(ds.names)
     queries = ds.embeddings if query_embeddings is None else np.asarray(query_embeddings, np.float32)
     if queries.shape != ds.embeddings.shape:
@@ -123,9 +130,12 @@ def run_protocol(
                 unk_idx += rng.permutation(np.flatnonzero(names == s))[:max_queries].tolist()
             g = _enroll_trial(ds, encoder, enroll_idx)
             m = _score_trial(g, queries, names, query_idx, unk_idx, far)
+            rej = np.flatnonzero(np.isin(names, list(rejects))) if rejects else np.zeros(0, np.int64)
             if rejects:
-                rej = np.flatnonzero(np.isin(names, list(rejects)))
                 m["summary"]["attributed"] = _attributed(g, queries[rej], far)
+            if details is not None:
+                idx = {"known": query_idx, "unknown": unk_idx, "rejects": rej}
+                details.append(_trial_detail(g, queries, names, idx, far, k, t, {s: len(v) for s, v in enroll_idx.items()}))
             per_trial.append(m["summary"])
             for s, (acc, e) in m["per_source"].items():
                 per_source[s].append((acc, e))
@@ -137,6 +147,92 @@ def run_protocol(
         }
         results["shots"][str(k)] = summary
     return results
+
+
+@dataclass
+class QuerySet:
+    """Queries of one kind in one trial: true source per row, score against every enrolled source
+    (columns in :attr:`TrialDetail.sources` order; NaN where the index returned none) and the
+    calibrated decision (a source, or None for unknown)."""
+
+    truth: list[str]
+    scores: np.ndarray
+    decided: list[str | None]
+
+    def own_scores(self, sources: Sequence[str]) -> np.ndarray:
+        """Each row's score against its own source (rows of known queries only)."""
+        col = {s: i for i, s in enumerate(sources)}
+        return np.array([self.scores[r, col[t]] for r, t in enumerate(self.truth)], dtype=float)
+
+    def best(self) -> np.ndarray:
+        """Each row's best score (what the open-set decision and the ROC use)."""
+        return np.nanmax(self.scores, axis=1) if len(self.truth) else np.zeros(0)
+
+    def top1(self, sources: Sequence[str]) -> list[str]:
+        """The closed-set decision: the best-scoring source of each row, threshold ignored."""
+        return [sources[i] for i in np.nanargmax(self.scores, axis=1)] if len(self.truth) else []
+
+
+@dataclass
+class TrialDetail:
+    """The raw material of one K-shot trial (see :func:`run_protocol`'s ``details``)."""
+
+    shots: int
+    trial: int
+    far: float  # the FAR thresholds were read at
+    sources: list[str]  # enrolled sources, sorted: the columns of every score matrix
+    enrolled: dict[str, int]  # samples drawn per source
+    thresholds: dict[str, float]
+    expected_tar: dict[str, float | None]  # from each source's genuine model at its threshold
+    known: QuerySet
+    unknown: QuerySet  # never-enrolled sources
+    rejects: QuerySet = field(default_factory=lambda: QuerySet([], np.zeros((0, 0)), []))
+
+
+def _query_set(g, queries: np.ndarray, names: np.ndarray, rows, far) -> QuerySet:
+    sources = g.source_names()
+    rows = np.asarray(rows, dtype=np.int64)
+    scores = np.full((len(rows), len(sources)), np.nan)
+    if not len(rows):
+        return QuerySet([], scores, [])
+    col = {s: i for i, s in enumerate(sources)}
+    for r, cands in enumerate(g.source_scores(queries[rows], top_k=len(sources))):
+        for s, v in cands:
+            scores[r, col[s]] = v
+    decided = [d.source for d in g.identify(queries[rows], top_k=1, far=far)]
+    return QuerySet([str(n) for n in names[rows]], scores, decided)
+
+
+def _trial_detail(g, queries, names, idx: dict[str, Any], far, k: int, t: int, enrolled: dict[str, int]) -> TrialDetail:
+    far_used = g.far if far is None else far
+    thresholds = g.thresholds(far_used)
+    expected = {}
+    for s, thr in thresholds.items():
+        gen = g.calibration.genuine(s)
+        expected[s] = None if gen is None else gen.tail(thr)
+    sets = {kind: _query_set(g, queries, names, rows, far) for kind, rows in idx.items()}
+    return TrialDetail(k, t, far_used, g.source_names(), enrolled, thresholds, expected, **sets)
+
+
+def embed_post(encoder: Encoder, ds: Dataset, post: str | Sequence[str], progress=None) -> np.ndarray:
+    """Embeddings of ``ds``'s images after the post-processing ``post`` (``jpeg75``,
+    ``resize0.5``: :func:`attrib.degrade.parse_post`), rows aligned with ``ds``: the queries of a
+    robustness run (enroll clean, query re-encoded)."""
+    from .degrade import parse_post, post_process
+
+    steps = parse_post(post)
+
+    def processed():
+        for item in load_many(ds.paths):
+            if item.image is not None:
+                item.image.pixels = post_process(item.image.pixels, steps)
+            yield item
+
+    items, emb = embed_items(encoder, processed(), progress=progress)
+    failed = [it.path for it in items if it.error is not None]
+    if failed:
+        raise AttribError(f"{failed[0]}: could not be read again for post-processing")
+    return emb
 
 
 def _enroll_trial(ds: Dataset, encoder: Encoder, enroll_idx: dict[str, np.ndarray]) -> MemoryGallery:
