@@ -295,6 +295,13 @@ def plot_kshot(results: Mapping[str, Any], robust: Robustness | None = None) -> 
         ax.set_xticks(ks)
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
+    last = results["shots"][str(max(int(k) for k in results["shots"]))]
+    fig.suptitle(
+        f"{len(results['known'])} known sources, {len(results['unknown'])} never-enrolled; "
+        f"queries per trial at K={max(int(k) for k in results['shots'])}: {num(last.get('known_queries'), 0)} known, "
+        f"{num(last.get('unknown_queries'), 0)} never-enrolled",
+        fontsize=9,
+    )
     return _png(fig)
 
 
@@ -321,24 +328,31 @@ def plot_roc_det(details: Sequence[TrialDetail], op: Mapping[str, Any], robust: 
     roc.set(title="ROC: known vs never-enrolled (best score)", xlabel="never-enrolled accepted (FPR)", ylabel="known accepted (TPR)")
     roc.set_xlim(-0.01, 1.01)
     roc.set_ylim(-0.01, 1.01)
-    ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95])
-    det.set(title="DET (normal deviate scales)", xlabel="never-enrolled accepted", ylabel="known rejected")
+    ticks = np.array([0.001, 0.01, 0.1, 0.5, 0.9, 0.99])
+    det.set(title="DET (normal deviate scales; 0 drawn at 1e-4)", xlabel="never-enrolled accepted", ylabel="known rejected")
     det.set_xticks(_probit(ticks), [f"{t:g}" for t in ticks])
     det.set_yticks(_probit(ticks), [f"{t:g}" for t in ticks])
+    det.set_xlim(_probit(np.array([5e-5, 0.9999])))
+    det.set_ylim(_probit(np.array([5e-5, 0.9999])))
     for ax in (roc, det):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right" if ax is roc else "upper right")
     return _png(fig)
 
 
-def plot_confusion(rows: Sequence[str], cols: Sequence[str], m: np.ndarray) -> bytes:
+def plot_confusion(rows: Sequence[str], cols: Sequence[str], m: np.ndarray, families: Mapping[str, str] | None = None) -> bytes:
     size = max(4.0, 0.35 * len(cols) + 2.5)
     fig = _figure(size, max(3.5, 0.35 * len(rows) + 2))
     ax = fig.subplots()
     norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=7)
-    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    families = families or {}
+
+    def label(name):
+        return f"{name} ({families[name]})" if name in families else name
+
+    ax.set_xticks(range(len(cols)), [label(c) for c in cols], rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(rows)), [label(r) for r in rows], fontsize=7)
     ax.set_xlabel("decision (calibrated)")
     ax.set_ylabel("true source")
     if len(rows) * len(cols) <= 400:
@@ -481,9 +495,9 @@ def _operating_section(summary, details, op, robust, plots, k) -> str:
     )
 
 
-def _confusion_section(details, order, rejects_label, plots, k) -> str:
+def _confusion_section(details, order, families, rejects_label, plots, k) -> str:
     rows, cols, m = confusion(details, order, rejects_label)
-    plots["confusion"] = plot_confusion(rows, cols, m)
+    plots["confusion"] = plot_confusion(rows, cols, m, families)
     table = _table("confusion", ["true \\ decided"] + cols, [[r] + [int(v) for v in m[i]] for i, r in enumerate(rows)])
     return _section(
         "confusion",
@@ -606,7 +620,7 @@ def build_report(
     parts = [
         _kshot_section(results, meta, plots),
         _operating_section(summary, dk, op, robust_k, plots, k),
-        _confusion_section(dk, order, rejects_label, plots, k),
+        _confusion_section(dk, order, families, rejects_label, plots, k),
         _per_source_section(dk, order, families, summary, k),
         _histogram_section(dk, rejects_label, plots, k),
     ]

@@ -280,6 +280,10 @@ def test_cli_post_adds_the_robustness_section(run, tmp_path, source_dirs):
     page = Tables(out.read_text())
     assert "robustness" in page.sections
     assert page.table("meta")["post-processing"]["value"] == "jpeg75"
+    plots = tmp_path / "plots"  # --plots alone; steps repeated or comma-separated
+    r = run("eval", data, "--shots", "3", "--unknown", "src3", "--trials", "1", "--post", "jpeg75", "--post", "resize0.5", "--plots", plots)
+    assert r.exit_code == 0, r.output
+    assert (plots / "robustness.png").exists() and "post-processed (jpeg75+resize0.5)" in r.output
     r = run("eval", data, "--post", "jpeg200", "--report", out)
     assert r.exit_code == 2 and "JPEG quality" in r.output
     r = run("eval", data, "--reject", "nope", "--report", out)

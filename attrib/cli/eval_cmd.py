@@ -65,8 +65,10 @@ def _post(ctx, param, value):
 )
 @click.option(
     "--post",
+    multiple=True,
+    metavar="STEP",
     callback=_post,
-    help="Also query post-processed images (enrolled clean), e.g. jpeg75,resize0.5: the robustness figures.",
+    help="Also query the images post-processed, enrolled clean (repeatable or comma-separated: jpeg75, resize0.5, blur1.0): the robustness figures.",
 )
 @click.option(
     "--report",
