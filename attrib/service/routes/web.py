@@ -105,8 +105,11 @@ def bar(value: float | None) -> float:
     return round(max(0.0, min(1.0, float(value))) * 100, 2)
 
 
+#: NAME_RE for an HTML ``pattern`` attribute (anchored by the browser; the v flag wants the '-' escaped)
+NAME_PATTERN = NAME_RE.pattern.removeprefix("^").removesuffix("$").replace("+-]", "+\\-]")
+
 _env.filters["num"] = _num
-_env.globals.update(readable=readable, bar=bar, version=__version__, families=FAMILIES, name_pattern=NAME_RE.pattern)
+_env.globals.update(readable=readable, bar=bar, version=__version__, families=FAMILIES, name_pattern=NAME_PATTERN)
 
 
 def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
