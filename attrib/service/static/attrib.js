@@ -96,17 +96,21 @@ function drawMap(fig, data) {
   const sx = (x) => PAD + ((x - x0) / ((x1 - x0) || 1)) * (W - 2 * PAD);
   const sy = (y) => H - PAD - ((y - y0) / ((y1 - y0) || 1)) * (H - 2 * PAD);
   const families = new Set();
+  const stars = [];
+  const placed = []; // labels drawn so far: one that would overlap another is left to its tooltip
+  const label = (x, y, text, cls) => {
+    const w = 7 * text.length, left = x + 8 + w > W;
+    const box = [left ? x - 8 - w : x + 8, y - 10, w, 12];
+    if (placed.some((b) => box[0] < b[0] + b[2] && b[0] < box[0] + box[2] && box[1] < b[1] + b[3] && b[1] < box[1] + box[3])) return;
+    placed.push(box);
+    const attrs = { x: left ? x - 8 : x + 8, y: y + 4, "text-anchor": left ? "end" : "start" };
+    if (cls) attrs.class = cls;
+    svgEl("text", attrs, svg).textContent = text;
+  };
   for (const s of data.sources) {
     const colour = FAMILY_COLOURS[s.family] || FAMILY_COLOURS.other;
     families.add(s.family);
     for (const [x, y] of s.samples) titled(svgEl("circle", { cx: sx(x), cy: sy(y), r: 2.5, fill: colour, class: "sample" }, svg), s.name + " sample");
-  }
-  for (const s of data.sources) {
-    const colour = FAMILY_COLOURS[s.family] || FAMILY_COLOURS.other;
-    s.prototypes.forEach(([x, y], i) => {
-      titled(svgEl("circle", { cx: sx(x), cy: sy(y), r: 6, fill: colour, class: "proto" }, svg), s.name + " (" + s.family + ")");
-      if (i === 0) svgEl("text", { x: sx(x) + 8, y: sy(y) + 4 }, svg).textContent = s.name;
-    });
   }
   for (const q of queries) {
     const cx = sx(q.x), cy = sy(q.y), r = 9, pts5 = [];
@@ -114,9 +118,17 @@ function drawMap(fig, data) {
       const a = -Math.PI / 2 + (i * Math.PI) / 5, rr = i % 2 ? r / 2.3 : r;
       pts5.push((cx + rr * Math.cos(a)).toFixed(1) + "," + (cy + rr * Math.sin(a)).toFixed(1));
     }
-    titled(svgEl("polygon", { points: pts5.join(" "), class: "query" }, svg), "queried: " + q.label);
-    svgEl("text", { x: cx + 11, y: cy - 8, class: "query-label" }, svg).textContent = q.label;
+    stars.push(titled(svgEl("polygon", { points: pts5.join(" "), class: "query" }), "queried: " + q.label));
+    label(cx + 3, cy - 10, q.label, "query-label"); // labels first: a query's name wins over a source's
   }
+  for (const s of data.sources) {
+    const colour = FAMILY_COLOURS[s.family] || FAMILY_COLOURS.other;
+    s.prototypes.forEach(([x, y], i) => {
+      titled(svgEl("circle", { cx: sx(x), cy: sy(y), r: 6, fill: colour, class: "proto" }, svg), s.name + " (" + s.family + ")");
+      if (i === 0) label(sx(x), sy(y), s.name);
+    });
+  }
+  for (const star of stars) svg.appendChild(star); // stars on top of every dot
   const legend = $("[data-map-legend]", fig);
   if (legend) {
     legend.replaceChildren();
