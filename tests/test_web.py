@@ -391,7 +391,7 @@ def test_browser_remove_with_the_key(page, server):
     page.on("dialog", lambda d: d.accept())
     page.get_by_role("button", name="Remove doomed").click()
     expect(page.locator("#write-status")).to_have_text("Removed doomed (2 samples).")
-    assert page.locator('#source-list tr[data-source="doomed"]').count() == 0
+    expect(page.locator('#source-list tr[data-source="doomed"]')).to_have_count(0)  # the list is refreshed after the message
 
 
 def test_browser_phone_width_and_keyboard(browser, server):
