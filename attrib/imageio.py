@@ -33,6 +33,10 @@ DEFAULT_MAX_BYTES = 200 * 1024 * 1024
 #: File suffixes collected when a folder is given.
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif", ".avif", ".heic"}
 
+#: thumbnails (:func:`thumbnail`): at most this many pixels a side, JPEG at this quality: 1-6 KB
+THUMB_SIDE = 96
+THUMB_QUALITY = 80
+
 ImageInput = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]
 
 
@@ -52,10 +56,21 @@ class LoadedImage:
     origin: str | None = None
     width: int = 0
     height: int = 0
+    thumbnail: bytes | None = None  # made on request (enrollment): :func:`thumbnail`
 
     def __post_init__(self):
         if self.pixels is not None:
             self.height, self.width = (int(v) for v in self.pixels.shape[:2])
+
+
+def thumbnail(pixels: np.ndarray, side: int = THUMB_SIDE) -> bytes:
+    """A small JPEG of ``pixels`` (H x W x 3 uint8) for people to look at: at most ``side`` pixels
+    a side, aspect kept, :data:`THUMB_QUALITY`; 1-6 KB at the default size. Never fed to an encoder."""
+    img = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8), "RGB")
+    img.thumbnail((side, side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=THUMB_QUALITY, optimize=True)
+    return buf.getvalue()
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:

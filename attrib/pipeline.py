@@ -20,7 +20,7 @@ import numpy as np
 from .encoders import Encoder
 from .errors import ImageError
 from .gallery import SampleRecord
-from .imageio import LoadedImage, load_image
+from .imageio import LoadedImage, load_image, thumbnail
 
 
 class StageTimer:
@@ -57,7 +57,12 @@ class Item:
     @property
     def record(self) -> SampleRecord:
         img = self.image
-        return SampleRecord(img.sha256, img.width, img.height, img.format, self.path)
+        return SampleRecord(img.sha256, img.width, img.height, img.format, self.path, img.thumbnail)
+
+    def make_thumbnail(self) -> None:
+        """Keep a small JPEG of the image (for enrollment: the gallery shows a few per source)."""
+        if self.image is not None and self.image.pixels is not None and self.image.thumbnail is None:
+            self.image.thumbnail = thumbnail(self.image.pixels)
 
 
 def _load(path: str | os.PathLike) -> Item:
@@ -84,10 +89,12 @@ def embed_items(
     batch_size: int = 32,
     timer: StageTimer | None = None,
     progress=None,
+    thumbnails: int = 0,
 ) -> tuple[list[Item], np.ndarray]:
     """Decode (if not yet) and embed items in batches; returns (all items, embeddings of the good ones).
 
-    ``progress`` is called with the number of items finished after each batch.
+    ``progress`` is called with the number of items finished after each batch. The first
+    ``thumbnails`` readable items keep a thumbnail (enrollment: the gallery stores a few).
     """
     timer = timer or StageTimer()
     all_items: list[Item] = []
@@ -99,6 +106,8 @@ def embed_items(
         if batch:
             with timer.stage("encode", len(batch)):
                 vectors.append(encoder.embed([it.image.pixels for it in batch]))
+            for it in batch[: max(0, thumbnails - len(good))]:
+                it.make_thumbnail()
             good.extend(batch)
             if progress:
                 progress(len(batch))

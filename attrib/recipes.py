@@ -124,7 +124,7 @@ class Recipe:
 def build_recipe(recipe: Recipe, gallery_path: Path, pm=None, progress: Callable[[str, int], None] | None = None):
     """Enroll every source of ``recipe`` into the gallery at ``gallery_path``; returns (gallery, results)."""
     from .encoders import get_encoder
-    from .gallery import Gallery
+    from .gallery import THUMBS_PER_SOURCE, Gallery
     from .pipeline import embed_items, load_many
 
     plan = recipe.plan()
@@ -132,7 +132,7 @@ def build_recipe(recipe: Recipe, gallery_path: Path, pm=None, progress: Callable
     gallery.set_recipe(recipe.name)
     results = []
     for entry in plan:
-        items, emb = embed_items(gallery.encoder, load_many(entry["files"]))
+        items, emb = embed_items(gallery.encoder, load_many(entry["files"]), thumbnails=THUMBS_PER_SOURCE)
         good = [it for it in items if it.error is None]
         if not good:
             raise AttribError(f"recipe source {entry['name']}: no readable image")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import report
+from ..gallery import THUMBS_PER_SOURCE
 from ..pipeline import embed_items, expand_paths, load_many
 from ..sources import FAMILIES
 from .common import echo_json, gallery_option, json_option, open_gallery, plugin_manager, progressbar
@@ -48,7 +49,9 @@ def enroll(ctx, source, family, meta, encoder, batch_size, json_, paths):
     enc = get_encoder(encoder, pm=plugin_manager(ctx)) if encoder else None
     gallery = open_gallery(ctx, create=True, encoder=enc)
     with progressbar(len(files), f"embedding {source}") as bar:
-        items, emb = embed_items(gallery.encoder, load_many(files), batch_size=batch_size, progress=bar.update)
+        items, emb = embed_items(
+            gallery.encoder, load_many(files), batch_size=batch_size, progress=bar.update, thumbnails=THUMBS_PER_SOURCE
+        )
     good = [it for it in items if it.error is None]
     failed = [{"path": it.path, "error": it.error} for it in items if it.error is not None]
     if not good:

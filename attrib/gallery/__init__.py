@@ -20,7 +20,7 @@ from .facade import Gallery
 from .memory import MemoryGallery
 from .prototypes import MAX_PROTOTYPES, MULTI_PROTO_MIN, prototypes_of
 from .schema import SCHEMA_VERSION, migrations
-from .store import DB_NAME, EnrollResult, SampleRecord, Store, from_blobs, to_blob
+from .store import DB_NAME, THUMBS_PER_SOURCE, EnrollResult, SampleRecord, Store, from_blobs, to_blob
 
 __all__ = [
     "DB_NAME",
@@ -28,6 +28,7 @@ __all__ = [
     "MAX_PROTOTYPES",
     "MULTI_PROTO_MIN",
     "SCHEMA_VERSION",
+    "THUMBS_PER_SOURCE",
     "Calibration",
     "EnrollResult",
     "Gallery",

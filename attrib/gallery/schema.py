@@ -68,6 +68,14 @@ def m002_rejected(db: sqlite_utils.Database) -> None:
     db["rejected"].create_index(["sha256"], unique=True)
 
 
+@step
+def m003_thumbnails(db: sqlite_utils.Database) -> None:
+    """A small JPEG of a few samples per source (at most :data:`attrib.imageio.THUMB_SIDE` px a side,
+    the first :data:`attrib.gallery.store.THUMBS_PER_SOURCE` of each source), for the web page.
+    Older samples have none (NULL); nothing else changes."""
+    db["samples"].add_column("thumbnail", bytes)
+
+
 SCHEMA_VERSION = len(STEPS)
 
 

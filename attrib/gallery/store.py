@@ -25,6 +25,9 @@ from ..errors import GalleryError
 from . import schema
 
 DB_NAME = "gallery.db"
+#: thumbnails kept per source (the first ones enrolled that came with one): enough for the web
+#: page to show what a source's images look like, bounded whatever the source's size
+THUMBS_PER_SOURCE = 6
 
 
 def now() -> str:
@@ -50,6 +53,9 @@ class SampleRecord:
     height: int = 0
     format: str | None = None
     origin: str | None = None
+    #: a small JPEG (:func:`attrib.imageio.thumbnail`), or None; the gallery keeps only the first
+    #: :data:`THUMBS_PER_SOURCE` of each source
+    thumbnail: bytes | None = None
 
 
 @dataclass
@@ -206,12 +212,15 @@ class Store:
         result = EnrollResult(source)
         stamp = now()
         seen = self.sources_of([r.sha256 for r in records])
+        thumbs_left = THUMBS_PER_SOURCE - self.thumbnail_count(source)
         rows = []
         for vec, rec in zip(embeddings, records):
             if rec.sha256 in seen:
                 result.duplicates.append({"path": rec.origin, "source": seen[rec.sha256]})
                 continue
             seen[rec.sha256] = source
+            thumb = rec.thumbnail if thumbs_left > 0 else None
+            thumbs_left -= thumb is not None
             rows.append(
                 {
                     "source": source,
@@ -222,11 +231,26 @@ class Store:
                     "format": rec.format,
                     "origin": rec.origin,
                     "added_at": stamp,
+                    "thumbnail": thumb,
                 }
             )
         self.db["samples"].insert_all(rows, batch_size=500)
         result.enrolled = len(rows)
         return result
+
+    def thumbnail_count(self, source: str) -> int:
+        return self.db.execute("select count(*) from samples where source = ? and thumbnail is not null", [source]).fetchone()[0]
+
+    def thumbnail_ids(self) -> dict[str, list[int]]:
+        """``{source: [sample id, ...]}`` of the samples that have a thumbnail, in enrollment order."""
+        out: dict[str, list[int]] = {}
+        for source, sid in self.db.execute("select source, id from samples where thumbnail is not null order by source, id"):
+            out.setdefault(source, []).append(sid)
+        return out
+
+    def thumbnail(self, sample_id: int) -> bytes | None:
+        row = self.db.execute("select thumbnail from samples where id = ?", [sample_id]).fetchone()
+        return row[0] if row else None
 
     def sources_of(self, shas: Sequence[str]) -> dict[str, str]:
         """``{sha256: source}`` of those of ``shas`` already enrolled."""

@@ -16,13 +16,14 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..plugins import make_plugin_manager
 from .config import ServiceConfig
 from .errors import install_error_handlers
 from .middleware import ServiceMiddleware
-from .routes import ROUTERS
+from .routes import ROUTERS, web
 from .state import ServiceState, preflight
 
 log = logging.getLogger("attrib.service")
@@ -62,12 +63,14 @@ def create_app(config: ServiceConfig, pm=None) -> FastAPI:
     )
     app.state.attrib = state
     install_error_handlers(app)
-    for router in ROUTERS:
+    for router in (*ROUTERS, web.router):
         app.include_router(router)
+    # the web page's script, style sheet and icons: every asset the page uses comes from here
+    app.mount("/static", StaticFiles(packages=[("attrib.service", "static")]), name="static")
     app.add_middleware(ServiceMiddleware, state=state)
     # the routes, flat, for the middleware to name the route of a request it answers itself
     # (recent FastAPI keeps an included router as one opaque entry of app.routes)
-    state.routes = [r for r in app.routes if hasattr(r, "path")] + [r for router in ROUTERS for r in router.routes]
+    state.routes = [r for r in app.routes if hasattr(r, "path")] + [r for router in (*ROUTERS, web.router) for r in router.routes]
     return app
 
 

@@ -47,6 +47,7 @@ class ServiceState:
         self.detectors: extensions.Detectors | None = None
         self.detect_pool: ThreadPoolExecutor | None = None
         self.started_at = time.time()
+        self.web_map = None  # the web page's gallery map, refitted per generation (routes.web)
 
     def start(self) -> None:
         """Open (or create) the gallery and the encoder; blocking, runs once before serving."""

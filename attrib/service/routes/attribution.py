@@ -7,7 +7,9 @@ searches batched across requests, the gallery on reader and writer threads)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
+import numpy as np
 from fastapi import APIRouter, Request
 
 from ... import report
@@ -33,6 +35,25 @@ async def identify(request: Request, state: State):
     uploads, form = await read_form(request, schemas.IdentifyForm, state.config.max_images)
     if form.keep_unknown:
         require_key(request, state, "keep_unknown")
+    done = await identify_uploads(state, uploads, form)
+    return answer(report.identify_rows(done.items, done.decisions, done.evidence))
+
+
+@dataclass
+class Identified:
+    """What :func:`identify_uploads` found: every item, the embeddings of the readable ones (in
+    order), their decisions and each item's detector evidence (``{id(item): [...]}``)."""
+
+    items: list
+    embeddings: np.ndarray
+    decisions: list
+    evidence: dict
+
+
+async def identify_uploads(state: ServiceState, uploads: list, form: schemas.IdentifyForm) -> Identified:
+    """Decode, embed (shared batches) and decide ``uploads``, with the chosen detectors running
+    beside the encoder; keeps the rejected ones when ``form.keep_unknown`` (the caller checked
+    the key). The API's identify and the web page's both answer from this."""
     names = state.detectors.choose(form.detectors if form.detectors is not None else state.config.default_detectors)
     async with Admitted(state, uploads, "identify") as items:
         detecting = _DetectorRuns(state, names, items, uploads)
@@ -52,7 +73,7 @@ async def identify(request: Request, state: State):
         records = [it.record for it in good]
         await state.store.write(lambda g: g.keep_rejected(emb, records, decisions))
     state.metrics.count_images("identify", "unknown", sum(1 for d in decisions if d.source is None))
-    return answer(report.identify_rows(items, decisions, found))
+    return Identified(items, emb, decisions, found)
 
 
 class _DetectorRuns:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request
 
 from ... import report
+from ...gallery import THUMBS_PER_SOURCE
 from ...sources import check_name
 from .. import schemas
 from ..errors import ServiceError
@@ -55,8 +58,14 @@ async def enroll(request: Request, state: State, name: SourceName):
         failed = [{"path": it.path, "error": it.error} for it in items if it.error is not None]
         if not good:
             raise ServiceError(422, f"no image could be read ({len(failed)} failed): nothing enrolled; first: {failed[0]['error']}")
+        await asyncio.get_running_loop().run_in_executor(state.decode_pool, _thumbnails, good[:THUMBS_PER_SOURCE])
         records = [it.record for it in good]
     result = await state.store.write(lambda g: g.enroll(name, emb, records, family=form.family, metadata=metadata))
     result.failed = failed
     state.metrics.count_images("enroll", "enrolled", result.enrolled)
     return answer(result.to_dict())
+
+
+def _thumbnails(items) -> None:
+    for it in items:
+        it.make_thumbnail()
