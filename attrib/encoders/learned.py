@@ -341,6 +341,10 @@ def load_encoder(folder: str | Path, device: str | None = None) -> _FolderEncode
         from .fused import load_fused
 
         return load_fused(config, w_path, folder)
+    if config["backbone"] == "residual-texture-wccn":  # both feature sets under one metric
+        from .joint import load_joint
+
+        return load_joint(config, w_path, folder)
     if config["backbone"] == "residual-wccn" and device in (None, "cpu"):
         from safetensors.numpy import load_file as load_numpy
 
