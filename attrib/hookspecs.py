@@ -40,3 +40,13 @@ def register_detectors(register):
 @hookspec
 def register_commands(cli):
     """Add extra commands to the ``attrib`` click group ``cli``."""
+
+
+@hookspec
+def register_verdict_rules(register):
+    """Register rules of the verdict (:mod:`attrib.verdict`): call ``register(rule)`` once per rule.
+
+    ``rule`` has a ``name`` (unique across plugins: the first registration wins, built-ins come
+    first), a ``priority`` (a number; lower runs first; the built-ins use 100, 200, 300, 400, 500)
+    and an ``evaluate(facts)`` method returning :class:`attrib.verdict.Finding` objects (one, a
+    list, or None). A rule that raises is reported in the verdict's ``errors``, never fatal."""

@@ -31,7 +31,7 @@ import pluggy
 from . import hookspecs
 
 ENTRY_POINT_GROUP = "attrib"
-DEFAULT_PLUGINS = ("attrib.default_plugins.encoders", "attrib.default_plugins.detectors")
+DEFAULT_PLUGINS = ("attrib.default_plugins.encoders", "attrib.default_plugins.detectors", "attrib.default_plugins.verdict")
 
 _cached: AttribPluginManager | None = None
 
@@ -209,7 +209,7 @@ def _registrations(pm: pluggy.PluginManager, plugin: object) -> dict[str, list[s
 
 def list_plugins(pm: pluggy.PluginManager, include_builtin: bool = False) -> list[dict[str, Any]]:
     """One dict per plugin: ``name``, ``distribution``, ``version``, ``hooks``, ``registers``
-    (``{"detectors": [...], "encoders": [...], "commands": [...]}``) and ``error`` (None, or why it
+    (``{"detectors": [...], "encoders": [...], "verdict_rules": [...], "commands": [...]}``) and ``error`` (None, or why it
     failed to load or why one of its hooks raised). Built-ins only with ``include_builtin``."""
     dists = getattr(pm, "distributions", {})
     errors = getattr(pm, "load_errors", [])

@@ -12,7 +12,7 @@ Every function here is plain data in, plain data out: no gallery, no I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +24,22 @@ import numpy as np
 FAR_MIN, FAR_MAX = 1e-6, 0.5
 
 
-def identify_rows(items: Sequence, decisions: Sequence, evidence: Mapping[int, list] | None = None) -> list[dict[str, Any]]:
+def identify_rows(
+    items: Sequence, decisions: Sequence, evidence: Mapping[int, list] | None = None, judge: Callable | None = None
+) -> list[dict[str, Any]]:
     """One ``identify`` answer per item, in input order (the ``identify --json`` objects).
 
     ``items`` are :class:`attrib.pipeline.Item` (readable or not); ``decisions`` the open-set
     decisions of the readable ones, in their order; ``evidence`` maps ``id(item)`` to its
     detectors' evidence. ``detectors`` is always there: ``[]`` when none ran or the image is
-    unreadable.
+    unreadable. ``verdict`` reconciles the decision with the evidence (:mod:`attrib.verdict`):
+    ``judge(decision_dict, evidence)`` (a :class:`attrib.verdict.Judge`; default: the built-in
+    rules alone).
     """
+    from .verdict import default_judge
+
     evidence = evidence or {}
+    judge = judge or default_judge()
     decided = iter(decisions)
     rows = []
     for it in items:
@@ -41,6 +48,7 @@ def identify_rows(items: Sequence, decisions: Sequence, evidence: Mapping[int, l
         else:
             row = {"path": it.path, **next(decided).to_dict(), "error": None}
         row["detectors"] = evidence.get(id(it), [])
+        row["verdict"] = jsonable(judge(None if it.error is not None else row, row["detectors"]))
         rows.append(row)
     return rows
 

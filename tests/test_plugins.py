@@ -82,7 +82,7 @@ def manager_with(*plugins):
 def test_every_hook_is_documented_and_has_a_test():
     docs = (ROOT / "docs" / "plugins.md").read_text()
     tests = {name for name, _ in inspect.getmembers(sys.modules[__name__], inspect.isfunction)}
-    assert HOOKS == ["register_commands", "register_detectors", "register_encoders"]
+    assert HOOKS == ["register_commands", "register_detectors", "register_encoders", "register_verdict_rules"]
     for hook in HOOKS:
         fn = getattr(hookspecs, hook)
         assert (fn.__doc__ or "").strip(), f"{hook} has no docstring"
@@ -115,6 +115,41 @@ def test_hook_register_detectors(tmp_path):
     assert ev["verdict"] == "synthetic" and ev["source_hint"] == "lamp-gen" and ev["details"]["mean"] == pytest.approx(230 / 255)
     r = invoke(cli, "detectors", "list", "--json")
     assert {"name": "brightness", "description": "test: bright images are 'synthetic'", "plugin": "test-plugin-0"} in json.loads(r.output)
+
+
+class LampRule:
+    """A third party's verdict rule over its own detector's evidence, between the built-ins."""
+
+    name = "lamp"
+    priority = 250  # after the watermark, before metadata and the fingerprint
+
+    def evaluate(self, facts):
+        from attrib.verdict import Finding
+
+        ev = facts.evidence_of("brightness")
+        if ev is None or ev["verdict"] != "synthetic":
+            return None
+        return Finding("ai-generated", ev["source_hint"], sure=True, detector="brightness", value={"mean": ev["score"]}, reason="bright")
+
+
+class RulePlugin:
+    @hookimpl
+    def register_verdict_rules(self, register):
+        register(LampRule())
+
+
+def test_hook_register_verdict_rules(tmp_path, source_dirs):
+    pm = manager_with(ExamplePlugin(), RulePlugin())
+    cli = build_cli(pm)
+    g = tmp_path / "g"
+    assert invoke(cli, "-g", g, "enroll", "--generator", "a", *sorted(source_dirs["src0"].iterdir())[:3]).exit_code == 0
+    bright = write_png(tmp_path / "bright.png", np.full((64, 64, 3), 230, np.uint8))
+    r = invoke(cli, "-g", g, "identify", "--json", "-d", "brightness", bright)
+    verdict = json.loads(r.output)["verdict"]
+    assert (verdict["label"], verdict["source"]) == ("ai-generated", "lamp-gen")
+    assert verdict["basis"][0]["rule"] == "lamp" and verdict["basis"][0]["decisive"] and verdict["errors"] == []
+    rows = _rows(cli)
+    assert rows["test-plugin-1"]["registers"] == {"verdict_rules": ["lamp"]}
 
 
 def test_hook_register_commands():
@@ -350,6 +385,9 @@ def test_plugins_all_lists_builtins(monkeypatch):
     assert set(DEFAULT_PLUGINS) <= set(rows)
     assert rows["attrib.default_plugins.detectors"]["registers"] == {"detectors": ["spectral", "npr"]}
     assert rows["attrib.default_plugins.encoders"]["hooks"] == ["register_encoders"]
+    assert rows["attrib.default_plugins.verdict"]["registers"] == {
+        "verdict_rules": ["c2pa", "watermark", "metadata", "fingerprint", "detectors"]
+    }
     shipped = sorted(p.name for p in (ROOT / "attrib" / "data" / "encoders").iterdir() if (p / "config.json").is_file())
     # each shipped folder, and fp-wccn2's tiled reading right after it
     expected = ["residual"] + [n for name in shipped for n in ([name, "fp-wccn2-tiles"] if name == "fp-wccn2" else [name])]

@@ -122,8 +122,8 @@ def test_cli_and_http_identify_answer_with_one_function(client, tmp_path, monkey
 
     answers = []
 
-    def spy(items, decisions, evidence=None):
-        rows = real(items, decisions, evidence)
+    def spy(items, decisions, evidence=None, judge=None):
+        rows = real(items, decisions, evidence, judge)
         answers.append(rows)
         return rows
 

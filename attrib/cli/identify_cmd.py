@@ -6,7 +6,7 @@ import click
 
 from .. import report
 from ..pipeline import embed_items, expand_paths, load_many
-from .common import echo_jsonl, far_option, fmt, gallery_option, json_option, open_gallery, progressbar
+from .common import echo_jsonl, far_option, fmt, gallery_option, json_option, open_gallery, plugin_manager, progressbar
 from .detect_cmd import detector_options, make_runner
 
 
@@ -55,9 +55,11 @@ def identify(ctx, top_k, far, keep_unknown, batch_size, no_detectors, detector_n
     answer reports the score, the threshold and the margin to the runner-up.
 
     With --json, one JSON object per image (JSON Lines): path, source (null when unknown),
-    score, threshold, margin, candidates [{source, score}], error, and detectors: each
+    score, threshold, margin, candidates [{source, score}], error, detectors: each
     detector's evidence {detector, verdict, score, source_hint, details, error} (see
-    `attrib detect`; --no-detectors skips them).
+    `attrib detect`; --no-detectors skips them), and verdict: the decision and the evidence
+    reconciled by ordered rules {label: ai-generated | camera | undetermined, source, basis,
+    conflicts, errors} (see README, "The verdict").
     """
     gallery = open_gallery(ctx)
     if not gallery.source_names():
@@ -69,7 +71,7 @@ def identify(ctx, top_k, far, keep_unknown, batch_size, no_detectors, detector_n
     decisions = gallery.identify(emb, top_k=top_k, far=far) if len(emb) else []
     if keep_unknown and len(emb):  # the same decisions: what is kept depends on the best candidate only
         gallery.keep_rejected(emb, [it.record for it in good], decisions)
-    rows = report.identify_rows(items, decisions, found)
+    rows = report.identify_rows(items, decisions, found, _judge(ctx, gallery))
     if json_:
         for r in rows:
             echo_jsonl(r)
@@ -77,6 +79,13 @@ def identify(ctx, top_k, far, keep_unknown, batch_size, no_detectors, detector_n
         _print_table(rows)
     if not good:
         raise click.ClickException("no image could be read")
+
+
+def _judge(ctx, gallery):
+    """The verdict's rules (built-in and plugins'), told which sources are camera classes."""
+    from ..verdict import camera_sources, make_judge
+
+    return make_judge(plugin_manager(ctx)).with_camera_sources(camera_sources(gallery))
 
 
 def _print_table(rows):
@@ -98,6 +107,10 @@ def _print_table(rows):
             from ..detectors import summarise
 
             click.echo(f"{'':<{width}}  detectors: {summarise(r['detectors'])}")
+        if r.get("verdict"):
+            from ..verdict import summarise as summarise_verdict
+
+            click.echo(f"{'':<{width}}  verdict: {summarise_verdict(r['verdict'])}")
 
 
 @click.command()

@@ -24,12 +24,14 @@ def plugins(ctx, all_, json_):
     from ..detectors import collect_detectors
     from ..encoders import collect_encoders
     from ..plugins import list_plugins
+    from ..verdict import collect_rules
 
     pm = plugin_manager(ctx)
     # call the registration hooks first, so a hook that raises or a refused registration (a name
     # already taken) is listed as that plugin's error
     collect_encoders(pm)
     collect_detectors(pm)
+    collect_rules(pm)
     rows = list_plugins(pm, include_builtin=all_)
     if json_:
         echo_json(rows)

@@ -18,6 +18,7 @@ from typing import Any
 from .. import plugins
 from ..detectors import DetectorImage, DetectorRunner, available_detectors, collect_detectors
 from ..encoders import collect_encoders
+from ..verdict import collect_rules
 from .errors import ServiceError, one_line
 
 
@@ -92,4 +93,5 @@ def list_plugins(pm, include_builtin: bool = False) -> list[dict[str, Any]]:
     registration is listed as that plugin's error whatever start-up happened to collect."""
     collect_encoders(pm)
     collect_detectors(pm)
+    collect_rules(pm)
     return plugins.list_plugins(pm, include_builtin=include_builtin)

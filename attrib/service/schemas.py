@@ -98,6 +98,21 @@ class DetectorEvidence(BaseModel):
     error: str | None = Field(description="Null, or one line: why this detector gave no answer.")
 
 
+class Verdict(BaseModel):
+    """The decision and the detectors' evidence reconciled by ordered rules (attrib.verdict)."""
+
+    model_config = ConfigDict(extra="allow")
+    label: Literal["ai-generated", "camera", "undetermined"]
+    source: str | None = Field(description="The generator (or camera class) the verdict names; null when none is sure.")
+    basis: list[dict[str, Any]] = Field(
+        description="Findings the verdict agrees with, in rule order: {rule, detector, label, source, sure, forgeable, value, reason, decisive}."
+    )
+    conflicts: list[dict[str, Any]] = Field(
+        description="Findings that disagree: the basis fields plus about (label or source), against {rule, detector, label, source} and resolution."
+    )
+    errors: list[dict[str, Any]] = Field(description="Rules that raised or returned something malformed: {rule, plugin, error}.")
+
+
 class IdentifyRow(BaseModel):
     """One uploaded image (as one line of ``attrib identify --json``)."""
 
@@ -110,6 +125,7 @@ class IdentifyRow(BaseModel):
     candidates: list[Candidate]
     error: str | None = Field(description="Null, or one line saying why this image could not be read.")
     detectors: list[DetectorEvidence] = Field(description="Each detector's evidence ([] when none ran or the image is unreadable).")
+    verdict: Verdict = Field(description="One verdict from the decision and the evidence (undetermined for an unreadable image).")
 
 
 class VerifyRow(BaseModel):

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..gallery import Gallery
 from ..plugins import make_plugin_manager
+from ..verdict import make_judge
 from . import extensions
 from .batching import EncoderProcesses, EncoderThreads, MicroBatcher
 from .config import ConfigError, ServiceConfig
@@ -45,6 +46,7 @@ class ServiceState:
         self.encoder_runner = None
         self.decode_pool: ThreadPoolExecutor | None = None
         self.detectors: extensions.Detectors | None = None
+        self.judge = None  # the verdict's rules (attrib.verdict.Judge), collected at start-up
         self.detect_pool: ThreadPoolExecutor | None = None
         self.started_at = time.time()
         self.web_map = None  # the web page's gallery map, refitted per generation (routes.web)
@@ -61,6 +63,7 @@ class ServiceState:
             gallery.close()
         self.encoder.embed([np.zeros((64, 64, 3), np.uint8)])  # load lazily-loaded parts now, fail early
         self.detectors = _detectors(self.pm, cfg)  # a bad --detectors fails at start-up
+        self.judge = make_judge(self.pm)
         self.encoder_runner = self._encoder_runner(spec)
         self.store = GalleryStore(cfg.gallery, self.encoder, pm=self.pm, read_threads=cfg.read_threads)
         self.searches = IdentifyBatcher(self.store)

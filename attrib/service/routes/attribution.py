@@ -13,6 +13,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 
 from ... import report
+from ...verdict import camera_sources, default_judge
 from .. import schemas
 from ..errors import ServiceError
 from ..intake import Admitted, embed, none_readable, read_form
@@ -36,18 +37,20 @@ async def identify(request: Request, state: State):
     if form.keep_unknown:
         require_key(request, state, "keep_unknown")
     done = await identify_uploads(state, uploads, form)
-    return answer(report.identify_rows(done.items, done.decisions, done.evidence))
+    return answer(report.identify_rows(done.items, done.decisions, done.evidence, done.judge))
 
 
 @dataclass
 class Identified:
     """What :func:`identify_uploads` found: every item, the embeddings of the readable ones (in
-    order), their decisions and each item's detector evidence (``{id(item): [...]}``)."""
+    order), their decisions, each item's detector evidence (``{id(item): [...]}``) and the
+    verdict's judge (the service's rules, told which sources are camera classes)."""
 
     items: list
     embeddings: np.ndarray
     decisions: list
     evidence: dict
+    judge: object = None
 
 
 async def identify_uploads(state: ServiceState, uploads: list, form: schemas.IdentifyForm) -> Identified:
@@ -73,7 +76,8 @@ async def identify_uploads(state: ServiceState, uploads: list, form: schemas.Ide
         records = [it.record for it in good]
         await state.store.write(lambda g: g.keep_rejected(emb, records, decisions))
     state.metrics.count_images("identify", "unknown", sum(1 for d in decisions if d.source is None))
-    return Identified(items, emb, decisions, found)
+    cameras = await state.store.read(camera_sources) if any(d.source is not None for d in decisions) else ()
+    return Identified(items, emb, decisions, found, (state.judge or default_judge()).with_camera_sources(cameras))
 
 
 class _DetectorRuns:

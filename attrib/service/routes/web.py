@@ -194,7 +194,7 @@ async def identify_fragment(request: Request, state: State, fragment: bool = Fal
 
 
 async def _results(state: ServiceState, done, far: float | None) -> list[dict[str, Any]]:
-    rows = report.identify_rows(done.items, done.decisions, done.evidence)
+    rows = report.identify_rows(done.items, done.decisions, done.evidence, done.judge)
     wanted = sorted({c["source"] for r in rows for c in r["candidates"]})
     thresholds, default_far = await state.store.read(lambda g: (g.thresholds(far, sources=wanted), g.far))
     gmap = await current_map(state)
