@@ -19,10 +19,10 @@ like any plugin's):
 
 ====  ===============  =========================================================================
  100  ``c2pa``         a C2PA claim of AI generation names the tool; a capture claim says camera.
-                       Sure when the manifest validates with no failure: ``Trusted`` (signer on a
-                       trust list) is not forgeable; ``Valid`` (sound signature, signer not on a
-                       trust list: anyone can make such a certificate) is forgeable. ``Invalid``
-                       or any validation failure: reported, never relied on.
+                       Sure when the manifest validates: ``Trusted`` (signer on a trust list, no
+                       failure) is not forgeable; ``Valid`` (sound signature, the only failure
+                       ``signingCredential.untrusted``: anyone can make such a certificate) is
+                       forgeable. ``Invalid`` or any other failure: reported, never relied on.
  200  ``watermark``    a decoded watermark with at least :data:`WATERMARK_MIN_ACCURACY` of its
                        bits matching names its scheme (sure).
  300  ``metadata``     generation parameters (AUTOMATIC1111, ComfyUI, InvokeAI) or a generator's
@@ -61,7 +61,9 @@ Plain data in, plain data out: no gallery, no I/O. :class:`Judge` is built per p
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -183,6 +185,10 @@ def same_source(a: str | None, b: str | None) -> bool:
 # ----------------------------------------------------------------------------- built-in rules
 
 
+#: validation codes that only say the signer is on no trust list (the state is then ``Valid``)
+C2PA_TRUST_ONLY = frozenset({"signingCredential.untrusted"})
+
+
 def _c2pa_failures(details: Mapping[str, Any]) -> list[str]:
     validation = details.get("validation") or {}
     failures = list(validation.get("failures") or []) + list(validation.get("ingredient_failures") or [])
@@ -204,7 +210,7 @@ class C2PARule(Rule):
         manifests = details.get("manifests") or [{}]
         value = {"validation": state, "failures": failures, "claim_generator": manifests[0].get("claim_generator")}
         trusted = state == "Trusted" and not failures
-        sure = trusted or (state == "Valid" and not failures)
+        sure = trusted or (state == "Valid" and set(failures) <= C2PA_TRUST_ONLY)
         if not sure:
             trust = f"manifest {state or 'not validated'}" + (f" ({', '.join(failures)})" if failures else "")
         else:
@@ -370,6 +376,17 @@ def _one_line(exc: BaseException) -> str:
     return (f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__)[:500]
 
 
+def _plain(obj):
+    """numpy scalars and arrays, paths and sets as JSON; anything else is refused (TypeError)."""
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars
+        return obj.tolist()
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
 def _as_findings(out) -> list[Finding]:
     if out is None:
         return []
@@ -381,8 +398,13 @@ def _as_findings(out) -> list[Finding]:
             raise TypeError(f"returned {type(f).__name__}, not a Finding")
         if f.label not in LABELS:
             raise ValueError(f"returned label {f.label!r}; expected one of {', '.join(LABELS)}")
-        if f.source is not None:
-            f.source = str(f.source)
+        f.source = None if f.source is None else str(f.source)
+        f.detector = None if f.detector is None else str(f.detector)
+        f.sure, f.forgeable, f.reason = bool(f.sure), bool(f.forgeable), str(f.reason or "")
+        try:
+            f.value = json.loads(json.dumps(f.value, allow_nan=False, default=_plain))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"returned a value that is not JSON-serialisable ({exc})") from None
         findings.append(f)
     return findings
 
@@ -444,8 +466,10 @@ def _resolution_text(f: Finding, res: _Resolution) -> str:
     if f is res.overruling:
         withheld = "the source is withheld" if res.label != "undetermined" else "the verdict is undetermined"
         return f"{ref.rule} is forgeable and does not overrule {f.rule}: {withheld}"
-    if res.decisive:
-        return f"{ref.rule} comes first in the rule order" + ("" if f.sure else f"; {f.rule} is not sure")
+    if res.overruling is not None and res.label == "undetermined":
+        return f"the verdict is undetermined: {ref.rule} (forgeable) and {res.overruling.rule} disagree"
+    if ref.sure:
+        return f"{ref.rule} decides: the first sure finding in rule order" + ("" if f.sure else f"; {f.rule} is not sure")
     return "neither is sure: the verdict stays undetermined"
 
 
@@ -515,13 +539,14 @@ def default_judge() -> Judge:
 def summarise(verdict: Mapping[str, Any]) -> str:
     """One line: ``ai-generated: sdxl (c2pa, fingerprint agrees) · 1 conflict: ...``."""
     label = verdict["label"]
-    text = label + (f": {verdict['source']}" if verdict.get("source") else "")
+    conflicts = verdict.get("conflicts") or []
+    withheld = any("withheld" in c.get("resolution", "") for c in conflicts)
+    text = label + (f": {verdict['source']}" if verdict.get("source") else ": source withheld" if withheld else "")
     decisive = [b["rule"] for b in verdict.get("basis", []) if b.get("decisive")]
     agree = [b["rule"] for b in verdict.get("basis", []) if not b.get("decisive") and b["label"] == label and label != "undetermined"]
     if decisive:
         text += f" (from {', '.join(dict.fromkeys(decisive))}"
         text += f"; {', '.join(dict.fromkeys(agree))} agree)" if agree else ")"
-    conflicts = verdict.get("conflicts") or []
     if conflicts:
         first = conflicts[0]
         said = first["label"] + (f" {first['source']}" if first.get("source") else "")

@@ -352,7 +352,10 @@ def test_detectors_and_plugins(client):
     assert all(set(d) >= {"name", "description", "plugin"} for d in listed)
     assert client.get("/v1/plugins").json() == []  # outside plugins are switched off in tests (ATTRIB_LOAD_PLUGINS="")
     builtins = {p["name"]: p for p in client.get("/v1/plugins", params={"all": "true"}).json()}
-    assert set(builtins) == {"attrib.default_plugins.encoders", "attrib.default_plugins.detectors"}
+    assert set(builtins) == {"attrib.default_plugins.encoders", "attrib.default_plugins.detectors", "attrib.default_plugins.verdict"}
+    assert builtins["attrib.default_plugins.verdict"]["registers"] == {
+        "verdict_rules": ["c2pa", "watermark", "metadata", "fingerprint", "detectors"]
+    }
     encoders, detectors = builtins["attrib.default_plugins.encoders"], builtins["attrib.default_plugins.detectors"]
     assert encoders["builtin"] and encoders["hooks"] == ["register_encoders"] and encoders["error"] is None
     assert {"residual", "fp-wccn2"} <= set(encoders["registers"]["encoders"])

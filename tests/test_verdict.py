@@ -60,6 +60,8 @@ def c2pa(state="Trusted", claim="trainedAlgorithmicMedia", agent="DALL-E 3", fai
         ],
         "digital_source_types": [f"http://cv.iptc.org/newscodes/digitalsourcetype/{claim}"],
     }
+    if state == "Valid" and not failures:  # what c2pa-python says of a sound signature by a signer on no trust list
+        failures = ["signingCredential.untrusted"]
     validation = {
         "state": state,
         "failures": [{"code": c, "explanation": c} for c in failures],
@@ -128,7 +130,7 @@ def test_trusted_c2pa_claim_names_the_tool():
     assert first["value"]["validation"] == "Trusted" and not first["forgeable"]
     # metadata names another model: reported, not hidden (C2PA comes first)
     assert [(c["rule"], c["about"], c["against"]["rule"]) for c in v["conflicts"]] == [("metadata", "source", "c2pa")]
-    assert "comes first" in v["conflicts"][0]["resolution"]
+    assert v["conflicts"][0]["resolution"] == "c2pa decides: the first sure finding in rule order"
     assert [b["rule"] for b in v["basis"]] == ["c2pa", "fingerprint", "detectors"]
 
 
@@ -142,6 +144,7 @@ def test_c2pa_that_does_not_validate_is_reported_not_relied_on():
     assert (v["label"], v["source"], decisive(v)) == ("ai-generated", "sdxl", ["fingerprint"])
     (conflict,) = v["conflicts"]  # it names DALL-E 3, the fingerprint sdxl
     assert conflict["rule"] == "c2pa" and not conflict["sure"] and "not relied on" in conflict["reason"]
+    assert conflict["resolution"] == "fingerprint decides: the first sure finding in rule order; c2pa is not sure"
     assert conflict["value"]["failures"] == ["assertion.dataHash.mismatch"]
     assert judge(UNKNOWN, c2pa("Invalid"))["label"] == "undetermined"
 
@@ -372,6 +375,12 @@ def test_malformed_findings_and_refused_registrations_are_reported():
         def evaluate(self, facts):
             return {"label": "fake", "source": "x"}
 
+    class Opaque(Rule):
+        name, priority = "opaque", 20
+
+        def evaluate(self, facts):
+            return Finding("ai-generated", "x", value=object())
+
     class NoPriority:
         name = "no-priority"
         priority = "high"
@@ -384,7 +393,7 @@ def test_malformed_findings_and_refused_registrations_are_reported():
         def register_verdict_rules(self, register):
             raise ValueError("cannot build rules")
 
-    j = plugin_judge(RulePlugin(BadLabel(), NoPriority(), Always("c2pa", 1)), Broken())
+    j = plugin_judge(RulePlugin(BadLabel(), Opaque(), NoPriority(), Always("c2pa", 1)), Broken())
     v = j(fingerprint("sdxl"), [])
     assert decisive(v) == ["fingerprint"]
     errors = [(e["plugin"], e["rule"] or "", e["error"]) for e in v["errors"]]
@@ -392,6 +401,11 @@ def test_malformed_findings_and_refused_registrations_are_reported():
         ("rules-0", "", "register_verdict_rules: verdict rule 'no-priority' has priority 'high': expected a finite number"),
         ("rules-0", "", "register_verdict_rules: verdict rule name 'c2pa' is already registered by attrib.default_plugins.verdict"),
         ("rules-0", "bad-label", "ValueError: returned label 'fake'; expected one of ai-generated, camera, undetermined"),
+        (
+            "rules-0",
+            "opaque",
+            "ValueError: returned a value that is not JSON-serialisable (Object of type object is not JSON serializable)",
+        ),
         ("rules-1", "", "register_verdict_rules: ValueError: cannot build rules"),
     ]
 

@@ -221,3 +221,34 @@ def test_installed_entry_point_is_listed(monkeypatch):
     [row] = [p for p in json.loads(r.output) if p["distribution"] == "attrib-c2pa"]
     assert row["version"] == installed and row["error"] is None
     assert row["registers"] == {"commands": ["c2pa"], "detectors": ["c2pa"]}
+
+
+def test_verdict_on_signed_manifests(tmp_path, pki, monkeypatch):
+    """identify's verdict (attrib.verdict) over what this detector says of manifests signed here."""
+    verdict_mod = pytest.importorskip("attrib.verdict")
+    judge = verdict_mod.Judge(verdict_mod.builtin_rules())
+    unknown = {"source": None, "score": 0.2, "threshold": 0.6, "margin": 0.1, "candidates": [{"source": "sdxl", "score": 0.2}]}
+    sdxl = {"source": "midjourney6", "score": 0.9, "threshold": 0.6, "margin": 0.3, "candidates": [{"source": "midjourney6", "score": 0.9}]}
+    ai = write(tmp_path, "ai.png", sign(pki, manifest("trainedAlgorithmicMedia", agent="sdxl-turbo"))[0])
+
+    def verdict(path, decision):
+        return judge(decision, [detect(path).to_dict()])
+
+    v = verdict(ai, unknown)  # signer on no trust list: forgeable, decides while nothing contradicts it
+    assert (v["label"], v["source"]) == ("ai-generated", "sdxl-turbo") and v["basis"][0]["forgeable"]
+    v = verdict(ai, sdxl)  # ... and gives way to a confident fingerprint, reported
+    assert (v["label"], v["source"]) == ("ai-generated", None) and v["conflicts"][0]["rule"] == "fingerprint"
+    monkeypatch.setenv("ATTRIB_C2PA_TRUST_ANCHORS", str(write(tmp_path, "anchors.pem", pki["ca"])))
+    v = verdict(ai, sdxl)  # trusted: the claim names the tool, the fingerprint's dissent is a conflict
+    assert (v["label"], v["source"]) == ("ai-generated", "sdxl-turbo") and not v["basis"][0]["forgeable"]
+    assert v["conflicts"][0]["source"] == "midjourney6"
+    photo = write(tmp_path, "photo.png", sign(pki, manifest("digitalCapture", generator="camera-app"))[0])
+    assert verdict(photo, unknown)["label"] == "camera"
+    monkeypatch.delenv("ATTRIB_C2PA_TRUST_ANCHORS")
+    data, _ = sign(pki, manifest("trainedAlgorithmicMedia", agent="sdxl-turbo"), fmt="JPEG", comment=b"hello world")
+    altered = write(tmp_path, "altered.jpg", data.replace(b"hello world", b"jello world"))
+    v = verdict(altered, unknown)  # a manifest that does not validate: reported, not relied on
+    assert v["label"] == "undetermined" and not v["basis"][0]["sure"] and "not relied on" in v["basis"][0]["reason"]
+    stripped = write(tmp_path, "stripped.png", encoded("PNG"))  # no manifest: the fingerprint decides
+    v = verdict(stripped, sdxl)
+    assert (v["label"], v["source"], v["conflicts"]) == ("ai-generated", "midjourney6", [])
