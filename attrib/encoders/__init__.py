@@ -20,7 +20,7 @@ from .. import plugins
 from ..errors import EncoderError
 from .base import Encoder, l2_normalize, load_builtin_calibration
 
-DEFAULT_ENCODER = "fp-wccn2"  # shipped in attrib/data/encoders; beats "residual" and "fp-wccn" on held-out architectures (README)
+DEFAULT_ENCODER = "fp-joint1"  # shipped in attrib/data/encoders; beats fp-wccn2 on real generators, keeps the zoo (README)
 
 __all__ = ["Encoder", "l2_normalize", "get_encoder", "list_encoders", "DEFAULT_ENCODER", "load_builtin_calibration"]
 
