@@ -251,6 +251,8 @@ class Fold:
         # calibration prior of the fold's fitted encoders: cross-fitted on its fit labels (halves A/B:
         # fit the texture WCCN on one, measure scores on the other's never-fitted sources)
         self.priors = {enc: self._cross_prior(enc, shots) for enc in fitted}
+        if "fp-joint1" in self.priors:  # as shipped: no near-impostor floor (bench/fit_fused.py says why)
+            self.priors["fp-joint1"].pop("near_impostor")
         mu, sd = meta[fit_idx].mean(0), meta[fit_idx].std(0) + 1e-6
         self.meta = lambda idx: (meta[idx] - mu) / sd
         self.priors["size-format"] = _prior(l2_normalize(self.meta(fit_idx)), labels[fit_idx], shots)

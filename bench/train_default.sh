@@ -71,7 +71,12 @@ python bench/real_folds.py --out bench/results/real_folds.json
 python bench/fit_fused.py --name fp-fuse2
 python bench/real_folds.py --far 0.1 --shots 5 --encoder fp-wccn2 --encoder residual-tiles --encoder fp-fuse2 --out bench/results/real_folds_far0.1.json
 #        the zoo check of fp-fuse2: leave-one-architecture-out on a 6-seed zoo, fused beside residual-wccn
-attrib zoo build "$ZOO/z6" --generators 96 --images 20 --size 128
+attrib zoo build "$ZOO/z6" --generators 96 --images 20 --size 128   # (build before the real_folds runs above)
 python bench/heldout_archs.py "$ZOO/z6" --residual-option tile=64 --residual-option coherence=1 --residual-option predictor=1 \
   --reg 0.003 --variants 2 --fused attrib/data/encoders/fp-fuse2 --out bench/results/heldout_archs_fp-fuse2_z6.json
 #        speed, one session: python bench/speed.py --encoder fp-wccn2|fp-wccn2-tiles|fp-fuse2 --n 48 --json bench/results/speed_NAME.json
+#        the default, fp-joint1: one WCCN over residual + texture features on the 6-seed zoo and the whole devset
+python bench/real_folds.py --zoo "$ZOO/z6" --out bench/results/real_folds.json   # also fp-joint1's zoo check
+python bench/fit_fused.py --name fp-joint1 --zoo "$ZOO/z6"
+python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint1 --encoder fp-wccn2 --shots 5 --variant asis --variant crop256 \
+  --variant jpeg75 --no-near-floor --out bench/results/real_folds_no_near_floor.json   # (why fp-joint1 has no near floor)
