@@ -25,17 +25,17 @@ def six_sources(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def trained(six_sources, tmp_path_factory):
-    from attrib.train import TrainConfig, train
+def small_config(data, out, steps: int):
+    """A few fpcnn steps on ``six_sources``, validated on four of them (the trained fixture, and
+    its resumed continuation)."""
+    from attrib.train import TrainConfig
 
-    out = tmp_path_factory.mktemp("enc") / "fp-test"
-    cfg = TrainConfig(
-        data=str(six_sources),
+    return TrainConfig(
+        data=str(data),
         out=str(out),
         tile=32,
         max_tiles=4,
-        steps=6,
+        steps=steps,
         val_every=3,
         batch_classes=2,
         per_class=2,
@@ -44,6 +44,14 @@ def trained(six_sources, tmp_path_factory):
         head_hidden=32,
         val_shots=2,
     )
+
+
+@pytest.fixture(scope="module")
+def trained(six_sources, tmp_path_factory):
+    from attrib.train import train
+
+    out = tmp_path_factory.mktemp("enc") / "fp-test"
+    cfg = small_config(six_sources, out, steps=6)
     train(cfg, progress=False)
     return out
 
@@ -74,24 +82,11 @@ def test_encoder_loads_with_stable_id(trained):
 def test_resume_continues_from_checkpoint(six_sources, trained, tmp_path):
     import shutil
 
-    from attrib.train import TrainConfig, train
+    from attrib.train import train
 
     out = tmp_path / "resumed"
     shutil.copytree(trained, out)
-    cfg = TrainConfig(
-        data=str(six_sources),
-        out=str(out),
-        tile=32,
-        max_tiles=4,
-        steps=9,
-        val_every=3,
-        batch_classes=2,
-        per_class=2,
-        val_sources=["gen2-s0", "gen3-s0", "gen4-s0", "gen5-s0"],
-        dim=16,
-        head_hidden=32,
-        val_shots=2,
-    )
+    cfg = small_config(six_sources, out, steps=9)
     messages = []
     train(cfg, progress=False, log=messages.append)
     assert any("resumed from step 6" in m for m in messages)

@@ -27,6 +27,13 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return (x / np.maximum(norms, eps)).astype(np.float32)
 
 
+def tile_slices(counts: Sequence[int]) -> list[slice]:
+    """Consecutive slices of ``counts`` rows each: where each image's tiles sit once every tile of
+    a batch was embedded in one pass."""
+    ends = np.cumsum(counts)
+    return [slice(int(e - n), int(e)) for n, e in zip(counts, ends)]
+
+
 def load_builtin_calibration(encoder_id: str) -> dict[str, Any] | None:
     """Calibration prior shipped in ``attrib/data/calibration.json`` for a built-in encoder id."""
     try:

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import EncoderError
-from .base import Encoder, l2_normalize
+from .base import Encoder, l2_normalize, tile_slices
+from .weights import FolderEncoder, load_pretrained, read_numpy_weights, sha256_file, write_numpy_folder
 
 #: the timm architecture of the texture branch and the blocks whose outputs it pools
 TEXTURE_ARCH = "tf_efficientnet_lite0"
@@ -61,8 +62,6 @@ def texture_backbone_from_file(path: str | Path) -> dict[str, np.ndarray]:
     file :func:`attrib.encoders.learned.load_pretrained` reads into timm's model) -> the state
     dict of the kept blocks, as float32 arrays."""
     import timm
-
-    from .weights import load_pretrained
 
     full = timm.create_model(TEXTURE_ARCH, pretrained=False)
     load_pretrained(full, Path(path))
@@ -116,19 +115,13 @@ class TextureStats:
             return torch.cat(pooled, 1).numpy()
 
 
-class FusedEncoder(Encoder):
+class FusedEncoder(FolderEncoder):
     """A ``fused`` encoder folder: residual branch + texture branch (see module docstring)."""
 
     def __init__(self, config: dict[str, Any], weights: dict[str, np.ndarray], weights_sha256: str, folder: Path | None = None):
         from .residual import ResidualSpectrumEncoder
 
-        self.config_ = config
-        self.name = config.get("name", "fused")
-        self.dim = int(config["dim"])
-        self.batch_size = int(config["input"].get("batch_size", 16))
-        self._weights_sha = weights_sha256
-        self.folder = folder
-        self.spec = str(Path(folder).resolve()) if folder else None
+        super().__init__(config, weights_sha256, folder, default_name="fused", batch_size=16)
         inp = config["input"]
         self.alpha = float(inp["alpha"])
         self.residual = ResidualSpectrumEncoder(**inp.get("residual", {}))
@@ -146,16 +139,6 @@ class FusedEncoder(Encoder):
             raise EncoderError(f"{folder}: weights do not fit the residual ({self.residual.dim}) / texture ({self.texture.dim}) features")
         if self.res_W.shape[1] + self.tex_P.shape[1] != self.dim:
             raise EncoderError(f"{folder}: dim {self.dim} is not the sum of the branches' dimensions")
-
-    def config(self) -> dict[str, Any]:
-        return {k: self.config_[k] for k in ("backbone", "dim", "input") if k in self.config_}
-
-    def weights_hash(self) -> str:
-        return self._weights_sha
-
-    @property
-    def calibration(self) -> dict[str, Any] | None:
-        return self.config_.get("calibration")
 
     def branch_features(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """The two branches' raw features -> (residual (N, R), texture (N, T))."""
@@ -176,12 +159,7 @@ class FusedEncoder(Encoder):
         # every tile of the batch at once: one projection per branch (per-tile products left BLAS
         # threads spinning against torch's and ran 2x slower)
         res, tex = self.branch_embeddings(*self.branch_features([t for tiles in per_image for t in tiles]))
-        out, start = [], 0
-        for tiles in per_image:
-            end = start + len(tiles)
-            out.append(pool_tiles(res[start:end], tex[start:end], self.alpha))
-            start = end
-        return np.stack(out)
+        return np.stack([pool_tiles(res[s], tex[s], self.alpha) for s in tile_slices([len(t) for t in per_image])])
 
 
 #: side of the tiles a multi-tile encoder embeds one by one
@@ -246,12 +224,6 @@ def save_fused(
     """Write a ``fused`` encoder folder (config.json + model.safetensors) from a shipped
     ``residual-wccn`` encoder (its residual options and linear map become the residual branch), the
     texture backbone's weights and the texture branch's WCCN; returns the folder."""
-    import json
-
-    from safetensors.numpy import save_file
-
-    from .weights import CONFIG_NAME, WEIGHTS_NAME
-
     if not 0 < alpha < 1:
         raise EncoderError(f"alpha must be in (0, 1), got {alpha}")
     res_W, res_b = getattr(residual_encoder, "W", None), getattr(residual_encoder, "b", None)
@@ -283,21 +255,9 @@ def save_fused(
     if calibration:
         config["calibration"] = calibration
     config.update(extra or {})
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(weights, str(folder / WEIGHTS_NAME))
-    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-    return folder
+    return write_numpy_folder(folder, config, weights)
 
 
 def load_fused(config: dict[str, Any], weights_path: Path, folder: Path) -> FusedEncoder:
     """A ``fused`` folder's encoder (called by :func:`attrib.encoders.learned.load_encoder`)."""
-    from safetensors.numpy import load_file
-
-    from .weights import sha256_file
-
-    try:
-        weights = load_file(str(weights_path))
-    except Exception as exc:
-        raise EncoderError(f"{weights_path}: weights do not load ({(str(exc).splitlines() or [type(exc).__name__])[0]})") from None
-    return FusedEncoder(config, weights, sha256_file(weights_path), folder=folder)
+    return FusedEncoder(config, read_numpy_weights(weights_path), sha256_file(weights_path), folder=folder)

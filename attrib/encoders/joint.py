@@ -17,7 +17,6 @@ and the texture backbone's first blocks (``texture.backbone.*``); nothing is dow
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,26 +24,20 @@ from typing import Any
 import numpy as np
 
 from ..errors import EncoderError
-from .base import Encoder, l2_normalize
+from .base import l2_normalize, tile_slices
 from .fused import TEXTURE_ARCH, TEXTURE_TAPS, TILE, TextureStats, tiles_of
-from .weights import CONFIG_NAME, WEIGHTS_NAME, sha256_file
+from .weights import FolderEncoder, read_numpy_weights, sha256_file, write_numpy_folder
 
 BACKBONE = "residual-texture-wccn"
 
 
-class JointEncoder(Encoder):
+class JointEncoder(FolderEncoder):
     """A ``residual-texture-wccn`` encoder folder (see the module docstring)."""
 
     def __init__(self, config: dict[str, Any], weights: dict[str, np.ndarray], weights_sha256: str, folder: Path | None = None):
         from .residual import ResidualSpectrumEncoder
 
-        self.config_ = config
-        self.name = config.get("name", "joint")
-        self.dim = int(config["dim"])
-        self.batch_size = int(config["input"].get("batch_size", 16))
-        self._weights_sha = weights_sha256
-        self.folder = folder
-        self.spec = str(Path(folder).resolve()) if folder else None
+        super().__init__(config, weights_sha256, folder, default_name="joint", batch_size=16)
         inp = config["input"]
         self.residual = ResidualSpectrumEncoder(**inp.get("residual", {}))
         try:
@@ -60,16 +53,6 @@ class JointEncoder(Encoder):
                 f"{folder}: a {self.P.shape} projection does not fit {self.residual.dim} + {self.texture.dim} features into {self.dim}"
             )
 
-    def config(self) -> dict[str, Any]:
-        return {k: self.config_[k] for k in ("backbone", "dim", "input") if k in self.config_}
-
-    def weights_hash(self) -> str:
-        return self._weights_sha
-
-    @property
-    def calibration(self) -> dict[str, Any] | None:
-        return self.config_.get("calibration")
-
     def features(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Raw ``[residual; texture]`` features of images (or tiles) -> (N, R + T)."""
         return np.concatenate([self.residual.features_batch(images), self.texture.features_batch(images)], axis=1)
@@ -81,11 +64,7 @@ class JointEncoder(Encoder):
     def _embed_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         per_image = [tiles_of(img, TILE, self.tiles) for img in images]
         emb = self.project(self.features([t for tiles in per_image for t in tiles]))  # one product for the batch
-        out, start = [], 0
-        for tiles in per_image:
-            out.append(emb[start : start + len(tiles)].mean(axis=0))
-            start += len(tiles)
-        return np.stack(out)
+        return np.stack([emb[s].mean(axis=0) for s in tile_slices([len(t) for t in per_image])])
 
 
 def save_joint(
@@ -100,8 +79,6 @@ def save_joint(
 ) -> Path:
     """Write a ``residual-texture-wccn`` folder from a WCCN ``(mean, P)`` over ``[residual;
     texture]`` features; returns the folder."""
-    from safetensors.numpy import save_file
-
     mean, P = fit
     weights = {"wccn.mean": np.asarray(mean, np.float32), "wccn.projection": np.ascontiguousarray(P, np.float16)}
     weights.update({f"texture.backbone.{k}": np.ascontiguousarray(v, np.float32) for k, v in texture_state.items()})
@@ -120,19 +97,9 @@ def save_joint(
     if calibration:
         config["calibration"] = calibration
     config.update(extra or {})
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(weights, str(folder / WEIGHTS_NAME))
-    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-    return folder
+    return write_numpy_folder(folder, config, weights)
 
 
 def load_joint(config: dict[str, Any], weights_path: Path, folder: Path) -> JointEncoder:
     """A ``residual-texture-wccn`` folder's encoder (called by :func:`attrib.encoders.learned.load_encoder`)."""
-    from safetensors.numpy import load_file
-
-    try:
-        weights = load_file(str(weights_path))
-    except Exception as exc:
-        raise EncoderError(f"{weights_path}: weights do not load ({(str(exc).splitlines() or [type(exc).__name__])[0]})") from None
-    return JointEncoder(config, weights, sha256_file(weights_path), folder=folder)
+    return JointEncoder(config, read_numpy_weights(weights_path), sha256_file(weights_path), folder=folder)

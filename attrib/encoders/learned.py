@@ -39,8 +39,8 @@ import numpy as np
 
 from ..errors import EncoderError
 from ..imageio import reflect_pad
-from .base import Encoder
-from .weights import CONFIG_NAME, WEIGHTS_NAME, load_pretrained, load_state_file, sha256_file  # noqa: F401  (public here too)
+from .base import tile_slices
+from .weights import CONFIG_NAME, WEIGHTS_NAME, FolderEncoder, load_pretrained, load_state_file, read_numpy_weights, sha256_file  # noqa: F401  (public here too)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -215,34 +215,19 @@ def grid_tiles(image: np.ndarray, tile: int, max_tiles: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------- encoder
 
 
-class _FolderEncoder(Encoder):
-    """What every trained encoder folder shares: name, config and weights hash (the id), prior."""
+class _FolderEncoder(FolderEncoder):
+    """A trained folder of this module: tiles for image backbones, residual features for the
+    ``residual-*`` ones."""
 
     def __init__(self, config: dict[str, Any], weights_sha256: str, folder: Path | None = None):
-        self.config_ = config
-        self.name = config.get("name", "learned")
-        self.dim = int(config["dim"])
+        super().__init__(config, weights_sha256, folder)
         self.tile = int(config["input"]["tile"])
         self.max_tiles = int(config["input"]["max_tiles"])
-        self.batch_size = int(config["input"].get("batch_size", 32))
-        self._weights_sha = weights_sha256
-        self.folder = folder
-        self.spec = str(Path(folder).resolve()) if folder else None
         self.features = None
         if config["backbone"].startswith("residual-"):
             from .residual import ResidualSpectrumEncoder
 
             self.features = ResidualSpectrumEncoder(**config["input"].get("residual", {}))
-
-    def config(self) -> dict[str, Any]:
-        return {k: self.config_[k] for k in ("backbone", "dim", "head_hidden", "input") if k in self.config_}
-
-    def weights_hash(self) -> str:
-        return self._weights_sha
-
-    @property
-    def calibration(self) -> dict[str, Any] | None:
-        return self.config_.get("calibration")
 
 
 class LinearFeatureEncoder(_FolderEncoder):
@@ -298,13 +283,8 @@ class LearnedEncoder(_FolderEncoder):
         if self.features is not None:
             return self.embed_features(self.features.features_batch(images))
         tiles = [grid_tiles(img, self.tile, self.max_tiles) for img in images]
-        counts = [len(t) for t in tiles]
         emb = self.embed_tiles(np.concatenate(tiles))
-        out, start = [], 0
-        for n in counts:
-            out.append(emb[start : start + n].mean(axis=0))
-            start += n
-        return np.stack(out)
+        return np.stack([emb[s].mean(axis=0) for s in tile_slices([len(t) for t in tiles])])
 
 
 def save_encoder(folder: str | Path, net, config: dict[str, Any]) -> Path:
@@ -346,13 +326,7 @@ def load_encoder(folder: str | Path, device: str | None = None) -> _FolderEncode
 
         return load_joint(config, w_path, folder)
     if config["backbone"] == "residual-wccn" and device in (None, "cpu"):
-        from safetensors.numpy import load_file as load_numpy
-
-        try:
-            weights = load_numpy(str(w_path))
-            weights["backbone.weight"], weights["backbone.bias"]
-        except Exception as exc:
-            raise EncoderError(f"{w_path}: weights do not load ({(str(exc).splitlines() or [type(exc).__name__])[0]})") from None
+        weights = read_numpy_weights(w_path, required=("backbone.weight", "backbone.bias"))
         return LinearFeatureEncoder(config, weights, sha256_file(w_path), folder=folder)
     from safetensors.torch import load_file
 

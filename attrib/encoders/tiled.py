@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Encoder, l2_normalize
+from .base import Encoder, l2_normalize, tile_slices
 from .fused import TILE, tiles_of
 
 
@@ -46,8 +46,4 @@ class TiledEncoder(Encoder):
         per_image = [tiles_of(img, self.size, self.tiles) for img in images]
         flat = [t for tiles in per_image for t in tiles]
         emb = l2_normalize(self.base.embed(flat))  # one pass over every tile of the batch
-        out, start = [], 0
-        for tiles in per_image:
-            out.append(emb[start : start + len(tiles)].mean(axis=0))
-            start += len(tiles)
-        return np.stack(out)
+        return np.stack([emb[s].mean(axis=0) for s in tile_slices([len(t) for t in per_image])])

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 from ..errors import EncoderError
+from .base import Encoder
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -77,3 +79,57 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def read_numpy_weights(path: Path, required: tuple[str, ...] = ()) -> dict:
+    """An encoder folder's ``model.safetensors`` as numpy arrays; a file that does not load, or
+    lacks one of ``required``, is one :class:`EncoderError` line."""
+    from safetensors.numpy import load_file
+
+    try:
+        weights = load_file(str(path))
+    except Exception as exc:
+        raise EncoderError(f"{path}: weights do not load ({(str(exc).splitlines() or [type(exc).__name__])[0]})") from None
+    missing = [k for k in required if k not in weights]
+    if missing:
+        raise EncoderError(f"{path}: weights do not load ({missing[0]!r})")
+    return weights
+
+
+def write_numpy_folder(folder: str | Path, config: dict, weights: dict) -> Path:
+    """Write an encoder folder from numpy weights: ``model.safetensors`` + ``config.json``."""
+    import json
+
+    from safetensors.numpy import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(weights, str(folder / WEIGHTS_NAME))
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    return folder
+
+
+class FolderEncoder(Encoder):
+    """What every encoder loaded from a folder shares: name, config and weights hash (the id),
+    the calibration prior in its config, and the folder as its spec."""
+
+    def __init__(
+        self, config: dict[str, Any], weights_sha256: str, folder: Path | None = None, default_name: str = "learned", batch_size: int = 32
+    ):
+        self.config_ = config
+        self.name = config.get("name", default_name)
+        self.dim = int(config["dim"])
+        self.batch_size = int(config["input"].get("batch_size", batch_size))
+        self._weights_sha = weights_sha256
+        self.folder = folder
+        self.spec = str(Path(folder).resolve()) if folder else None
+
+    def config(self) -> dict[str, Any]:
+        return {k: self.config_[k] for k in ("backbone", "dim", "head_hidden", "input") if k in self.config_}
+
+    def weights_hash(self) -> str:
+        return self._weights_sha
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        return self.config_.get("calibration")
