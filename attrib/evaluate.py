@@ -238,7 +238,7 @@ def embed_post(encoder: Encoder, ds: Dataset, post: str | Sequence[str], progres
 def _enroll_trial(ds: Dataset, encoder: Encoder, enroll_idx: dict[str, np.ndarray]) -> MemoryGallery:
     """A fresh gallery holding each known source's K shots, enrolled in the order of ``enroll_idx``."""
     batches = [(s, ds.embeddings[ids], [ds.shas[i] for i in ids]) for s, ids in enroll_idx.items()]
-    return MemoryGallery.enroll(batches, encoder.calibration)
+    return MemoryGallery.enroll(batches, encoder.calibration, getattr(encoder, "score_norm", None))
 
 
 def _mean(values):

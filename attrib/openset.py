@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from .encoders.base import l2_normalize
+from .scorenorm import ScoreNorm, normalise
 
 #: pseudo-observations the encoder prior counts for when pooled with a gallery's own scores
 PRIOR_WEIGHT = 30.0
@@ -152,13 +153,17 @@ def decide(candidates: list[tuple[str, float]], thresholds: dict[str, float], fa
     )
 
 
-def measure_prior(emb: np.ndarray, names, shots: int, rng: np.random.Generator, pairs: int = 1500) -> dict[str, Any]:
+def measure_prior(
+    emb: np.ndarray, names, shots: int, rng: np.random.Generator, pairs: int = 1500, norm: ScoreNorm | None = None
+) -> dict[str, Any]:
     """An encoder's calibration prior, measured on sources outside any gallery.
 
     impostor: other sources' embeddings scored against a source's K-shot prototype; genuine: the
     source's remaining embeddings against it; near_impostor: the embeddings of the closest other
     source only (highest mean score) against it; pair_impostor: embeddings of different sources
-    against each other (at most ``pairs`` of them, drawn with ``rng``)."""
+    against each other (at most ``pairs`` of them, drawn with ``rng``). With the encoder's score
+    normalisation ``norm`` (:mod:`attrib.scorenorm`), the source scores are normalised as a
+    gallery's are; pair scores stay raw cosines."""
     arr = np.asarray(names)
     labels, inv = np.unique(arr, return_inverse=True)
     counts = np.bincount(inv, minlength=len(labels))
@@ -167,7 +172,7 @@ def measure_prior(emb: np.ndarray, names, shots: int, rng: np.random.Generator, 
         idx = np.flatnonzero(inv == i)
         proto = emb[idx[:shots]].mean(axis=0)
         proto = proto / (np.linalg.norm(proto) + 1e-12)
-        scores = emb @ proto
+        scores = normalise(norm, emb @ proto, emb)
         imp.append(scores[inv != i])
         gen.append(scores[idx[shots:]])
         if len(labels) > 1:  # the closest other source: the one whose images score highest on average
@@ -188,18 +193,19 @@ def measure_prior(emb: np.ndarray, names, shots: int, rng: np.random.Generator, 
 
 
 # -- a gallery's calibration, from its embeddings ---------------------------------------------
-def leave_one_out_scores(emb: np.ndarray) -> np.ndarray:
-    """Each sample scored against the mean direction of the source's other samples."""
+def leave_one_out_scores(emb: np.ndarray, norm: ScoreNorm | None = None) -> np.ndarray:
+    """Each sample scored against the mean direction of the source's other samples (normalised by
+    ``norm`` when the encoder has one)."""
     if len(emb) < 2:
         return np.zeros(0, dtype=np.float32)
     total = emb.sum(axis=0, keepdims=True)
     others = l2_normalize(total - emb)
-    return (emb * others).sum(axis=1)
+    return normalise(norm, (emb * others).sum(axis=1), emb)
 
 
-def genuine_model(emb: np.ndarray) -> ScoreModel | None:
+def genuine_model(emb: np.ndarray, norm: ScoreNorm | None = None) -> ScoreModel | None:
     """A source's genuine model: its samples scored leave-one-out (None below two samples)."""
-    return ScoreModel.from_scores(leave_one_out_scores(emb))
+    return ScoreModel.from_scores(leave_one_out_scores(emb, norm))
 
 
 def impostor_pool(shas: Sequence[str], limit: int | None = None) -> np.ndarray:
@@ -211,11 +217,12 @@ def impostor_pool(shas: Sequence[str], limit: int | None = None) -> np.ndarray:
 
 
 def impostor_models(
-    pool: np.ndarray, pool_sources: Sequence[str], protos: np.ndarray, proto_sources: Sequence[str]
+    pool: np.ndarray, pool_sources: Sequence[str], protos: np.ndarray, proto_sources: Sequence[str], norm: ScoreNorm | None = None
 ) -> dict[str, ScoreModel | None]:
     """Per source (those with prototypes, ``proto_sources`` grouped by source in sorted order):
     the impostor model of the pool samples of *other* sources scored against its best prototype
-    (None when the pool holds no other source's sample).
+    (None when the pool holds no other source's sample), normalised by ``norm`` when the encoder
+    has one.
 
     Computed in blocks of sources and summed in Fisher-z space without materialising per-source
     score lists, so a 10,000-source gallery recalibrates in one pass over the pool."""
@@ -229,6 +236,8 @@ def impostor_models(
         if len(pool):
             block = pool @ protos[bounds[c0] : bounds[c1]].T
             best[:, c0:c1] = np.maximum.reduceat(block, np.array(bounds[c0:c1]) - bounds[c0], axis=1)
+    if norm is not None and len(pool):
+        best = norm.normalise(best, pool)
     best = fisher_z(best)  # score models live in Fisher-z space
     own = np.array(pool_sources, dtype=object)[:, None] == np.array(names, dtype=object)[None, :]
     other = (~own).astype(np.float64)

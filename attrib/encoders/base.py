@@ -57,6 +57,9 @@ class Encoder(ABC):
     #: trained encoder folder. A gallery stores it to reopen its encoder; None (an encoder built
     #: directly) means :attr:`name`.
     spec: str | None = None
+    #: how scores against a source are normalised (:class:`attrib.scorenorm.ScoreNorm`), or None for
+    #: raw cosines; part of the encoder (its weights), so part of its id
+    score_norm = None
 
     def config(self) -> dict[str, Any]:
         """JSON-serialisable description of everything that changes the embedding."""

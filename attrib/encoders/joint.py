@@ -12,7 +12,9 @@ do, and JPEG-fragile directions down. Like ``fp-fuse2`` it reads 5 tiles of 256 
 (:func:`attrib.encoders.fused.tiles_of`) and averages their unit embeddings.
 
 Weights (``model.safetensors``): ``wccn.mean``, ``wccn.projection`` (float16, as ``fp-wccn2``'s)
-and the texture backbone's first blocks (``texture.backbone.*``); nothing is downloaded.
+and the texture backbone's first blocks (``texture.backbone.*``); nothing is downloaded. An
+encoder fitted with a cohort (``fp-joint2``) also holds its score normalisation
+(``score_norm.*``, :mod:`attrib.scorenorm`; ``score_norm`` in ``config.json``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EncoderError
+from ..scorenorm import ScoreNorm
 from .base import l2_normalize, tile_slices
 from .fused import TEXTURE_ARCH, TEXTURE_TAPS, TILE, TextureStats, tiles_of
 from .weights import FolderEncoder, read_numpy_weights, sha256_file, write_numpy_folder
@@ -48,6 +51,7 @@ class JointEncoder(FolderEncoder):
         backbone = {k.removeprefix("texture.backbone."): v for k, v in weights.items() if k.startswith("texture.backbone.")}
         self.texture = TextureStats(backbone)
         self.tiles = int(inp.get("tiles", 5))
+        self.score_norm = ScoreNorm.from_weights(weights, config.get("score_norm"))
         if self.P.shape[0] != self.residual.dim + self.texture.dim or self.P.shape[1] != self.dim:
             raise EncoderError(
                 f"{folder}: a {self.P.shape} projection does not fit {self.residual.dim} + {self.texture.dim} features into {self.dim}"
@@ -76,9 +80,10 @@ def save_joint(
     tiles: int = 5,
     calibration: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    score_norm: ScoreNorm | None = None,
 ) -> Path:
     """Write a ``residual-texture-wccn`` folder from a WCCN ``(mean, P)`` over ``[residual;
-    texture]`` features; returns the folder."""
+    texture]`` features, with its cohort score normalisation if given; returns the folder."""
     mean, P = fit
     weights = {"wccn.mean": np.asarray(mean, np.float32), "wccn.projection": np.ascontiguousarray(P, np.float16)}
     weights.update({f"texture.backbone.{k}": np.ascontiguousarray(v, np.float32) for k, v in texture_state.items()})
@@ -94,6 +99,9 @@ def save_joint(
             "batch_size": 16,
         },
     }
+    if score_norm is not None:
+        weights.update(score_norm.weights())
+        config["score_norm"] = score_norm.config()
     if calibration:
         config["calibration"] = calibration
     config.update(extra or {})

@@ -125,7 +125,7 @@ class FolderEncoder(Encoder):
         self.spec = str(Path(folder).resolve()) if folder else None
 
     def config(self) -> dict[str, Any]:
-        return {k: self.config_[k] for k in ("backbone", "dim", "head_hidden", "input") if k in self.config_}
+        return {k: self.config_[k] for k in ("backbone", "dim", "head_hidden", "input", "score_norm") if k in self.config_}
 
     def weights_hash(self) -> str:
         return self._weights_sha

@@ -25,6 +25,7 @@ from .. import openset
 from ..encoders import Encoder, get_encoder, l2_normalize
 from ..errors import EncoderMismatch, GalleryError, UnknownSource
 from ..index import VectorIndex
+from ..scorenorm import normalise
 from ..sources import FAMILIES, check_name
 from . import discovery, prototypes
 from .store import DB_NAME, EnrollResult, SampleRecord, Store, now
@@ -219,12 +220,13 @@ class Gallery:
         """Re-measure impostor models of every source and genuine models of ``touched`` ones
         (the others keep theirs: their samples did not change)."""
         pool, pool_src = self.store.impostor_pool(openset.IMPOSTOR_POOL)
-        impostor = openset.impostor_models(pool, pool_src, *self.store.prototypes())
+        norm = self.encoder.score_norm
+        impostor = openset.impostor_models(pool, pool_src, *self.store.prototypes(), norm)
         stored = self.store.calibration()
         models = {}
         for name, imp in impostor.items():
             if name in touched:
-                gen = openset.genuine_model(self.store.source_embeddings(name))
+                gen = openset.genuine_model(self.store.source_embeddings(name), norm)
                 gen_dict = gen.to_dict() if gen else None
             else:
                 gen_dict = stored.get(name, (None, None))[1]
@@ -277,12 +279,12 @@ class Gallery:
 
     def source_scores(self, embeddings: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
         """Per query, ``(source, score)`` best first, each source scored by its best prototype."""
-        return prototypes.source_scores(self.prototype_index(), embeddings, top_k)
+        return prototypes.source_scores(self.prototype_index(), embeddings, top_k, self.encoder.score_norm)
 
     def identify(self, embeddings: np.ndarray, top_k: int = 5, far: float | None = None) -> list[openset.Decision]:
         """Open-set identification of each embedding: a source, or unknown (source None)."""
         far = self.far if far is None else far
-        return prototypes.identify(self.prototype_index(), self.calibration(), embeddings, top_k, far)
+        return prototypes.identify(self.prototype_index(), self.calibration(), embeddings, top_k, far, self.encoder.score_norm)
 
     def verify(self, embeddings: np.ndarray, source: str, far: float | None = None) -> list[dict[str, Any]]:
         """1:1 verification against one source at false-accept rate ``far``."""
@@ -290,7 +292,8 @@ class Gallery:
         far = self.far if far is None else far
         protos, _ = self.store.prototypes(source)
         thr = self.thresholds(far, sources=[source])[source]
-        scores = (np.atleast_2d(embeddings) @ protos.T).max(axis=1)
+        emb = np.atleast_2d(embeddings)
+        scores = normalise(self.encoder.score_norm, (emb @ protos.T).max(axis=1), emb)
         return [
             {"generator": source, "score": round(float(s), 6), "threshold": round(thr, 6), "accepted": bool(s >= thr), "far": far}
             for s in scores

@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import openset
 from ..index import VectorIndex
+from ..scorenorm import ScoreNorm
 from ..sources import check_name
 from . import prototypes
 
@@ -23,16 +24,26 @@ from . import prototypes
 class MemoryGallery:
     """Enrolled sources, their prototypes in a FAISS index, and their calibration."""
 
-    def __init__(self, sources: list[str], index: VectorIndex | None, calibration: openset.Calibration, far: float = openset.DEFAULT_FAR):
+    def __init__(
+        self,
+        sources: list[str],
+        index: VectorIndex | None,
+        calibration: openset.Calibration,
+        far: float = openset.DEFAULT_FAR,
+        norm: ScoreNorm | None = None,
+    ):
         self.sources = sources
         self.index = index
         self.calibration = calibration
         self.far = far
+        self.norm = norm
 
     @classmethod
-    def enroll(cls, batches: Sequence[tuple[str, np.ndarray, Sequence[str]]], prior: dict[str, Any] | None) -> MemoryGallery:
+    def enroll(
+        cls, batches: Sequence[tuple[str, np.ndarray, Sequence[str]]], prior: dict[str, Any] | None, norm: ScoreNorm | None = None
+    ) -> MemoryGallery:
         """Enroll ``(source, embeddings, sha256s)`` batches, in order; ``prior`` is the encoder's
-        ``calibration``."""
+        ``calibration``, ``norm`` its score normalisation (:mod:`attrib.scorenorm`) if it has one."""
         seen: set[str] = set()
         members: dict[str, list[int]] = {}  # rows of ``flat`` per source, in enrollment order
         flat: list[np.ndarray] = []
@@ -59,19 +70,19 @@ class MemoryGallery:
             names += [s] * len(centres)
         vectors = np.concatenate(protos) if protos else np.zeros((0, dim), np.float32)
         pick = openset.impostor_pool(shas)
-        impostor = openset.impostor_models(samples[pick], [owners[i] for i in pick], vectors, names)
-        observed = {s: (impostor[s], openset.genuine_model(samples[members[s]])) for s in impostor}
+        impostor = openset.impostor_models(samples[pick], [owners[i] for i in pick], vectors, names, norm)
+        observed = {s: (impostor[s], openset.genuine_model(samples[members[s]], norm)) for s in impostor}
         index = VectorIndex.build(vectors, names) if len(vectors) else None
-        return cls(sorted(members), index, openset.Calibration(observed, prior))
+        return cls(sorted(members), index, openset.Calibration(observed, prior), norm=norm)
 
     def source_names(self) -> list[str]:
         return list(self.sources)
 
     def source_scores(self, embeddings: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
-        return prototypes.source_scores(self.index, embeddings, top_k)
+        return prototypes.source_scores(self.index, embeddings, top_k, self.norm)
 
     def thresholds(self, far: float | None = None, sources=None) -> dict[str, float]:
         return self.calibration.thresholds(self.far if far is None else far, sources)
 
     def identify(self, embeddings: np.ndarray, top_k: int = 5, far: float | None = None) -> list[openset.Decision]:
-        return prototypes.identify(self.index, self.calibration, embeddings, top_k, self.far if far is None else far)
+        return prototypes.identify(self.index, self.calibration, embeddings, top_k, self.far if far is None else far, self.norm)

@@ -14,6 +14,7 @@ import numpy as np
 from .. import openset
 from ..encoders import l2_normalize
 from ..index import VectorIndex
+from ..scorenorm import ScoreNorm
 
 #: a source with at least this many samples may get more than one prototype
 MULTI_PROTO_MIN = 20
@@ -42,13 +43,18 @@ def prototypes_of(emb: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     return l2_normalize(np.stack(centres)), np.array(members)
 
 
-def source_scores(index: VectorIndex | None, embeddings: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
+def source_scores(
+    index: VectorIndex | None, embeddings: np.ndarray, top_k: int, norm: ScoreNorm | None = None
+) -> list[list[tuple[str, float]]]:
     """Per query, ``(source, score)`` best first: each source scored by its best prototype
-    (``top_k`` sources, or all found when 0)."""
+    (``top_k`` sources, or all found when 0); scores normalised by the encoder's ``norm``
+    (:mod:`attrib.scorenorm`) when it has one, which keeps each query's order."""
     if index is None:
         return [[] for _ in range(len(embeddings))]
     k = min(len(index), max(top_k, 1) * MAX_PROTOTYPES + 1)
     scores, ids = index.search(embeddings, k)
+    if norm is not None:
+        scores = norm.normalise(scores, embeddings)
     out = []
     for srow, irow in zip(scores, ids):
         best: dict[str, float] = {}
@@ -63,12 +69,17 @@ def source_scores(index: VectorIndex | None, embeddings: np.ndarray, top_k: int)
 
 
 def identify(
-    index: VectorIndex | None, calibration: openset.Calibration, embeddings: np.ndarray, top_k: int, far: float
+    index: VectorIndex | None,
+    calibration: openset.Calibration,
+    embeddings: np.ndarray,
+    top_k: int,
+    far: float,
+    norm: ScoreNorm | None = None,
 ) -> list[openset.Decision]:
     """Open-set identification of each embedding: a source, or unknown (source None). Thresholds
     are read only for the sources that came out best."""
     embeddings = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
-    cands = source_scores(index, embeddings, max(top_k, 2))
+    cands = source_scores(index, embeddings, max(top_k, 2), norm)
     thresholds = calibration.thresholds(far, sources=[c[0][0] for c in cands if c])
     decisions = []
     for c in cands:
