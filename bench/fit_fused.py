@@ -1,7 +1,9 @@
 """Fit the shipped fused encoders on the whole devset: ``fp-fuse2`` (two branches) and, with
 ``--zoo``, ``fp-joint1`` (one WCCN over both feature sets, on the zoo and the devset together;
-:mod:`attrib.encoders.joint`). ``--name fp-fuse1``: the single-pass variant, measured by
-``real_folds.py``, not shipped.
+:mod:`attrib.encoders.joint`), and ``fp-joint2``: ``fp-joint1``'s fit with cohort score
+normalisation (:mod:`attrib.scorenorm`; the cohort: every devset image and camera photo through
+that fit; its prior measured out of fold with each fold's own cohort). ``--name fp-fuse1``: the
+single-pass variant, measured by ``real_folds.py``, not shipped.
 
     python bench/fit_fused.py --name fp-fuse2 [--devset ../shared/devset]
 
@@ -31,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from real_folds import (
     ALPHA,
+    JOINT,
     JOINT_REG,
     TEXTURE_REG,
     ZOO_VARIANTS,
@@ -40,6 +43,7 @@ from real_folds import (
     extract,
     make_folds,
     meta_features,
+    pooled,
     read_manifest,
     zoo_features,
 )
@@ -48,14 +52,6 @@ from attrib.encoders import get_encoder
 from attrib.encoders.fused import TextureStats, save_fused, texture_backbone_from_file
 from attrib.encoders.joint import save_joint
 from attrib.openset import measure_prior
-
-
-def pooled(models: list[dict]) -> dict:
-    """Moments of several score models pooled as one sample."""
-    n = sum(m["n"] for m in models)
-    mu = sum(m["n"] * m["mu"] for m in models) / n
-    var = sum(m["n"] * (m["sigma"] ** 2 + (m["mu"] - mu) ** 2) for m in models) / n
-    return {"mu": float(mu), "sigma": float(np.sqrt(var)), "n": float(n)}
 
 
 def out_of_fold_prior(name: str, feats, labels, meta, fp, shots: int = 5, zoo=None) -> dict:
@@ -67,10 +63,25 @@ def out_of_fold_prior(name: str, feats, labels, meta, fp, shots: int = 5, zoo=No
     for fd in make_folds(labels, 3, seed=0):
         fold = Fold(fd, feats, labels, meta, fp, zoo=zoo)
         idx = np.flatnonzero(np.isin(labels, fd["known"] + fd["unknown"]) & feats[f"ok_{variant}"])
-        parts.append(measure_prior(fold.embed(name, variant, idx), labels[idx], shots, np.random.default_rng(0)))
+        emb = fold.embed(name, variant, idx)
+        parts.append(measure_prior(emb, labels[idx], shots, np.random.default_rng(0), norm=fold.norms.get(name)))
     prior = {k: pooled([p[k] for p in parts]) for k in ("impostor", "genuine", "pair_impostor", "near_impostor")}
     prior.update(shots=shots, sources=int(len(set(labels.tolist())) - 1))
     return prior
+
+
+def overlay(folder: Path, base: Path, base_name: str) -> None:
+    """Keep in ``folder`` only the weights ``base`` lacks; refuse if a shared array differs."""
+    from safetensors.numpy import load_file, save_file
+
+    own, theirs = load_file(str(folder / "model.safetensors")), load_file(str(base / "model.safetensors"))
+    for key in set(own) & set(theirs):
+        if not np.array_equal(own[key], theirs[key]):
+            raise SystemExit(f"{key} differs from {base}'s: this fit is not {base_name}'s; ship the whole folder")
+    save_file({k: v for k, v in own.items() if k not in theirs}, str(folder / "model.safetensors"))
+    config = json.loads((folder / "config.json").read_text())
+    config["weights_from"] = f"../{base_name}"
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
 def main(argv=None) -> Path:
@@ -79,10 +90,10 @@ def main(argv=None) -> Path:
     ap.add_argument(
         "--name",
         default="fp-fuse2",
-        choices=["fp-fuse1", "fp-fuse2", "fp-joint1"],
-        help="fp-fuse2: 5 tiles per image; fp-joint1: one WCCN over both feature sets, with --zoo",
+        choices=["fp-fuse1", "fp-fuse2", "fp-joint1", "fp-joint2"],
+        help="fp-fuse2: 5 tiles per image; fp-joint1: one WCCN over both feature sets, with --zoo; fp-joint2: fp-joint1 + cohort score normalisation",
     )
-    ap.add_argument("--zoo", type=Path, help="fp-joint1: the built zoo it is fitted on beside the devset")
+    ap.add_argument("--zoo", type=Path, help="fp-joint1, fp-joint2: the built zoo they are fitted on beside the devset")
     ap.add_argument("--cache", type=Path, default=Path("bench/out/real_features_v2.npz"))
     ap.add_argument(
         "--metrics",
@@ -91,6 +102,11 @@ def main(argv=None) -> Path:
         help="real_folds.py's result (its figures go into config.json)",
     )
     ap.add_argument("--out", type=Path, help="default: attrib/data/encoders/NAME")
+    ap.add_argument(
+        "--weights-from",
+        help="a shipped sibling folder (fp-joint1) whose weights this fit must equal: write only what this one adds, "
+        "with weights_from in config.json (attrib.encoders.weights.folder_weights)",
+    )
     args = ap.parse_args(argv)
     rows = read_manifest(args.devset)
     labels = np.array([r["label"] for r in rows])
@@ -99,15 +115,15 @@ def main(argv=None) -> Path:
     feats = extract(args.devset, rows, fp.features, TextureStats(state), args.cache)
     meta = meta_features(rows)
     zoo = None
-    if args.name == "fp-joint1":
+    if args.name in JOINT:
         if not args.zoo:
-            ap.error("fp-joint1 needs --zoo")
+            ap.error(f"{args.name} needs --zoo")
         zoo = zoo_features(args.zoo, fp.features, TextureStats(state), args.cache.with_name(f"zoo_features_{args.zoo.name}.npz"))
     everything = {"known": [], "unknown": [], "fit": sorted(set(labels.tolist()) - {"real"}), "real_fit": np.flatnonzero(labels == "real")}
     fold = Fold(everything | {"seed": 0, "fold": -1, "real_test": np.zeros(0, int)}, feats, labels, meta, fp, zoo=zoo)
     texture_fit = fold.tex_fit[args.name]
     prior = out_of_fold_prior(args.name, feats, labels, meta, fp, zoo=zoo)
-    if args.name == "fp-joint1":
+    if args.name in JOINT:
         # no near-impostor floor: on the real folds it held unknowns to 0.00-0.01 at a nominal 0.01
         # and named 14% of known whole images; without it, 0.04 and 45% (bench/results/
         # real_folds_no_near_floor.json). Real generators' nearest neighbours there are often the same
@@ -143,10 +159,19 @@ def main(argv=None) -> Path:
         extra["training"]["texture_fit"] = {"variants": ["crop256", "jpeg75", "half", "tiles"], "wccn_reg": JOINT_REG}
         extra["training"]["zoo"] = {"folder": str(args.zoo), "sources": len(zoo), "degraded_copies": ZOO_VARIANTS}
         residual = dict(fp.config_["input"].get("residual", {}))
-        folder = save_joint(out, args.name, residual, state, texture_fit, tiles=5, calibration=prior, extra=extra)
+        norm = fold.norms.get(args.name)
+        if norm is not None:
+            cohort = np.flatnonzero(feats["ok_asis"])
+            extra["training"]["score_norm"] = {
+                "cohort": "every devset image (whole, 5 tiles) and camera photo, through this fit",
+                "images": int(len(cohort)),
+            }
+        folder = save_joint(out, args.name, residual, state, texture_fit, tiles=5, calibration=prior, extra=extra, score_norm=norm)
     else:
         tiles = 5 if args.name == "fp-fuse2" else 0
         folder = save_fused(out, args.name, fp, state, texture_fit, ALPHA, calibration=prior, extra=extra, tiles=tiles)
+    if args.weights_from:
+        overlay(folder, Path("attrib/data/encoders") / args.weights_from, args.weights_from)
     enc = get_encoder(str(folder))
     print(f"wrote {folder}: {enc.id}, dim {enc.dim}")
     return folder

@@ -25,7 +25,10 @@ Protocol (issue 11):
   and prior refitted in each fold; ``fp-fuse2`` with 5 tiles, and tiles in its fit), and with
   ``--zoo`` ``fp-joint1`` (:mod:`attrib.encoders.joint`: one WCCN over residual + texture features
   fitted on the zoo and the fold's fit labels), whose zoo check runs here too: leave one zoo
-  architecture out of the fit (the devset all in), 5-shot on it, as ``heldout_archs.py``.
+  architecture out of the fit (the devset all in), 5-shot on it, as ``heldout_archs.py``; and
+  ``fp-joint2``: ``fp-joint1`` with cohort score normalisation (:mod:`attrib.scorenorm`), its
+  cohort the fold's fit images (whole images, as embedded) and camera photos, its prior measured
+  with it.
 * **figures** per encoder, variant and K: closed-set top-1, known accepted and right (TAR), AUROC,
   OSCR, EER, unknowns accepted (observed FAR) and real photos attributed at the default FAR
   (0.01), as mean and standard deviation over every fold x seed (the set is small: one split can
@@ -64,10 +67,12 @@ from attrib.encoders.wccn import fit_wccn
 from attrib.evaluate import Dataset, run_protocol, split_sources
 from attrib.imageio import load_image
 from attrib.openset import measure_prior
+from attrib.scorenorm import ScoreNorm
 
 VARIANTS = ("asis", "asis_jpeg75", "crop256", "jpeg75", "half")
 TILED = ("asis", "asis_jpeg75")  # variants also embedded tile by tile
-ENCODERS = ("fp-wccn2", "residual-tiles", "fp-fuse1", "fp-fuse2", "fp-joint1", "size-format")
+ENCODERS = ("fp-wccn2", "residual-tiles", "fp-fuse1", "fp-fuse2", "fp-joint1", "fp-joint2", "size-format")
+JOINT = ("fp-joint1", "fp-joint2")  # one fit; fp-joint2 adds cohort score normalisation
 JOINT_REG = 0.01  # fp-joint1's WCCN ridge (residual-wccn's is 0.003, the texture branch's 0.3)
 ZOO_VARIANTS = 2  # degraded copies of each zoo image in fp-joint1's fit, as heldout_archs.py
 FORMATS = ("JPEG", "PNG", "WEBP")
@@ -218,9 +223,10 @@ def zoo_features(zoo_dir: Path, residual, texture: TextureStats, cache: Path) ->
     return out
 
 
-def zoo_heldout(zoo: dict, zoo_dir: Path, feats: dict, labels: np.ndarray, trials: int = 3) -> dict:
+def zoo_heldout(zoo: dict, zoo_dir: Path, feats: dict, labels: np.ndarray, trials: int = 3, cohort: bool = False) -> dict:
     """fp-joint1's recipe with each zoo architecture left out of the fit (all of the devset in),
-    5-shot on that architecture's sources (30% never enrolled): as ``heldout_archs.py``."""
+    5-shot on that architecture's sources (30% never enrolled): as ``heldout_archs.py``. With
+    ``cohort``, fp-joint2's: scores normalised by the devset's images through that fit."""
     from attrib.train import read_sources
 
     arch = {s: v["arch"] for s, v in read_sources(zoo_dir).items()}
@@ -228,16 +234,33 @@ def zoo_heldout(zoo: dict, zoo_dir: Path, feats: dict, labels: np.ndarray, trial
     out = {}
     for a in sorted(set(arch.values()) - {"real"}):
         m, P = fit_joint(feats, labels, dev, np.flatnonzero(labels == "real"), {s: v for s, v in zoo.items() if arch[s] != a})
+        norm = cohort_norm(feats, (m, P), np.flatnonzero(feats["ok_asis"])) if cohort else None
         test = [s for s in zoo if arch[s] == a]
         plain = [zoo[s][:: 1 + ZOO_VARIANTS] for s in test]
         names = [s for s, f in zip(test, plain) for _ in range(len(f))]
         emb = l2_normalize((np.concatenate(plain) - m) @ P)
         ds = Dataset(names, [str(i) for i in range(len(names))], [f"h{i}" for i in range(len(names))], emb)
         known, unknown = split_sources(ds.sources(), None, 0.3, seed=0)
-        r = run_protocol(ds, SimpleNamespace(calibration=None), known, unknown, shots=(5,), trials=trials, max_queries=30)["shots"]["5"]
+        enc = SimpleNamespace(calibration=None, score_norm=norm)
+        r = run_protocol(ds, enc, known, unknown, shots=(5,), trials=trials, max_queries=30)["shots"]["5"]
         out[a] = {k: r[k] for k in ("accuracy", "auroc", "eer")}
     out["mean"] = {k: round(float(np.mean([v[k] for v in out.values()])), 4) for k in ("accuracy", "auroc", "eer")}
     return out
+
+
+def cohort_norm(feats: dict, fit: tuple[np.ndarray, np.ndarray], idx: np.ndarray) -> ScoreNorm:
+    """fp-joint2's score normalisation: the cohort statistics of devset images ``idx`` (whole
+    images, embedded as the encoder embeds them) through the joint fit ``(mean, P)``."""
+    m, P = fit
+    return ScoreNorm.from_cohort(joint_embed(feats, m, P, "asis", idx[feats["ok_asis"][idx]]))
+
+
+def pooled(models: list[dict]) -> dict:
+    """Moments of several score models pooled as one sample."""
+    n = sum(m["n"] for m in models)
+    mu = sum(m["n"] * m["mu"] for m in models) / n
+    var = sum(m["n"] * (m["sigma"] ** 2 + (m["mu"] - mu) ** 2) for m in models) / n
+    return {"mu": float(mu), "sigma": float(np.sqrt(var)), "n": float(n)}
 
 
 class Fold:
@@ -246,13 +269,18 @@ class Fold:
     def __init__(self, fd: dict, feats: dict, labels: np.ndarray, meta: np.ndarray, fp, shots: int = 5, zoo: dict | None = None):
         self.fd, self.feats, self.labels, self.fp, self.zoo = fd, feats, labels, fp, zoo
         fit_idx = np.flatnonzero(np.isin(labels, fd["fit"]))
-        fitted = ("fp-fuse1", "fp-fuse2") + (("fp-joint1",) if zoo else ())
-        self.tex_fit = {enc: self.fit_texture(enc, fit_idx, fd["real_fit"]) for enc in fitted}
+        fitted = ("fp-fuse1", "fp-fuse2") + (JOINT if zoo else ())
+        self.tex_fit = {enc: self.fit_texture(enc, fit_idx, fd["real_fit"]) for enc in fitted if enc != "fp-joint2"}
+        self.norms = {}
+        if zoo:
+            self.tex_fit["fp-joint2"] = self.tex_fit["fp-joint1"]
+            self.norms["fp-joint2"] = cohort_norm(feats, self.tex_fit["fp-joint1"], np.concatenate([fit_idx, fd["real_fit"]]))
         # calibration prior of the fold's fitted encoders: cross-fitted on its fit labels (halves A/B:
         # fit the texture WCCN on one, measure scores on the other's never-fitted sources)
         self.priors = {enc: self._cross_prior(enc, shots) for enc in fitted}
-        if "fp-joint1" in self.priors:  # as shipped: no near-impostor floor (bench/fit_fused.py says why)
-            self.priors["fp-joint1"].pop("near_impostor")
+        for enc in JOINT:  # as shipped: no near-impostor floor (bench/fit_fused.py says why)
+            if enc in self.priors:
+                self.priors[enc].pop("near_impostor")
         mu, sd = meta[fit_idx].mean(0), meta[fit_idx].std(0) + 1e-6
         self.meta = lambda idx: (meta[idx] - mu) / sd
         self.priors["size-format"] = _prior(l2_normalize(self.meta(fit_idx)), labels[fit_idx], shots)
@@ -270,7 +298,7 @@ class Fold:
                 parts.append(f["text_asis"][sel][f["mask_asis"][sel]])
             return np.concatenate(parts)
 
-        if encoder == "fp-joint1":
+        if encoder in JOINT:
             return fit_joint(self.feats, self.labels, idx, real_idx, self.zoo)
         bank = {lab: rows(idx[self.labels[idx] == lab]) for lab in np.unique(self.labels[idx])}
         bank["real"] = rows(np.asarray(real_idx))
@@ -280,12 +308,19 @@ class Fold:
         fit = list(np.random.default_rng(7).permutation(self.fd["fit"]))
         halves = [fit[0::2], fit[1::2]]
         real = self.fd["real_fit"]
-        embs, names = [], []
+        embs, names, parts = [], [], []
         for a, b in (halves, halves[::-1]):
-            tex_fit = self.fit_texture(encoder, np.flatnonzero(np.isin(self.labels, a)), real[: len(real) // 2])
+            fit_a = np.flatnonzero(np.isin(self.labels, a))
+            tex_fit = self.fit_texture(encoder, fit_a, real[: len(real) // 2])
             idx = np.flatnonzero(np.isin(self.labels, b))
             embs.append(self.embed(encoder, "crop256" if encoder == "fp-fuse1" else "asis", idx, tex_fit))
             names.append(self.labels[idx])
+            if encoder == "fp-joint2":  # each half normalised by a cohort of the other half's images
+                norm = cohort_norm(self.feats, tex_fit, np.concatenate([fit_a, real[: len(real) // 2]]))
+                parts.append(measure_prior(embs[-1], names[-1], shots, np.random.default_rng(0), norm=norm))
+        if parts:
+            prior = {k: pooled([p[k] for p in parts]) for k in ("impostor", "genuine", "pair_impostor", "near_impostor")}
+            return prior | {"shots": shots, "sources": len(set(np.concatenate(names).tolist()))}
         return _prior(np.concatenate(embs), np.concatenate(names), shots)
 
     def res_unit(self, res: np.ndarray) -> np.ndarray:
@@ -298,7 +333,7 @@ class Fold:
         if encoder == "fp-wccn2":
             return self.res_unit(f[f"res_{variant}"][idx])
         m, P = tex_fit or self.tex_fit.get(encoder, (None, None))
-        if encoder == "fp-joint1":
+        if encoder in JOINT:
             return joint_embed(f, m, P, variant, idx)
         tiled = variant in TILED and encoder in ("residual-tiles", "fp-fuse2")
         if not tiled:
@@ -346,7 +381,7 @@ def run_fold(fold: Fold, encoder: str, variant: str, keep: np.ndarray, shots, tr
         return None
     ds = Dataset(names, [str(i) for i in idx], [str(i) for i in idx], fold.embed(encoder, enroll_variant, idx))
     queries = fold.embed(encoder, variant, idx)
-    enc = SimpleNamespace(calibration=fold.prior(encoder))
+    enc = SimpleNamespace(calibration=fold.prior(encoder), score_norm=fold.norms.get(encoder))
     res = run_protocol(
         ds,
         enc,
@@ -377,14 +412,14 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
-def paired(runs: dict[str, list], shots) -> dict:
-    """Each encoder minus ``fp-wccn2`` on the same fold, variant and K-shot draws: mean and std
+def paired(runs: dict[str, list], shots, baseline: str = "fp-wccn2") -> dict:
+    """Each encoder minus ``baseline`` on the same fold, variant and K-shot draws: mean and std
     over folds of the difference (the spread that matters when two encoders are compared)."""
     out = {}
     for key, rs in runs.items():
         enc, variant = key.split("/")
-        base = runs.get(f"fp-wccn2/{variant}")
-        if enc == "fp-wccn2" or not base or len(base) != len(rs):
+        base = runs.get(f"{baseline}/{variant}")
+        if enc == baseline or not base or len(base) != len(rs):
             continue
         k = str(max(shots))
         out[key] = {
@@ -440,7 +475,7 @@ def main(argv=None) -> dict:
     if args.zoo:
         texture = TextureStats(texture_backbone_from_file(weights))
         zoo = zoo_features(args.zoo, fp.features, texture, args.cache.with_name(f"zoo_features_{args.zoo.name}.npz"))
-    encoders = args.encoder or [e for e in ENCODERS if zoo or e != "fp-joint1"]
+    encoders = args.encoder or [e for e in ENCODERS if zoo or e not in JOINT]
     variants = args.variant or list(VARIANTS)
     runs: dict[str, list] = {}
     for seed in range(args.seeds):
@@ -460,6 +495,7 @@ def main(argv=None) -> dict:
             print(f"seed {seed} fold {fd['fold']}: known {len(fd['known'])}, unknown {len(fd['unknown'])}", file=sys.stderr)
     result = {
         "paired_vs_default": paired(runs, shots),
+        "paired_vs_fp-joint1": paired(runs, shots, "fp-joint1"),
         "protocol": {k: getattr(args, k) for k in ("seeds", "folds", "trials")}
         | {
             "shots": shots,
@@ -471,9 +507,10 @@ def main(argv=None) -> dict:
         },
         "results": {key: summarise(r) for key, r in runs.items()},
     }
-    if zoo and "fp-joint1" in encoders:
-        result["zoo_heldout_fp-joint1"] = zoo_heldout(zoo, args.zoo, feats, labels)
-        print(f"fp-joint1, zoo architectures held out (5-shot): {result['zoo_heldout_fp-joint1']['mean']}", file=sys.stderr)
+    for enc in JOINT:
+        if zoo and enc in encoders:
+            result[f"zoo_heldout_{enc}"] = zoo_heldout(zoo, args.zoo, feats, labels, cohort=enc == "fp-joint2")
+            print(f"{enc}, zoo architectures held out (5-shot): {result[f'zoo_heldout_{enc}']['mean']}", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(format_table(result))

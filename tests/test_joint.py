@@ -71,3 +71,35 @@ def test_joint_folder_with_wrong_weights_fails_in_one_line(joint_folder, tmp_pat
     (bad / "model.safetensors").write_bytes(b"junk")
     with pytest.raises(EncoderError, match="weights do not load"):
         get_encoder(str(bad))
+
+
+def test_joint_folder_with_score_norm_and_one_that_borrows_its_weights(joint_folder, tmp_path):
+    """A folder may carry a cohort score normalisation; a sibling may take the base weights from
+    another folder (``weights_from``) and add only its own: same embeddings, its own id."""
+    import shutil
+
+    from safetensors.numpy import save_file
+
+    from attrib.scorenorm import ScoreNorm
+
+    base = get_encoder(str(joint_folder))
+    assert base.score_norm is None
+    cohort = base.embed([synthetic(s, i, 64) for s in range(5) for i in range(20, 24)])
+    norm = ScoreNorm.from_cohort(cohort, rank=4)
+    folder = tmp_path / "joint-norm"
+    folder.mkdir()
+    config = json.loads((joint_folder / "config.json").read_text())
+    shutil.copytree(joint_folder, tmp_path / "base")
+    config.update(name="joint-norm", weights_from="../base", score_norm=norm.config())
+    (folder / "config.json").write_text(json.dumps(config))
+    save_file(norm.weights(), str(folder / "model.safetensors"))
+    enc = get_encoder(str(folder))
+    img = synthetic(2, 30, 96)
+    assert enc.embed([img]) == pytest.approx(base.embed([img]), abs=1e-6)
+    assert enc.score_norm is not None and enc.id != base.id
+    q = enc.embed([img])
+    assert enc.score_norm.normalise(q @ cohort[:3].T, q) == pytest.approx(norm.normalise(q @ cohort[:3].T, q), abs=1e-6)
+    config["weights_from"] = "../nowhere"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(EncoderError, match="weights_from '../nowhere' has no model.safetensors"):
+        get_encoder(str(folder))

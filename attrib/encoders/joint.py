@@ -29,7 +29,7 @@ from ..errors import EncoderError
 from ..scorenorm import ScoreNorm
 from .base import l2_normalize, tile_slices
 from .fused import TEXTURE_ARCH, TEXTURE_TAPS, TILE, TextureStats, tiles_of
-from .weights import FolderEncoder, read_numpy_weights, sha256_file, write_numpy_folder
+from .weights import FolderEncoder, folder_weights, write_numpy_folder
 
 BACKBONE = "residual-texture-wccn"
 
@@ -110,4 +110,5 @@ def save_joint(
 
 def load_joint(config: dict[str, Any], weights_path: Path, folder: Path) -> JointEncoder:
     """A ``residual-texture-wccn`` folder's encoder (called by :func:`attrib.encoders.learned.load_encoder`)."""
-    return JointEncoder(config, read_numpy_weights(weights_path), sha256_file(weights_path), folder=folder)
+    weights, digest = folder_weights(config, weights_path, folder)
+    return JointEncoder(config, weights, digest, folder=folder)

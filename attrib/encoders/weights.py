@@ -96,6 +96,25 @@ def read_numpy_weights(path: Path, required: tuple[str, ...] = ()) -> dict:
     return weights
 
 
+def folder_weights(config: dict[str, Any], path: Path, folder: Path, required: tuple[str, ...] = ()) -> tuple[dict, str]:
+    """An encoder folder's numpy weights and their hash. A folder whose ``config.json`` names
+    ``weights_from`` (a sibling folder, relative to this one) holds only what it adds: the
+    sibling's ``model.safetensors`` is read first, this folder's on top, and the hash covers both
+    files (``fp-joint2`` is ``fp-joint1``'s 13 MB of weights plus 150 kB of score normalisation)."""
+    base = config.get("weights_from")
+    if not base:
+        return read_numpy_weights(path, required), sha256_file(path)
+    base_path = (Path(folder) / base / WEIGHTS_NAME).resolve()
+    if not base_path.is_file():
+        raise EncoderError(f"{folder}: weights_from {base!r} has no {WEIGHTS_NAME}")
+    weights = read_numpy_weights(base_path) | read_numpy_weights(path)
+    missing = [k for k in required if k not in weights]
+    if missing:
+        raise EncoderError(f"{path}: weights do not load ({missing[0]!r})")
+    digest = hashlib.sha256((sha256_file(base_path) + sha256_file(path)).encode()).hexdigest()
+    return weights, digest
+
+
 def write_numpy_folder(folder: str | Path, config: dict, weights: dict) -> Path:
     """Write an encoder folder from numpy weights: ``model.safetensors`` + ``config.json``."""
     import json
