@@ -17,22 +17,39 @@ import numpy as np
 from .. import openset
 from ..index import VectorIndex
 from ..sources import check_name
-from . import prototypes
+from . import lineage, prototypes
 
 
 class MemoryGallery:
     """Enrolled sources, their prototypes in a FAISS index, and their calibration."""
 
-    def __init__(self, sources: list[str], index: VectorIndex | None, calibration: openset.Calibration, far: float = openset.DEFAULT_FAR):
+    def __init__(
+        self,
+        sources: list[str],
+        index: VectorIndex | None,
+        calibration: openset.Calibration,
+        far: float = openset.DEFAULT_FAR,
+        tree: lineage.Tree | None = None,
+        vectors: dict[str, np.ndarray] | None = None,
+    ):
         self.sources = sources
         self.index = index
         self.calibration = calibration
         self.far = far
+        self.tree = tree
+        self.vectors = vectors or {}
 
     @classmethod
-    def enroll(cls, batches: Sequence[tuple[str, np.ndarray, Sequence[str]]], prior: dict[str, Any] | None) -> MemoryGallery:
+    def enroll(
+        cls,
+        batches: Sequence[tuple[str, np.ndarray, Sequence[str]]],
+        prior: dict[str, Any] | None,
+        tree: lineage.Tree | None = None,
+        node_score: str = lineage.NODE_SCORE,
+    ) -> MemoryGallery:
         """Enroll ``(source, embeddings, sha256s)`` batches, in order; ``prior`` is the encoder's
-        ``calibration``."""
+        ``calibration``. ``tree`` (its sources: the enrolled ones and their ancestors, which may
+        have no samples) makes it a tree gallery, its inner nodes scored by ``node_score``."""
         seen: set[str] = set()
         members: dict[str, list[int]] = {}  # rows of ``flat`` per source, in enrollment order
         flat: list[np.ndarray] = []
@@ -62,7 +79,16 @@ class MemoryGallery:
         impostor = openset.impostor_models(samples[pick], [owners[i] for i in pick], vectors, names)
         observed = {s: (impostor[s], openset.genuine_model(samples[members[s]])) for s in impostor}
         index = VectorIndex.build(vectors, names) if len(vectors) else None
-        return cls(sorted(members), index, openset.Calibration(observed, prior))
+        node_vecs = None
+        if tree is not None and tree.active:
+            pool = (samples[pick], [owners[i] for i in pick])
+
+            def samples_of(sources):
+                return samples[[i for s in sorted(sources) for i in members.get(s, [])]]
+
+            node_vecs = lineage.node_vectors(tree, tree.inner_keys(), vectors, names, samples_of, node_score)
+            observed.update(lineage.node_models(tree, node_vecs, *pool, samples_of))
+        return cls(sorted(members), index, openset.Calibration(observed, prior), tree=tree, vectors=node_vecs)
 
     def source_names(self) -> list[str]:
         return list(self.sources)
@@ -74,4 +100,9 @@ class MemoryGallery:
         return self.calibration.thresholds(self.far if far is None else far, sources)
 
     def identify(self, embeddings: np.ndarray, top_k: int = 5, far: float | None = None) -> list[openset.Decision]:
-        return prototypes.identify(self.index, self.calibration, embeddings, top_k, self.far if far is None else far)
+        far = self.far if far is None else far
+        if self.tree is not None and self.tree.active:
+            return lineage.identify(self.index, self.calibration, embeddings, top_k, far, self.tree, self.vectors)
+        decisions = prototypes.identify(self.index, self.calibration, embeddings, top_k, far)
+        lineage.flat_lineage(decisions, self.tree)
+        return decisions
