@@ -370,3 +370,74 @@ def test_cli_sources_add_enroll_parent_list_move_remove(tmp_path):
     assert ident["lineage"] == ([] if ident["source"] is None else json.loads(ok("sources", "show", ident["source"], "--json"))["lineage"])
     assert "Removed 'sd15', 'deliberate2' (4 samples)." in ok("sources", "remove", "sd15", "--recursive", "--yes")
     assert [r["name"] for r in json.loads(ok("sources", "list", "--json"))] == ["dreamshaper", "root0"]
+
+
+def test_cli_eval_with_a_tree_prints_and_writes_the_levels(tmp_path):
+    for s in range(4):
+        for i in range(6):
+            write_png(tmp_path / "data" / f"src{s}" / f"{i}.png", synthetic(s, i))
+    (tmp_path / "tree.tsv").write_text("lineA\t\tgan\nsrc0\tlineA\nsrc1\tlineA\nsrc2\tlineA\n")
+    args = ["eval", str(tmp_path / "data"), "--encoder", "residual", "--shots", "2", "--trials", "1", "--unknown", "src2"]
+    r = CliRunner().invoke(
+        build_cli(), [*args, "--tree", str(tmp_path / "tree.tsv"), "--out", str(tmp_path / "r.json"), "--report", str(tmp_path / "r.html")]
+    )
+    assert r.exit_code == 0, r.output
+    assert "per level" in r.output and "wrong->line" in r.output
+    levels = json.loads((tmp_path / "r.json").read_text())["shots"]["2"]["levels"]
+    assert 0 <= levels["known"]["decided"]["family"] <= 1 and 0 <= levels["unknown"]["right_line"] <= 1
+    bad = CliRunner().invoke(build_cli(), [*args, "--tree", "zoo"])
+    assert bad.exit_code == 2 and "no readable zoo.json" in bad.output
+
+
+# -- HTTP and the web page -------------------------------------------------------------------------
+def test_http_tree_routes_fields_and_page(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from .test_web import AUTH, images, make_app
+
+    Gallery(tmp_path / "gal").close()
+    with TestClient(make_app(tmp_path / "gal")) as c:
+        assert c.put("/v1/sources/sd15", json={"family": "diffusion"}).status_code == 401  # a write
+        r = c.put("/v1/sources/sd15", json={"family": "diffusion"}, headers=AUTH)
+        assert r.status_code == 200 and r.json()["lineage"] == ["diffusion", "sd15"] and r.json()["samples"] == 0
+        assert c.put("/v1/sources/sd15", json={"family": "diffusion"}, headers=AUTH).status_code == 409
+        for name, s in (("deliberate2", 1), ("dreamshaper", 2)):
+            r = c.post(f"/v1/sources/{name}/samples", files=images(s, 6), data={"parent": "sd15"}, headers=AUTH)
+            assert r.status_code == 200, r.text
+        r = c.post("/v1/sources/x/samples", files=images(3, 2), data={"parent": "nope"}, headers=AUTH)
+        assert r.status_code == 422 and "unknown parent 'nope'" in r.json()["error"]
+        c.post("/v1/sources/other/samples", files=images(0, 6), data={"family": "gan"}, headers=AUTH)
+        rows = {r["name"]: r for r in c.get("/v1/sources").json()}
+        assert rows["deliberate2"]["lineage"] == ["diffusion", "sd15", "deliberate2"] and rows["sd15"]["children"] == [
+            "deliberate2",
+            "dreamshaper",
+        ]
+        assert c.get("/v1/sources/deliberate2").json()["parent"] == "sd15"
+        # identify: every row has its lineage, the path to the decided node
+        rows = c.post("/v1/identify", files=images(1, 3, start=10) + images(5, 1), data={"detectors": "none"}).json()
+        for row in rows:
+            assert isinstance(row["lineage"], list) and (row["source"] is not None or row["lineage"] == [])
+            if row["source"] is not None:
+                assert row["lineage"][-1] == row["source"] and row["lineage"][0] in ("diffusion", "gan")
+        assert any(row["source"] in ("deliberate2", "sd15", "diffusion") for row in rows[:3])
+        # verify at the inner node
+        v = c.post("/v1/verify", files=images(2, 2, start=10), data={"generator": "sd15"}).json()
+        assert all(r["source"] == "sd15" and r["score"] is not None for r in v)
+        # move and remove
+        r = c.put("/v1/sources/sd15/parent", json={"parent": "deliberate2"}, headers=AUTH)
+        assert r.status_code == 422 and "a cycle" in r.json()["error"]
+        r = c.put("/v1/sources/dreamshaper/parent", json={"parent": None}, headers=AUTH)
+        assert r.json() == {"source": "dreamshaper", "parent": None, "lineage": ["diffusion", "dreamshaper"]}
+        c.put("/v1/sources/dreamshaper/parent", json={"parent": "sd15"}, headers=AUTH)
+        # the web page: the tree on the sources view, the path on an identify result
+        html = c.get("/sources").text
+        assert 'class="card lineage-tree"' in html and '<li class="depth-1" data-node="deliberate2">' in html
+        assert "diffusion › sd15 › deliberate2" in html and "its descendants' stand for it" in html
+        frag = c.post("/ui/identify?fragment=1", files=images(1, 1, start=12)).text
+        assert 'class="lineage"' in frag and '<span class="node">diffusion</span>' in frag
+        r = c.delete("/v1/sources/sd15", headers=AUTH)
+        assert r.status_code == 409 and "children=reparent" in r.json()["error"] and "\n" not in r.json()["error"]
+        r = c.delete("/v1/sources/sd15?children=reparent", headers=AUTH)
+        assert r.json() == {"source": "sd15", "removed_samples": 0, "children": "reparent"}
+        assert {r["name"]: r["parent"] for r in c.get("/v1/sources").json()} == {"deliberate2": None, "dreamshaper": None, "other": None}
+        assert "lineage" in c.get("/openapi.json").json()["components"]["schemas"]["IdentifyRow"]["properties"]
