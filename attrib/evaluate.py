@@ -345,7 +345,8 @@ def level_figures(g: MemoryGallery, tree: Tree, queries: np.ndarray, names: np.n
     """Per level (:data:`LEVELS`): how often the best leaf (``top1``, closed set) and the tree
     gallery's decision (``decided``) are right, for known queries; of the known queries the decision
     gets wrong at the leaf, how many it gets right at the line and at the family; and where
-    never-enrolled queries land (their line or family named, a wrong node named, rejected)."""
+    never-enrolled queries land (their line or family named, a wrong node named (and of all
+    queries, how many of those wrong nodes were under their own line: a sibling), rejected)."""
     out: dict[str, Any] = {}
     for kind, rows in (("known", known_idx), ("unknown", unk_idx)):
         rows = list(rows)
@@ -381,6 +382,10 @@ def _unknown_levels(truths, decided) -> dict[str, Any]:
         "right_line": float(np.mean([p and right_at(x, t, level_depths(t)["line"]) for p, x, t in zip(on_path, decided, truths)])),
         "right_family_only": float(np.mean([p and len(x) == 1 for p, x in zip(on_path, decided)])),
         "wrong_node": float(np.mean([bool(x) and not p for p, x in zip(on_path, decided)])),
+        # of those, named a relative: a node off their path under their own line (a sibling)
+        "wrong_node_right_line": float(
+            np.mean([bool(x) and not p and right_at(x, t, level_depths(t)["line"]) for p, x, t in zip(on_path, decided, truths)])
+        ),
         "rejected": float(np.mean([not x for x in decided])),
     }
 
@@ -479,8 +484,8 @@ def format_levels(res: dict[str, Any]) -> str:
 
     lines = [
         "per level (known queries: top-1 closed set / calibrated decision right at family, line, leaf;"
-        " wrong at the leaf but right at the line / family; never-enrolled: line named, family only, wrong node, rejected)",
-        f"{'shots':>5} {'fam':>11} {'line':>11} {'leaf':>11}  {'wrong->line':>11} {'->fam':>6}  {'unk:line':>8} {'fam':>6} {'wrong':>6} {'rej':>6}",
+        " wrong at the leaf but right at the line / family; never-enrolled: line named, family only, wrong node (a sibling), rejected)",
+        f"{'shots':>5} {'fam':>11} {'line':>11} {'leaf':>11}  {'wrong->line':>11} {'->fam':>6}  {'unk:line':>8} {'fam':>6} {'wrong':>6} {'(sib)':>6} {'rej':>6}",
     ]
     for k, s in res["shots"].items():
         kn, un = s.get("levels", {}).get("known", {}), s.get("levels", {}).get("unknown", {})
@@ -488,6 +493,7 @@ def format_levels(res: dict[str, Any]) -> str:
         cells = " ".join(f"{f(top.get(lv)) + '/' + f(dec.get(lv)):>11}" for lv in LEVELS)
         lines.append(
             f"{k:>5} {cells}  {f(kn.get('wrong_at_leaf_right_line')):>11} {f(kn.get('wrong_at_leaf_right_family')):>6}  "
-            f"{f(un.get('right_line')):>8} {f(un.get('right_family_only')):>6} {f(un.get('wrong_node')):>6} {f(un.get('rejected')):>6}"
+            f"{f(un.get('right_line')):>8} {f(un.get('right_family_only')):>6} {f(un.get('wrong_node')):>6} "
+            f"{f(un.get('wrong_node_right_line')):>6} {f(un.get('rejected')):>6}"
         )
     return "\n".join(lines)
