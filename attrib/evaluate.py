@@ -370,6 +370,7 @@ def _known_levels(truths, best, decided) -> dict[str, Any]:
     }
     wrong = [(x, t, d) for x, t, d in zip(decided, truths, depths) if not right_at(x, t, d["leaf"])]
     fig["wrong_at_leaf"] = len(wrong) / len(truths)
+    fig["wrong_node"] = float(np.mean([bool(x) and not right_at(x, t, len(x)) for x, t in zip(decided, truths)]))
     fig["wrong_at_leaf_right_line"] = float(np.mean([right_at(x, t, d["line"]) for x, t, d in wrong])) if wrong else None
     fig["wrong_at_leaf_right_family"] = float(np.mean([right_at(x, t, 1) for x, t, _ in wrong])) if wrong else None
     return fig

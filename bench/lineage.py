@@ -6,8 +6,9 @@ prototype) or ``pooled`` (prototypes of all its subtree's samples)? Both are mea
 the K-shot protocol of ``attrib eval`` (:func:`attrib.evaluate.run_protocol` with a ``tree``: the
 flat figures, and the same enrollment held as a tree gallery for the per-level ones).
 
-* **zoo** (``--zoo``, a zoo of 6 seeds per architecture, e.g. ``/work/zoo/z6``): family ->
-  line (architecture: the name without ``-sN``) -> seed. Known: seeds 0-3 of every line but two;
+* **zoo** (``--zoo``, a zoo of 6 seeds per architecture, e.g. ``/work/zoo/z6``; ``--zoo-lines``
+  architectures, ``--zoo-images`` images per source): family -> line (architecture: the name
+  without ``-sN``) -> seed. Known: seeds 0-3 of every line but two;
   never enrolled: seeds 4-5 of those lines (their line is enrolled: the right answer is the line)
   and every seed of the two held-out lines (nothing of their line is enrolled: the right answer
   is the family at most). ``real`` is a known root.
@@ -21,9 +22,10 @@ Caveat: the default encoder (fp-joint1) was fitted on the zoo's seeds and on the
 WCCN; see README "Measured"), so these figures are in-sample for the encoder's fit and on the
 optimistic side; what they compare (levels, max vs pooled, leaf vs fallback) is on equal terms.
 
-Usage (about 4 minutes on 2 cores, embeddings cached in ``bench/out/``)::
+Usage (embedding is nearly all of it: 182 s for the zoo's 588 files and 784 s for the devset's 324
+on 2 cores shared with another job; cached in ``bench/out/``, a rerun takes 15 s)::
 
-    python bench/lineage.py --zoo /work/zoo/z6 --devset ../shared/devset --out bench/results/lineage.json
+    python bench/lineage.py --zoo /work/zoo/z6 --zoo-lines 8 --devset ../shared/devset --out bench/results/lineage.json
 """
 
 from __future__ import annotations

@@ -103,6 +103,10 @@ def _print_table(rows):
         runner = r["candidates"][1] if len(r["candidates"]) > 1 else None
         runner_s = f"{runner['source']} {runner['score']:.3f}" if runner else "-"
         click.echo(f"{path:<{width}}  {decision[:20]:<20} {fmt(r['score']):>6} {fmt(r['threshold']):>6} {fmt(r['margin']):>6}  {runner_s}")
+        lineage = r.get("lineage") or []
+        if len(lineage) > 2 or (r["source"] and r["candidates"] and r["source"] != r["candidates"][0]["source"]):
+            note = "" if r["source"] == r["candidates"][0]["source"] else f" (best leaf {r['candidates'][0]['source']} not sure)"
+            click.echo(f"{'':<{width}}  lineage: {' > '.join(lineage)}{note}")
         if r.get("detectors"):
             from ..detectors import summarise
 
