@@ -172,7 +172,10 @@ class Gallery:
         return tree, self._tree[2]
 
     def _node_vectors(self, tree: lineage.Tree) -> dict[str, np.ndarray]:
-        return lineage.node_vectors(tree, tree.inner_keys(), *self.store.prototypes(), self.store.embeddings_of)
+        return lineage.node_vectors(tree, tree.inner_keys(), *self.store.prototypes(), self._node_samples)
+
+    def _node_samples(self, sources) -> np.ndarray:
+        return self.store.embeddings_of(sources, lineage.NODE_SAMPLES)
 
     def add_node(self, name: str, family: str | None = None, parent: str | None = None, metadata: dict[str, Any] | None = None) -> None:
         """Create a source with no samples of its own (an inner node: its descendants' samples
@@ -333,7 +336,7 @@ class Gallery:
             return None
         vectors = self._node_vectors(tree)
         families = {}
-        for key, (imp, gen) in lineage.node_models(tree, vectors, pool, pool_src, self.store.embeddings_of).items():
+        for key, (imp, gen) in lineage.node_models(tree, vectors, pool, pool_src, self._node_samples).items():
             pair = (imp.to_dict() if imp else None, gen.to_dict() if gen else None)
             if key.startswith(lineage.FAMILY_PREFIX):
                 families[key] = pair

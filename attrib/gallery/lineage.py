@@ -43,6 +43,9 @@ FAMILY_PREFIX = "family:"
 #: of all its subtree's samples together); chosen by measurement (bench/lineage.py, README)
 NODE_SCORE = "pooled"
 NODE_SCORES = ("max", "pooled")
+#: samples an inner node's prototypes and genuine model are computed from, at most (the first by
+#: sha256: a stable subset, so a family of a million samples costs what 20,000 do)
+NODE_SAMPLES = 20000
 
 
 def family_key(family: str) -> str:
@@ -145,6 +148,11 @@ class Tree:
         return out
 
 
+def sample_rows(shas: Sequence[str], rows: Sequence[int], limit: int = NODE_SAMPLES) -> list[int]:
+    """Of ``rows`` (indices into ``shas``), the first ``limit`` by sha256: the store's rule over arrays."""
+    return sorted(rows, key=lambda i: shas[i])[:limit]
+
+
 def node_vectors(
     tree: Tree,
     keys: Sequence[str],
@@ -157,7 +165,8 @@ def node_vectors(
 
     ``max``: the prototypes of every source in its subtree; ``pooled``: prototypes of all its
     subtree's samples taken together (:func:`attrib.gallery.prototypes.prototypes_of`).
-    ``samples_of(members)`` returns the embeddings of those sources' samples."""
+    ``samples_of(members)`` returns the embeddings of those sources' samples (at most
+    :data:`NODE_SAMPLES`, chosen by :func:`sample_rows`' rule)."""
     if mode not in NODE_SCORES:
         raise ValueError(f"node score {mode!r}: one of {NODE_SCORES}")
     src = np.array(proto_sources, dtype=object)

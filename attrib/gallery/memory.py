@@ -84,7 +84,7 @@ class MemoryGallery:
             pool = (samples[pick], [owners[i] for i in pick])
 
             def samples_of(sources):
-                return samples[[i for s in sorted(sources) for i in members.get(s, [])]]
+                return samples[lineage.sample_rows(shas, [i for s in sources for i in members.get(s, [])])]
 
             node_vecs = lineage.node_vectors(tree, tree.inner_keys(), vectors, names, samples_of, node_score)
             observed.update(lineage.node_models(tree, node_vecs, *pool, samples_of))

@@ -215,15 +215,16 @@ class Store:
         for name in sources:
             self.db.execute("update sources set family = ?, updated_at = ? where name = ?", [family, now(), name])
 
-    def embeddings_of(self, sources: Sequence[str]) -> np.ndarray:
-        """Sample embeddings of several sources (by source, then enrollment order)."""
+    def embeddings_of(self, sources: Sequence[str], limit: int) -> np.ndarray:
+        """Sample embeddings of several sources: the first ``limit`` by sha256 (a stable
+        pseudo-random subset; :func:`attrib.gallery.lineage.sample_rows` is the same rule)."""
         names = sorted(sources)
-        blobs: list[bytes] = []
+        rows: list[tuple[str, bytes]] = []
         for chunk in range(0, len(names), 500):
             part = names[chunk : chunk + 500]
-            q = f"select embedding from samples where source in ({','.join('?' * len(part))}) order by source, id"
-            blobs += [r[0] for r in self.db.execute(q, part)]
-        return from_blobs(blobs, self.dim)
+            q = f"select sha256, embedding from samples where source in ({','.join('?' * len(part))}) order by sha256 limit ?"
+            rows = sorted(rows + list(self.db.execute(q, [*part, limit])))[:limit]
+        return from_blobs([r[1] for r in rows], self.dim)
 
     # -- samples -----------------------------------------------------------------------------
     def add_samples(self, source: str, embeddings: np.ndarray, records: Sequence[SampleRecord]) -> EnrollResult:
