@@ -385,6 +385,8 @@ def test_cli_eval_with_a_tree_prints_and_writes_the_levels(tmp_path):
     assert "per level" in r.output and "wrong->line" in r.output
     levels = json.loads((tmp_path / "r.json").read_text())["shots"]["2"]["levels"]
     assert 0 <= levels["known"]["decided"]["family"] <= 1 and 0 <= levels["unknown"]["right_line"] <= 1
+    html = (tmp_path / "r.html").read_text()
+    assert 'id="levels"' in html and "Lineage: accuracy per level" in html and 'id="levels-table"' in html
     bad = CliRunner().invoke(build_cli(), [*args, "--tree", "zoo"])
     assert bad.exit_code == 2 and "no readable zoo.json" in bad.output
 
