@@ -112,6 +112,7 @@ def test_add_enroll_move_remove_keep_the_tree_and_calibration(tree_gallery):
         (lambda: g.enroll("z", cluster(axes()[5], 2, 0.1, 5), recs("z", 2), parent="sd15", family="gan"), "cannot be of family 'gan'"),
         (lambda: g.enroll("sdxl", cluster(axes()[3], 2, 0.1, 6), recs("x2", 2), parent="sd15"), "move it with"),
         (lambda: g.add_node("sdxl", family="diffusion"), "exists already"),
+        (lambda: g.enroll("deliberate2", cluster(axes()[5], 2, 0.1, 7), recs("d2", 2), family="gan"), "its family follows its tree"),
         (lambda: g.remove_source("sd15"), r"has 2 child source\(s\) \(deliberate2, dreamshaper\): pass --reparent"),
     ]:
         with pytest.raises(GalleryError, match=msg) as exc:

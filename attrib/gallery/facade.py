@@ -264,6 +264,8 @@ class Gallery:
             self._check_batch(source, embeddings, records, family)
             if parent is not None:
                 self.check_enroll_parent(source, parent, family)
+            else:
+                self._check_tree_family(source, family)
         results = []
         with self.store.transaction():
             touched = []
@@ -297,6 +299,15 @@ class Gallery:
                     f"source {source!r} exists with parent {current!r}; move it with `attrib sources move {source} --parent {parent}`"
                 )
         self._family_under(source, parent, family)
+
+    def _check_tree_family(self, source: str, family: str | None) -> None:
+        """A source in a tree has its tree's family: another one given on enroll is refused."""
+        if family is None or not self.has_source(source):
+            return
+        tree = self.tree()
+        current = tree.family_of(source)
+        if family != current and (tree.parents.get(source) or tree.children.get(source)):
+            raise GalleryError(f"{source!r} is in a tree of family {current!r}: its family follows its tree (move it to change it)")
 
     def _rebuild_prototypes(self, source: str) -> None:
         emb = self.store.source_embeddings(source)
