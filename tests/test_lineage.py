@@ -357,6 +357,7 @@ def test_cli_sources_add_enroll_parent_list_move_remove(tmp_path):
     ok("enroll", "--generator", "dreamshaper", "--parent", "sd15", *dirs[2])
     text = ok("sources", "list")
     assert "diffusion (family)" in text and "\n  sd15 " in text and "\n    deliberate2 " in text and "\n  root0 " in text
+    assert "      lineage: diffusion > sd15 > deliberate2\n" in ok("sources", "show", "deliberate2")
     rows = {r["name"]: r for r in json.loads(ok("sources", "list", "--json"))}
     assert rows["deliberate2"]["lineage"] == ["diffusion", "sd15", "deliberate2"] and rows["sd15"]["samples"] == 0
     for args, msg in [

@@ -67,6 +67,10 @@ def show(ctx, name, json_):
         return
     for key in ("name", "family", "samples", "prototypes", "threshold", "far", "expected_tar", "created_at", "updated_at"):
         click.echo(f"{key:>13}: {info[key]}")
+    if info["parent"] or info["children"]:
+        click.echo(f"{'lineage':>13}: {' > '.join(info['lineage'])}")
+    if info["children"]:
+        click.echo(f"{'children':>13}: {', '.join(info['children'])}")
     if info["metadata"]:
         click.echo(f"{'metadata':>13}: {info['metadata']}")
     for s in info["sample_list"]:
