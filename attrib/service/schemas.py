@@ -238,7 +238,7 @@ class SourceDetail(Source):
 class Removed(BaseModel):
     source: str
     removed_samples: int
-    children: str | None = Field(None, description="What became of its children: reparent, cascade, or null (it had none).")
+    children: str | None = Field(None, description="What became of its children (reparent or cascade), when the request said.")
 
 
 class GalleryInfo(BaseModel):

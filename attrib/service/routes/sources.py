@@ -42,7 +42,7 @@ async def remove_source(state: State, name: SourceName, children: ChildrenQuery 
     (409) unless `children` says what becomes of them (as `attrib sources remove --reparent /
     --recursive`)."""
     n = await state.store.write(lambda g: _remove(g, name, children))
-    return answer({"source": name, "removed_samples": n, "children": children})
+    return answer({"source": name, "removed_samples": n, **({"children": children} if children else {})})
 
 
 def _remove(gallery, name: str, children: str | None) -> int:
