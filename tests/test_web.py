@@ -398,7 +398,8 @@ def test_browser_sources_tree_and_identify_path(page, server):
     """Lineage (issue 15): the sources view shows the tree, an identify result the decided path."""
     with httpx_client(server) as http:
         assert http.put("/v1/sources/line", json={"family": "gan"}, headers=AUTH).status_code == 200
-        assert http.post("/v1/sources/kid/samples", files=images(4, 6), data={"parent": "line"}, headers=AUTH).status_code == 200
+        r = http.post("/v1/sources/kid/samples", files=images(10, 6), data={"parent": "line"}, headers=AUTH)
+        assert r.status_code == 200 and r.json()["enrolled"] == 6, r.text
     try:
         page.goto(server + "/sources")
         tree = page.locator("section.lineage-tree")
@@ -406,7 +407,7 @@ def test_browser_sources_tree_and_identify_path(page, server):
         assert tree.locator('li[data-node="line"] .family').inner_text() == "gan"
         assert page.locator('li.source[data-source="kid"] .lineage').inner_text() == "gan › line › kid"
         page.goto(server + "/")
-        page.set_input_files("#identify-files", [upload("kid.png", png_bytes(synthetic(4, 0)))])  # one of its samples: sure
+        page.set_input_files("#identify-files", [upload("kid.png", png_bytes(synthetic(10, 0)))])  # one of its samples: sure
         page.get_by_role("button", name="Identify").click()
         result = page.locator("#results article.result")
         result.wait_for()
