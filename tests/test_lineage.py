@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from attrib import openset
 from attrib.cli import build_cli
 from attrib.encoders import Encoder
-from attrib.errors import AttribError, GalleryError
+from attrib.errors import AttribError, GalleryError, UnknownSource
 from attrib.evaluate import Dataset, load_tree, run_protocol
 from attrib.gallery import Gallery, MemoryGallery, SampleRecord, lineage, prototypes
 from attrib.gallery.lineage import Tree
@@ -199,6 +199,14 @@ def test_verify_at_an_inner_node(tree_gallery):
     assert all(r["threshold"] == pytest.approx(g.thresholds(sources=["sd15"])["sd15"], abs=1e-6) for r in g.verify(fine_tunes, "sd15"))
     assert not any(r["accepted"] for r in g.verify(cluster(e[4], 3, 0.12, 22), "sd15"))
     assert not any(r["accepted"] for r in g.verify(cluster(e[3], 3, 0.12, 23), "sd15"))
+    # a family is a level too (no source has its name): its whole family
+    fam = g.verify(np.concatenate([fine_tunes, cluster(e[3], 3, 0.12, 24)]), "diffusion")
+    assert all(r["accepted"] for r in fam) and fam[0]["threshold"] == pytest.approx(
+        g.thresholds(sources=["family:diffusion"])["family:diffusion"], abs=1e-6
+    )
+    assert not any(r["accepted"] for r in g.verify(cluster(e[4], 3, 0.12, 25), "diffusion"))
+    with pytest.raises(UnknownSource, match="no source named 'nope'"):
+        g.verify(fine_tunes, "nope")
     g.add_node("empty", family="gan")
     with pytest.raises(GalleryError, match="has no samples"):
         g.verify(fine_tunes, "empty")

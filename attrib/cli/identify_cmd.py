@@ -148,7 +148,7 @@ def verify(ctx, source, far, batch_size, json_, paths):
             verdict = "same source" if res["accepted"] else "different sources"
             click.echo(f"{verdict}: score {res['score']:.3f}, threshold {res['threshold']:.3f} (FAR {res['far']})")
         return
-    gallery.require_source(source)
+    gallery.require_node(source)
     items, emb = _embed_paths(gallery, paths, batch_size)
     rows = report.verify_rows(items, gallery.verify(emb, source, far) if len(emb) else [], source, far)
     for r in rows:

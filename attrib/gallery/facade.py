@@ -117,6 +117,16 @@ class Gallery:
             hint = f" (enrolled: {', '.join(known)})" if known else " (the gallery is empty)"
             raise UnknownSource(f"no source named {name!r} in this gallery{hint}")
 
+    def require_node(self, name: str) -> str:
+        """The key of what ``name`` verifies against: a source, or in a gallery with a tree a family
+        (no source of that name); else :class:`UnknownSource`, as :meth:`require_source`."""
+        if not self.has_source(name):
+            tree, vectors = self._lineage()
+            if lineage.family_key(name) in vectors:
+                return lineage.family_key(name)
+            self.require_source(name)
+        return name
+
     def source_names(self) -> list[str]:
         return self.store.source_names()
 
@@ -413,14 +423,15 @@ class Gallery:
         return decisions
 
     def verify(self, embeddings: np.ndarray, source: str, far: float | None = None) -> list[dict[str, Any]]:
-        """1:1 verification against one source at false-accept rate ``far``."""
-        self.require_source(source)
+        """1:1 verification against one source at false-accept rate ``far`` (an inner node or, in a
+        gallery with a tree, a family: against its subtree, at its threshold)."""
+        key = self.require_node(source)
         far = self.far if far is None else far
         tree, vectors = self._lineage()
-        protos = vectors[source] if source in vectors else self.store.prototypes(source)[0]
+        protos = vectors[key] if key in vectors else self.store.prototypes(source)[0]
         if not len(protos):
             raise GalleryError(f"source {source!r} has no samples, nor has any source under it: nothing to verify against")
-        thr = self.thresholds(far, sources=[source])[source]
+        thr = self.thresholds(far, sources=[key])[key]
         scores = (np.atleast_2d(embeddings) @ protos.T).max(axis=1)
         return [
             {"generator": source, "score": round(float(s), 6), "threshold": round(thr, 6), "accepted": bool(s >= thr), "far": far}

@@ -7,9 +7,9 @@ has a parent is **flat**: nothing here runs and identify answers exactly as befo
 
 In a tree gallery every inner node and every family is a node with its own calibrated threshold,
 held against its whole subtree (:func:`node_models`): its impostors are the pool samples of
-sources *outside* the subtree, scored by the node's score (:data:`NODE_SCORE`, measured by
-``bench/lineage.py``: ``"max"``, the best prototype anywhere in the subtree, or ``"pooled"``, the
-subtree's own prototypes from all its samples). A leaf's threshold is the flat one: its siblings
+sources *outside* the subtree, scored by the node's score (:data:`NODE_SCORE`: ``"pooled"``, the
+subtree's own prototypes from all its samples, which ``bench/lineage.py`` measured against
+``"max"``, the best prototype anywhere in the subtree: as many or more right answers per level). A leaf's threshold is the flat one: its siblings
 are among its impostors, so two close leaves hold each other's thresholds up, while their parent,
 whose impostors are the outsiders only, can be sure of the pair.
 
@@ -19,8 +19,9 @@ and threshold, then the grandparent, up to the family. The answer is the deepest
 leaf's path that clears its own threshold (``source``), and ``lineage`` is the path from the family
 to it. Why bottom-up and not top-down: the leaf decision is the flat one, so adding parents never
 changes an answer a flat gallery would give; a top-down descent would first have to clear the
-family and every ancestor, whose thresholds over whole subtrees are stricter than a leaf's, and a
-wrong turn near the root cannot be undone further down.
+family and every ancestor, whose thresholds over whole subtrees are stricter than a leaf's where
+the leaves are distinct (measured: ``tconv-k3`` 0.391 over seeds at 0.376 and 0.378), and a wrong
+turn near the root cannot be undone further down.
 
 Plain functions over arrays and one small :class:`Tree`: the on-disk gallery and the in-memory
 one (evaluation) run the same code.
