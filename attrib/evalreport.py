@@ -548,6 +548,32 @@ def _histogram_section(details, rejects_label, plots, k) -> str:
     )
 
 
+def _levels_section(results: Mapping[str, Any]) -> str:
+    """Accuracy per level of the sources' tree (``attrib eval --tree``)."""
+    rows = []
+    for k, summary in results["shots"].items():
+        kn, un = summary.get("levels", {}).get("known", {}), summary.get("levels", {}).get("unknown", {})
+        top, dec = kn.get("top1", {}), kn.get("decided", {})
+        rows.append(
+            [k]
+            + [f"{num(top.get(lv), 3)} / {num(dec.get(lv), 3)}" for lv in ("family", "line", "leaf")]
+            + [num(kn.get("wrong_at_leaf_right_line"), 3), num(kn.get("wrong_at_leaf_right_family"), 3)]
+            + [num(un.get(key), 3) for key in ("right_line", "right_family_only", "wrong_node", "rejected")]
+        )
+    header = ["shots", "family", "line", "leaf", "wrong leaf: right line", "right family"]
+    header += ["unknown: line named", "family only", "wrong node", "rejected"]
+    return _section(
+        "levels",
+        "Lineage: accuracy per level",
+        _note(
+            "Known queries: closed-set top-1 / calibrated decision right down to the family, the line (the leaf's parent) "
+            "and the leaf; of those wrong at the leaf, how many are right at the line and at the family. Never-enrolled "
+            "queries: their line named, only their family, a node off their path, rejected."
+        ),
+        _table("levels-table", header, rows),
+    )
+
+
 def _robust_section(results, robust, plots) -> str:
     plots["robustness"] = plot_kshot(results, robust)
     label = "+".join(robust.steps)
@@ -624,6 +650,8 @@ def build_report(
         _per_source_section(dk, order, families, summary, k),
         _histogram_section(dk, rejects_label, plots, k),
     ]
+    if any("levels" in s for s in results["shots"].values()):
+        parts.append(_levels_section(results))
     if robust is not None:
         parts.append(_robust_section(results, robust, plots))
     parts.append(_meta_section(results, meta))

@@ -21,6 +21,8 @@ each source's threshold and expected TAR): what :mod:`attrib.evalreport` draws i
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,7 @@ from . import metrics
 from .encoders import Encoder
 from .errors import AttribError
 from .gallery import MemoryGallery
+from .gallery.lineage import NODE_SCORE, Tree
 from .pipeline import StageTimer, embed_items, expand_paths, load_many
 
 
@@ -98,6 +101,8 @@ def run_protocol(
     query_embeddings: np.ndarray | None = None,
     rejects: Sequence[str] = (),
     details: list[TrialDetail] | None = None,
+    tree: Tree | None = None,
+    node_score: str | None = None,
 ) -> dict[str, Any]:
     """K-shot trials on ``ds`` (see the module docstring) -> ``{"known", "unknown", "shots": {K:
     summary}}``.
@@ -107,27 +112,20 @@ def run_protocol(
     queried only to be rejected and counted apart (camera photos): each summary then has
     ``attributed``, the fraction of them accepted as some enrolled source at the gallery's FAR.
     ``details``: a list to append one :class:`TrialDetail` per K and trial to (the return value
-    is the same with or without it)."""
+    is the same with or without it). ``tree``: the sources' lineage (:class:`attrib.gallery.lineage.Tree`
+    over the data's sources and their ancestors): each summary then also has ``levels``, accuracy
+    per level of the tree (:func:`level_figures`), measured on the same enrollment held as a tree
+    gallery; every other figure is the flat gallery's, as without it."""
     names = np.array(ds.names)
     queries = ds.embeddings if query_embeddings is None else np.asarray(query_embeddings, np.float32)
     if queries.shape != ds.embeddings.shape:
         raise AttribError(f"query_embeddings has shape {queries.shape}, the data set {ds.embeddings.shape}")
     results: dict[str, Any] = {"known": list(known), "unknown": list(unknown), "shots": {}}
     for k in shots:
-        per_trial = []
+        per_trial, per_level = [], []
         per_source: dict[str, list[tuple[float, float]]] = {s: [] for s in known}
         for t in range(trials):
-            rng = np.random.default_rng([seed, k, t])
-            enroll_idx, query_idx = {}, []
-            for s in known:
-                idx = rng.permutation(np.flatnonzero(names == s))
-                if len(idx) <= k:
-                    raise AttribError(f"source {s} has {len(idx)} images: too few for {k}-shot plus queries")
-                enroll_idx[s] = idx[:k]
-                query_idx += idx[k : k + max_queries].tolist()
-            unk_idx = []
-            for s in unknown:
-                unk_idx += rng.permutation(np.flatnonzero(names == s))[:max_queries].tolist()
+            enroll_idx, query_idx, unk_idx = _draw(names, known, unknown, k, max_queries, np.random.default_rng([seed, k, t]))
             g = _enroll_trial(ds, encoder, enroll_idx)
             m = _score_trial(g, queries, names, query_idx, unk_idx, far)
             rej = np.flatnonzero(np.isin(names, list(rejects))) if rejects else np.zeros(0, np.int64)
@@ -136,6 +134,9 @@ def run_protocol(
             if details is not None:
                 idx = {"known": query_idx, "unknown": unk_idx, "rejects": rej}
                 details.append(_trial_detail(g, queries, names, idx, far, k, t, {s: len(v) for s, v in enroll_idx.items()}))
+            if tree is not None:
+                tg = _enroll_trial(ds, encoder, enroll_idx, trial_tree(tree, enroll_idx), node_score)
+                per_level.append(level_figures(tg, tree, queries, names, query_idx, unk_idx, far))
             per_trial.append(m["summary"])
             for s, (acc, e) in m["per_source"].items():
                 per_source[s].append((acc, e))
@@ -145,8 +146,25 @@ def run_protocol(
         summary["per_source"] = {
             s: {"accuracy": _mean([v[0] for v in vals]), "eer": _mean([v[1] for v in vals])} for s, vals in per_source.items()
         }
+        if per_level:
+            summary["levels"] = _mean_nested(per_level)
         results["shots"][str(k)] = summary
     return results
+
+
+def _draw(names: np.ndarray, known, unknown, k: int, max_queries: int, rng: np.random.Generator):
+    """One trial's rows: K to enroll per known source, their queries, the unknowns' queries."""
+    enroll_idx, query_idx = {}, []
+    for s in known:
+        idx = rng.permutation(np.flatnonzero(names == s))
+        if len(idx) <= k:
+            raise AttribError(f"source {s} has {len(idx)} images: too few for {k}-shot plus queries")
+        enroll_idx[s] = idx[:k]
+        query_idx += idx[k : k + max_queries].tolist()
+    unk_idx = []
+    for s in unknown:
+        unk_idx += rng.permutation(np.flatnonzero(names == s))[:max_queries].tolist()
+    return enroll_idx, query_idx, unk_idx
 
 
 @dataclass
@@ -235,10 +253,152 @@ def embed_post(encoder: Encoder, ds: Dataset, post: str | Sequence[str], progres
     return emb
 
 
-def _enroll_trial(ds: Dataset, encoder: Encoder, enroll_idx: dict[str, np.ndarray]) -> MemoryGallery:
-    """A fresh gallery holding each known source's K shots, enrolled in the order of ``enroll_idx``."""
+def _enroll_trial(
+    ds: Dataset, encoder: Encoder, enroll_idx: dict[str, np.ndarray], tree: Tree | None = None, node_score=None
+) -> MemoryGallery:
+    """A fresh gallery holding each known source's K shots, enrolled in the order of ``enroll_idx``
+    (a tree gallery with ``tree``, its inner nodes scored by ``node_score``: default the product's)."""
     batches = [(s, ds.embeddings[ids], [ds.shas[i] for i in ids]) for s, ids in enroll_idx.items()]
-    return MemoryGallery.enroll(batches, encoder.calibration, getattr(encoder, "score_norm", None))
+    norm = getattr(encoder, "score_norm", None)
+    if tree is None:
+        return MemoryGallery.enroll(batches, encoder.calibration, norm=norm)
+    return MemoryGallery.enroll(batches, encoder.calibration, norm=norm, tree=tree, node_score=node_score or NODE_SCORE)
+
+
+# -- lineage: accuracy per level ----------------------------------------------------------------
+LEVELS = ("family", "line", "leaf")
+
+
+def load_tree(data_dir: str | Path, spec: str | Path, sources: Sequence[str] = ()) -> Tree:
+    """The lineage of a data set's sources (``attrib eval --tree``).
+
+    ``"zoo"``: from the zoo's ``zoo.json`` in ``data_dir``: family -> line (the source's name
+    without its ``-sN`` seed) -> source. Else a TSV file, one source a line: ``name``, ``parent``
+    (empty for a root) and optionally ``family``; a node without a family takes its first child's.
+    ``sources`` (the data's folders) not named anywhere are roots of family ``other``."""
+    parents: dict[str, str | None] = {}
+    families: dict[str, str] = {}
+    if str(spec) == "zoo":
+        try:
+            zoo = json.loads((Path(data_dir) / "zoo.json").read_text())["sources"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise AttribError(f"--tree zoo: {data_dir} has no readable zoo.json ({exc})") from None
+        for src in zoo:
+            line = re.sub(r"-s\d+$", "", src["name"])
+            parents[src["name"]] = line if line != src["name"] else None
+            families[src["name"]] = families[line] = src.get("family") or "other"
+            if line != src["name"]:
+                parents.setdefault(line, None)
+    else:
+        _read_tree_tsv(Path(spec), parents, families)
+    for name in sources:
+        parents.setdefault(name, None)
+    for name, parent in list(parents.items()):
+        if parent is not None and parent not in families and name in families:
+            families[parent] = families[name]
+    return Tree(parents, families)
+
+
+def _read_tree_tsv(path: Path, parents: dict, families: dict) -> None:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise AttribError(f"--tree: cannot read {path} ({exc.strerror})") from None
+    for line in lines:
+        cells = [c.strip() for c in line.split("\t")]
+        if not cells[0] or cells[0].startswith("#"):
+            continue
+        parent = cells[1] if len(cells) > 1 and cells[1] else None
+        parents[cells[0]] = parent
+        if parent is not None:
+            parents.setdefault(parent, None)
+        if len(cells) > 2 and cells[2]:
+            families[cells[0]] = cells[2]
+    for name in parents:
+        seen, node = {name}, parents[name]
+        while node is not None:
+            if node in seen:
+                raise AttribError(f"--tree: {path}: {name!r} is its own ancestor (a cycle)")
+            seen.add(node)
+            node = parents.get(node)
+
+
+def trial_tree(tree: Tree, enrolled) -> Tree:
+    """The part of ``tree`` a trial's gallery holds: the enrolled sources and their ancestors."""
+    keep: set[str] = set()
+    for s in enrolled:
+        keep.update(tree.path(s))
+    return Tree({n: tree.parents.get(n) for n in keep}, {n: tree.families.get(n, "other") for n in keep})
+
+
+def level_depths(truth: Sequence[str]) -> dict[str, int]:
+    """How much of a lineage ``[family, ..., leaf]`` each level compares: the family, the line (the
+    leaf's parent; the leaf itself for a source with no parent) and the whole path."""
+    return {"family": 1, "line": max(2, len(truth) - 1), "leaf": len(truth)}
+
+
+def right_at(decided: Sequence[str], truth: Sequence[str], depth: int) -> bool:
+    """Is ``decided`` (a lineage) right down to ``depth`` levels of ``truth``?"""
+    return len(decided) >= depth and list(decided[:depth]) == list(truth[:depth])
+
+
+def level_figures(g: MemoryGallery, tree: Tree, queries: np.ndarray, names: np.ndarray, known_idx, unk_idx, far) -> dict[str, Any]:
+    """Per level (:data:`LEVELS`): how often the best leaf (``top1``, closed set) and the tree
+    gallery's decision (``decided``) are right, for known queries; of the known queries the decision
+    gets wrong at the leaf, how many it gets right at the line and at the family; and where
+    never-enrolled queries land (their line or family named, a wrong node named (and of all
+    queries, how many of those wrong nodes were under their own line: a sibling), rejected)."""
+    out: dict[str, Any] = {}
+    for kind, rows in (("known", known_idx), ("unknown", unk_idx)):
+        rows = list(rows)
+        if not rows:
+            continue
+        truths = [tree.lineage(str(n)) for n in names[rows]]
+        decided = [d.lineage for d in g.identify(queries[rows], top_k=1, far=far)]
+        if kind == "known":
+            best = [g.tree.lineage(c[0][0]) if c else [] for c in g.source_scores(queries[rows], 1)]
+            out[kind] = _known_levels(truths, best, decided)
+        else:
+            out[kind] = _unknown_levels(truths, decided)
+    return out
+
+
+def _known_levels(truths, best, decided) -> dict[str, Any]:
+    depths = [level_depths(t) for t in truths]
+    fig: dict[str, Any] = {
+        "top1": {lv: float(np.mean([right_at(b, t, d[lv]) for b, t, d in zip(best, truths, depths)])) for lv in LEVELS},
+        "decided": {lv: float(np.mean([right_at(x, t, d[lv]) for x, t, d in zip(decided, truths, depths)])) for lv in LEVELS},
+    }
+    wrong = [(x, t, d) for x, t, d in zip(decided, truths, depths) if not right_at(x, t, d["leaf"])]
+    fig["wrong_at_leaf"] = len(wrong) / len(truths)
+    fig["wrong_node"] = float(np.mean([bool(x) and not right_at(x, t, len(x)) for x, t in zip(decided, truths)]))
+    fig["wrong_at_leaf_right_line"] = float(np.mean([right_at(x, t, d["line"]) for x, t, d in wrong])) if wrong else None
+    fig["wrong_at_leaf_right_family"] = float(np.mean([right_at(x, t, 1) for x, t, _ in wrong])) if wrong else None
+    return fig
+
+
+def _unknown_levels(truths, decided) -> dict[str, Any]:
+    """Never-enrolled leaves: the best a gallery can say is an enrolled ancestor."""
+    on_path = [bool(x) and right_at(x, t, len(x)) for x, t in zip(decided, truths)]
+    return {
+        "right_line": float(np.mean([p and right_at(x, t, level_depths(t)["line"]) for p, x, t in zip(on_path, decided, truths)])),
+        "right_family_only": float(np.mean([p and len(x) == 1 for p, x in zip(on_path, decided)])),
+        "wrong_node": float(np.mean([bool(x) and not p for p, x in zip(on_path, decided)])),
+        # of those, named a relative: a node off their path under their own line (a sibling)
+        "wrong_node_right_line": float(
+            np.mean([bool(x) and not p and right_at(x, t, level_depths(t)["line"]) for p, x, t in zip(on_path, decided, truths)])
+        ),
+        "rejected": float(np.mean([not x for x in decided])),
+    }
+
+
+def _mean_nested(dicts: list[dict]) -> dict:
+    """Mean of same-shaped nested dicts of numbers (None where no trial had one), rounded."""
+    out = {}
+    for key, value in dicts[0].items():
+        vals = [d[key] for d in dicts if key in d]
+        out[key] = _mean_nested(vals) if isinstance(value, dict) else _mean(vals)
+    return out
 
 
 def _mean(values):
@@ -312,5 +472,30 @@ def format_report(res: dict[str, Any]) -> str:
         lines.append(
             f"{k:>5} {f(s['accuracy']):>7} {f(s['auroc']):>7} {f(s['oscr']):>7} {f(s['eer']):>7} "
             f"{f(s['openset_accuracy']):>8} {f(s['tar']):>7} {f(s['observed_far']):>7}"
+        )
+    if any("levels" in s for s in res["shots"].values()):
+        lines += ["", format_levels(res)]
+    return "\n".join(lines)
+
+
+def format_levels(res: dict[str, Any]) -> str:
+    """The per-level table of a run with a tree (see :func:`level_figures`)."""
+
+    def f(x):
+        return "-" if x is None else f"{x:.3f}"
+
+    lines = [
+        "per level (known queries: top-1 closed set / calibrated decision right at family, line, leaf;"
+        " wrong at the leaf but right at the line / family; never-enrolled: line named, family only, wrong node (a sibling), rejected)",
+        f"{'shots':>5} {'fam':>11} {'line':>11} {'leaf':>11}  {'wrong->line':>11} {'->fam':>6}  {'unk:line':>8} {'fam':>6} {'wrong':>6} {'(sib)':>6} {'rej':>6}",
+    ]
+    for k, s in res["shots"].items():
+        kn, un = s.get("levels", {}).get("known", {}), s.get("levels", {}).get("unknown", {})
+        top, dec = kn.get("top1", {}), kn.get("decided", {})
+        cells = " ".join(f"{f(top.get(lv)) + '/' + f(dec.get(lv)):>11}" for lv in LEVELS)
+        lines.append(
+            f"{k:>5} {cells}  {f(kn.get('wrong_at_leaf_right_line')):>11} {f(kn.get('wrong_at_leaf_right_family')):>6}  "
+            f"{f(un.get('right_line')):>8} {f(un.get('right_family_only')):>6} {f(un.get('wrong_node')):>6} "
+            f"{f(un.get('wrong_node_right_line')):>6} {f(un.get('rejected')):>6}"
         )
     return "\n".join(lines)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 from typing import Any
 
@@ -124,6 +124,9 @@ class Decision:
     margin: float  # best score minus the runner-up's (score itself when there is no runner-up)
     candidates: list[dict[str, Any]]  # [{"source", "score"}], best first
     far: float
+    #: the decided node's path from its family: ``[family, root, ..., source]``; [] when unknown
+    #: (see :mod:`attrib.gallery.lineage`)
+    lineage: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -132,6 +135,7 @@ class Decision:
             "threshold": round(self.threshold, 6),
             "margin": round(self.margin, 6),
             "candidates": [{"source": c["source"], "score": round(c["score"], 6)} for c in self.candidates],
+            "lineage": list(self.lineage),
         }
 
 

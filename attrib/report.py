@@ -44,7 +44,16 @@ def identify_rows(
     rows = []
     for it in items:
         if it.error is not None:
-            row = {"path": it.path, "source": None, "score": None, "threshold": None, "margin": None, "candidates": [], "error": it.error}
+            row = {
+                "path": it.path,
+                "source": None,
+                "score": None,
+                "threshold": None,
+                "margin": None,
+                "candidates": [],
+                "lineage": [],
+                "error": it.error,
+            }
         else:
             row = {"path": it.path, **next(decided).to_dict(), "error": None}
         row["detectors"] = evidence.get(id(it), [])

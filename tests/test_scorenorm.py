@@ -64,7 +64,7 @@ def test_normalised_gallery_scores_are_the_normalised_raw_scores():
     norm = ScoreNorm.from_cohort(cohort, rank=4)
     batches = [(s, e, [f"{s}{i}" for i in range(len(e))]) for s, e in samples.items()]
     raw_g = MemoryGallery.enroll(batches, None)
-    norm_g = MemoryGallery.enroll(batches, None, norm)
+    norm_g = MemoryGallery.enroll(batches, None, norm=norm)
     q = genuine["a"][:5]
     raw = raw_g.source_scores(q, top_k=2)
     normed = norm_g.source_scores(q, top_k=2)
@@ -102,7 +102,7 @@ def test_normalisation_rejects_generic_images_that_raw_cosines_accept():
     prior = openset.measure_prior(
         np.concatenate(list(genuine.values())), [s for s, e in genuine.items() for _ in e], 5, np.random.default_rng(0), norm=norm
     )
-    right, taken = _rates(MemoryGallery.enroll(batches, prior, norm), genuine, generic)
+    right, taken = _rates(MemoryGallery.enroll(batches, prior, norm=norm), genuine, generic)
     assert taken_raw > 0.3 and taken < taken_raw / 3
     assert right > 0.8 * right_raw
 
@@ -127,7 +127,7 @@ def test_on_disk_gallery_and_memory_gallery_agree_with_normalisation(tmp_path):
     g = Gallery(tmp_path / "g", encoder=_NormEncoder(norm))
     for s, e in samples.items():
         g.enroll(s, e, [SampleRecord(sha256=f"{s}{i}", origin=f"{s}{i}.png") for i in range(len(e))])
-    mem = MemoryGallery.enroll([(s, e, [f"{s}{i}" for i in range(len(e))]) for s, e in samples.items()], None, norm)
+    mem = MemoryGallery.enroll([(s, e, [f"{s}{i}" for i in range(len(e))]) for s, e in samples.items()], None, norm=norm)
     q = np.concatenate([genuine["a"][:3], genuine["b"][:3]])
     assert [[(s, round(v, 5)) for s, v in c] for c in g.source_scores(q, 2)] == [
         [(s, round(v, 5)) for s, v in c] for c in mem.source_scores(q, 2)
@@ -135,3 +135,26 @@ def test_on_disk_gallery_and_memory_gallery_agree_with_normalisation(tmp_path):
     assert g.thresholds(0.01) == pytest.approx(mem.thresholds(0.01), abs=1e-5)
     v = g.verify(q[:1], "a")[0]
     assert v["score"] == pytest.approx(mem.source_scores(q[:1], 2)[0][0][1], abs=1e-5)
+
+
+def test_tree_gallery_normalises_inner_nodes_the_same_on_disk_and_in_memory(tmp_path):
+    """Lineage's inner nodes are scored and calibrated through the same normalisation."""
+    from attrib.gallery.lineage import Tree
+    from attrib.gallery.store import SampleRecord
+
+    cohort, samples, genuine, generic = _world()
+    norm = ScoreNorm.from_cohort(cohort, rank=4)
+    g = Gallery(tmp_path / "g", encoder=_NormEncoder(norm))
+    g.add_node("line", family="diffusion")
+    for s, e in samples.items():
+        g.enroll(s, e, [SampleRecord(sha256=f"{s}{i}") for i in range(len(e))], parent="line")
+    tree = Tree({"line": None, "a": "line", "b": "line"}, {"line": "diffusion", "a": "diffusion", "b": "diffusion"})
+    batches = [(s, e, [f"{s}{i}" for i in range(len(e))]) for s, e in samples.items()]
+    mem = MemoryGallery.enroll(batches, None, tree=tree, norm=norm)
+    q = np.concatenate([genuine["a"][:4], generic[:4]])
+    disk, memory = g.identify(q, top_k=2), mem.identify(q, top_k=2)
+    assert [(d.source, d.lineage) for d in disk] == [(d.source, d.lineage) for d in memory]
+    assert [d.score for d in disk] == pytest.approx([d.score for d in memory], abs=1e-5)
+    assert np.abs([d.score for d in disk]).max() < 1  # normalised scores, inner nodes included
+    v = g.verify(q[:1], "line")[0]
+    assert -1 < v["score"] < 1 and v["threshold"] == pytest.approx(g.thresholds(sources=["line"])["line"], abs=1e-5)

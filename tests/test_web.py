@@ -394,6 +394,31 @@ def test_browser_remove_with_the_key(page, server):
     expect(page.locator('#source-list tr[data-source="doomed"]')).to_have_count(0)  # the list is refreshed after the message
 
 
+def test_browser_sources_tree_and_identify_path(page, server):
+    """Lineage (issue 15): the sources view shows the tree, an identify result the decided path."""
+    with httpx_client(server) as http:
+        assert http.put("/v1/sources/line", json={"family": "gan"}, headers=AUTH).status_code == 200
+        r = http.post("/v1/sources/kid/samples", files=images(10, 6), data={"parent": "line"}, headers=AUTH)
+        assert r.status_code == 200 and r.json()["enrolled"] == 6, r.text
+    try:
+        page.goto(server + "/sources")
+        tree = page.locator("section.lineage-tree")
+        expect(tree.locator('li[data-node="kid"]')).to_have_class("depth-1")
+        assert tree.locator('li[data-node="line"] .family').inner_text() == "gan"
+        assert page.locator('li.source[data-source="kid"] .lineage').inner_text() == "gan › line › kid"
+        page.goto(server + "/")
+        page.set_input_files("#identify-files", [upload("kid.png", png_bytes(synthetic(10, 0)))])  # one of its samples: sure
+        page.get_by_role("button", name="Identify").click()
+        result = page.locator("#results article.result")
+        result.wait_for()
+        assert result.locator(".decision").inner_text().strip().startswith("Made by kid")
+        assert result.locator(".lineage").inner_text() == "lineage: gan › line › kid"
+        assert page.problems == [], page.problems
+    finally:
+        with httpx_client(server) as http:
+            assert http.delete("/v1/sources/line?children=cascade", headers=AUTH).status_code == 200
+
+
 def test_browser_phone_width_and_keyboard(browser, server):
     ctx = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
     try:

@@ -11,7 +11,7 @@ import click
 
 from ..errors import AttribError
 from ..paths import default_gallery
-from ..report import FAR_MAX, FAR_MIN, jsonable
+from ..report import FAR_MAX, FAR_MIN, jsonable, parse_metadata
 
 
 class AttribGroup(click.Group):
@@ -48,6 +48,14 @@ def gallery_option(f):
         is_eager=True,
         help="Gallery folder (default: $ATTRIB_GALLERY, else a folder under $ATTRIB_HOME).",
     )(f)
+
+
+def parse_meta(ctx, param, values):
+    """Click callback: ``--meta KEY=VALUE`` options -> dict."""
+    try:
+        return parse_metadata(values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def json_option(f):

@@ -4,31 +4,24 @@ from __future__ import annotations
 
 import click
 
-from .. import report
 from ..gallery import THUMBS_PER_SOURCE
 from ..pipeline import embed_items, expand_paths, load_many
 from ..sources import FAMILIES
-from .common import echo_json, gallery_option, json_option, open_gallery, plugin_manager, progressbar
-
-
-def _parse_meta(ctx, param, values):
-    try:
-        return report.parse_metadata(values)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+from .common import echo_json, gallery_option, json_option, open_gallery, parse_meta, plugin_manager, progressbar
 
 
 @click.command()
 @click.option("--generator", "-s", "source", required=True, help="Source name to enroll into (created if new).")
-@click.option("--family", type=click.Choice(FAMILIES), help="Source family (kept if the source exists).")
-@click.option("--meta", multiple=True, callback=_parse_meta, metavar="KEY=VALUE", help="Free metadata, repeatable.")
+@click.option("--family", type=click.Choice(FAMILIES), help="Source family (kept if the source exists; under --parent: the parent's).")
+@click.option("--parent", help="Parent source (created with `attrib sources add`, or enrolled): the source joins its tree.")
+@click.option("--meta", multiple=True, callback=parse_meta, metavar="KEY=VALUE", help="Free metadata, repeatable.")
 @click.option("--encoder", help="Encoder for a NEW gallery: a registered name or a trained encoder folder.")
 @click.option("--batch-size", default=32, show_default=True, help="Images per encoder batch.")
 @gallery_option
 @json_option
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.pass_context
-def enroll(ctx, source, family, meta, encoder, batch_size, json_, paths):
+def enroll(ctx, source, family, parent, meta, encoder, batch_size, json_, paths):
     """Enroll sample images of one generator (files and folders, recursive).
 
     A handful of samples is enough (5 is the design point). Images already in the gallery
@@ -36,8 +29,9 @@ def enroll(ctx, source, family, meta, encoder, batch_size, json_, paths):
     enrollment is atomic: if it fails or is interrupted, the gallery stays as it was.
 
     \b
-    Example:
+    Examples:
       attrib enroll --generator midjourney6 --family diffusion samples/
+      attrib enroll --generator deliberate2 --parent sd15 samples/
     """
     from ..encoders import get_encoder
     from ..sources import check_name
@@ -48,6 +42,8 @@ def enroll(ctx, source, family, meta, encoder, batch_size, json_, paths):
         raise click.ClickException(f"no image files found in {', '.join(paths)}")
     enc = get_encoder(encoder, pm=plugin_manager(ctx)) if encoder else None
     gallery = open_gallery(ctx, create=True, encoder=enc)
+    if parent is not None:  # a wrong parent is refused before anything is embedded
+        gallery.check_enroll_parent(source, parent, family)
     with progressbar(len(files), f"embedding {source}") as bar:
         items, emb = embed_items(
             gallery.encoder, load_many(files), batch_size=batch_size, progress=bar.update, thumbnails=THUMBS_PER_SOURCE
@@ -62,7 +58,7 @@ def enroll(ctx, source, family, meta, encoder, batch_size, json_, paths):
             for f in failed:
                 click.echo(f"  failed: {f['error']}", err=True)
         raise click.ClickException(msg)
-    result = gallery.enroll(source, emb, [it.record for it in good], family=family, metadata=meta)
+    result = gallery.enroll(source, emb, [it.record for it in good], family=family, metadata=meta, parent=parent)
     result.failed = failed
     if json_:
         echo_json(result.to_dict())

@@ -80,6 +80,12 @@ def _post(ctx, param, value):
 @click.option(
     "--report-shots", type=click.IntRange(1), help="K the report's detailed sections show (default: 5 when run, else the largest)."
 )
+@click.option(
+    "--tree",
+    metavar="zoo|FILE",
+    help="The sources' lineage, for accuracy per level (family / line / leaf): 'zoo' (a zoo's families and architectures) "
+    "or a TSV file (name, parent, family).",
+)
 @json_option
 @click.pass_context
 def eval_command(ctx, data_dir, encoder, shots, unknown, unknown_fraction, trials, queries, far, seed, per_source, out, json_, **extra):
@@ -90,7 +96,8 @@ def eval_command(ctx, data_dir, encoder, shots, unknown, unknown_fraction, trial
     open-set AUROC (known vs unknown), OSCR, verification EER, and what the calibrated thresholds
     did (open-set accuracy, TAR, observed FAR); per source with --per-source. --report writes an
     HTML page with plots (K-shot curves, ROC/DET, confusion matrix, per-source table, score
-    histograms, robustness with --post).
+    histograms, robustness with --post). --tree adds accuracy per level of the sources' tree
+    (family, line, leaf) and how often a query wrong at the leaf is right at its parent.
     """
     from ..encoders import get_encoder
     from ..evaluate import embed_dataset, embed_post, run_protocol, split_sources
@@ -109,7 +116,8 @@ def eval_command(ctx, data_dir, encoder, shots, unknown, unknown_fraction, trial
     if missing:
         raise click.BadParameter(f"not a source folder of the data: {', '.join(missing)}", param_hint="--reject")
     known, unk = split_sources([s for s in ds.sources() if s not in reject], unknown, unknown_fraction, seed)
-    args = dict(shots=shots, trials=trials, max_queries=queries, far=far, seed=seed, rejects=reject)
+    tree = _tree(data_dir, extra["tree"], ds.sources())
+    args = dict(shots=shots, trials=trials, max_queries=queries, far=far, seed=seed, rejects=reject, tree=tree)
     details = [] if want_details else None
     with progressbar(len(shots) * trials, "trials") as bar:
         res = run_protocol(ds, enc, known, unk, progress=lambda: bar.update(1), details=details, **args)
@@ -137,6 +145,18 @@ def eval_command(ctx, data_dir, encoder, shots, unknown, unknown_fraction, trial
         echo_json(res)
     else:
         _print_text(res, per_source)
+
+
+def _tree(data_dir, spec, sources):
+    if not spec:
+        return None
+    from ..errors import AttribError
+    from ..evaluate import load_tree
+
+    try:
+        return load_tree(data_dir, spec, sources)
+    except AttribError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tree") from None
 
 
 def _print_text(res, per_source: bool) -> None:

@@ -103,6 +103,10 @@ def _print_table(rows):
         runner = r["candidates"][1] if len(r["candidates"]) > 1 else None
         runner_s = f"{runner['source']} {runner['score']:.3f}" if runner else "-"
         click.echo(f"{path:<{width}}  {decision[:20]:<20} {fmt(r['score']):>6} {fmt(r['threshold']):>6} {fmt(r['margin']):>6}  {runner_s}")
+        lineage = r.get("lineage") or []
+        if len(lineage) > 2 or (r["source"] and r["candidates"] and r["source"] != r["candidates"][0]["source"]):
+            note = "" if r["source"] == r["candidates"][0]["source"] else f" (best leaf {r['candidates'][0]['source']} not sure)"
+            click.echo(f"{'':<{width}}  lineage: {' > '.join(lineage)}{note}")
         if r.get("detectors"):
             from ..detectors import summarise
 
@@ -144,7 +148,7 @@ def verify(ctx, source, far, batch_size, json_, paths):
             verdict = "same source" if res["accepted"] else "different sources"
             click.echo(f"{verdict}: score {res['score']:.3f}, threshold {res['threshold']:.3f} (FAR {res['far']})")
         return
-    gallery.require_source(source)
+    gallery.require_node(source)
     items, emb = _embed_paths(gallery, paths, batch_size)
     rows = report.verify_rows(items, gallery.verify(emb, source, far) if len(emb) else [], source, far)
     for r in rows:

@@ -27,7 +27,7 @@ from ..errors import EncoderMismatch, GalleryError, UnknownSource
 from ..index import VectorIndex
 from ..scorenorm import normalise
 from ..sources import FAMILIES, check_name
-from . import discovery, prototypes
+from . import discovery, lineage, prototypes
 from .store import DB_NAME, EnrollResult, SampleRecord, Store, now
 
 
@@ -49,6 +49,7 @@ class Gallery:
         self._proto_index: VectorIndex | None = None
         self._proto_gen: int | None = None
         self._calibration: tuple[int, openset.Calibration] | None = None
+        self._tree: tuple[int, lineage.Tree, dict[str, np.ndarray] | None] | None = None
 
     def _bind(self, encoder: Encoder | str | None, pm) -> Encoder:
         """The encoder of this gallery: recorded on first use; later ones must have the same id."""
@@ -117,6 +118,16 @@ class Gallery:
             hint = f" (enrolled: {', '.join(known)})" if known else " (the gallery is empty)"
             raise UnknownSource(f"no source named {name!r} in this gallery{hint}")
 
+    def require_node(self, name: str) -> str:
+        """The key of what ``name`` verifies against: a source, or in a gallery with a tree a family
+        (no source of that name); else :class:`UnknownSource`, as :meth:`require_source`."""
+        if not self.has_source(name):
+            tree, vectors = self._lineage()
+            if lineage.family_key(name) in vectors:
+                return lineage.family_key(name)
+            self.require_source(name)
+        return name
+
     def source_names(self) -> list[str]:
         return self.store.source_names()
 
@@ -126,6 +137,7 @@ class Gallery:
         protos = self.store.counts_by_source("prototypes")
         cal = self.calibration()
         rows = self.store.source_rows()
+        tree = lineage.Tree.from_rows(rows)
         thresholds = cal.thresholds(far, sources=[r["name"] for r in rows])
         out = []
         for row in rows:
@@ -143,6 +155,9 @@ class Gallery:
                     "expected_tar": None if gen is None else round(gen.tail(thr), 4),
                     "created_at": row["created_at"],
                     "updated_at": row["updated_at"],
+                    "parent": row.get("parent"),
+                    "children": tree.children.get(row["name"], []),
+                    "lineage": tree.lineage(row["name"]),
                 }
             )
         return out
@@ -153,11 +168,81 @@ class Gallery:
         info["sample_list"] = self.store.sample_list(name)
         return info
 
-    def remove_source(self, name: str) -> int:
-        """Remove a source and its samples; returns how many samples went with it."""
-        self.require_source(name)
+    def tree(self) -> lineage.Tree:
+        """The sources' parents and families (:class:`lineage.Tree`), cached per generation."""
+        gen = self.generation
+        if self._tree is None or self._tree[0] != gen:
+            self._tree = (gen, lineage.Tree.from_rows(self.store.source_rows()), None)
+        return self._tree[1]
+
+    def _lineage(self) -> tuple[lineage.Tree, dict[str, np.ndarray]]:
+        """The tree and the vectors its inner nodes score queries with, cached per generation."""
+        tree = self.tree()
+        if self._tree[2] is None:
+            self._tree = (self._tree[0], tree, self._node_vectors(tree) if tree.active else {})
+        return tree, self._tree[2]
+
+    def _node_vectors(self, tree: lineage.Tree) -> dict[str, np.ndarray]:
+        return lineage.node_vectors(tree, tree.inner_keys(), *self.store.prototypes(), self._node_samples)
+
+    def _node_samples(self, sources) -> np.ndarray:
+        return self.store.embeddings_of(sources, lineage.NODE_SAMPLES)
+
+    def add_node(self, name: str, family: str | None = None, parent: str | None = None, metadata: dict[str, Any] | None = None) -> None:
+        """Create a source with no samples of its own (an inner node: its descendants' samples
+        stand for it), under ``parent`` or as a root of ``family``."""
+        self._check_batch(name, np.zeros((0, self.dim)), [], family)
+        if self.has_source(name):
+            raise GalleryError(f"source {name!r} exists already (move it with `attrib sources move`)")
+        family = self._family_under(name, parent, family)
         with self.store.transaction():
-            n = self.store.delete_source(name)
+            self.store.upsert_source(name, family, metadata, parent=parent)
+            self._recalibrate(touched=[])
+
+    def _family_under(self, name: str, parent: str | None, family: str | None) -> str | None:
+        """The family ``name`` gets under ``parent`` (its root's); refuses a contradicting one."""
+        if parent is None:
+            return family
+        tree = self.tree()
+        tree.check_parent(name, parent)
+        inherited = tree.family_of(parent)
+        if family is not None and family != inherited:
+            raise GalleryError(f"{name!r} cannot be of family {family!r} under {parent!r}, whose tree is {inherited!r}")
+        return inherited
+
+    def move_source(self, name: str, parent: str | None) -> dict[str, Any]:
+        """Hang ``name`` (with its subtree) under ``parent`` (None: make it a root). The subtree
+        takes the new tree's family; every threshold is recalibrated in the same transaction."""
+        self.require_source(name)
+        family = self._family_under(name, parent, None)
+        tree = self.tree()
+        with self.store.transaction():
+            self.store.set_parent(name, parent)
+            if family is not None:
+                self.store.set_family(tree.subtree(name), family)
+            self._recalibrate(touched=[])
+        return {"source": name, "parent": parent, "lineage": self.tree().lineage(name)}
+
+    def remove_source(self, name: str, children: str = "refuse") -> int:
+        """Remove a source and its samples; returns how many samples went with it.
+
+        A source with children is removed only when told what becomes of them: ``children``
+        ``"reparent"`` hangs them under the removed source's parent (roots when it had none),
+        ``"cascade"`` removes the whole subtree; ``"refuse"`` (default) raises a one-line error."""
+        self.require_source(name)
+        tree = self.tree()
+        kids = tree.children.get(name, [])
+        if kids and children not in ("reparent", "cascade"):
+            shown = ", ".join(kids[:5]) + (" ..." if len(kids) > 5 else "")
+            raise GalleryError(
+                f"source {name!r} has {len(kids)} child source(s) ({shown}): pass --reparent to hang them under "
+                f"{tree.parents[name] or 'no parent (roots)'!s}, or --recursive to remove them too"
+            )
+        doomed = tree.subtree(name)[::-1] if children == "cascade" else [name]
+        with self.store.transaction():
+            for kid in kids if children == "reparent" else []:
+                self.store.set_parent(kid, tree.parents[name])
+            n = sum(self.store.delete_source(s) for s in doomed)
             self._recalibrate(touched=[])
         return n
 
@@ -169,26 +254,36 @@ class Gallery:
         records: Sequence[SampleRecord],
         family: str | None = None,
         metadata: dict[str, Any] | None = None,
+        parent: str | None = None,
     ) -> EnrollResult:
-        """Add embedded samples to ``source`` (created if new) in one transaction.
+        """Add embedded samples to ``source`` (created if new, under ``parent``) in one transaction.
 
         Images whose sha256 is already in the gallery are skipped and reported as duplicates.
-        Prototypes and calibration are updated in the same transaction.
+        Prototypes and calibration are updated in the same transaction. A source under a parent
+        takes its tree's family; an existing source keeps its parent (``parent`` must be it, or
+        None: move a source with :meth:`move_source`).
         """
-        return self.enroll_many([(source, embeddings, records, family, metadata)])[0]
+        return self.enroll_many([(source, embeddings, records, family, metadata, parent)])[0]
 
     def enroll_many(self, batches: Sequence[tuple]) -> list[EnrollResult]:
         """Enroll several sources in one transaction, calibrating once at the end.
 
-        ``batches`` holds ``(source, embeddings, records, family, metadata)`` tuples.
+        ``batches`` holds ``(source, embeddings, records, family, metadata[, parent])`` tuples.
         """
-        for source, embeddings, records, family, _ in batches:
+        batches = [(*b, None) if len(b) == 5 else tuple(b) for b in batches]
+        for source, embeddings, records, family, _, parent in batches:
             self._check_batch(source, embeddings, records, family)
+            if parent is not None:
+                self.check_enroll_parent(source, parent, family)
+            else:
+                self._check_tree_family(source, family)
         results = []
         with self.store.transaction():
             touched = []
-            for source, embeddings, records, family, metadata in batches:
-                new = self.store.upsert_source(source, family, metadata)
+            for source, embeddings, records, family, metadata, parent in batches:
+                if parent is not None:
+                    family = self.tree().family_of(parent)
+                new = self.store.upsert_source(source, family, metadata, parent=parent)
                 result = self.store.add_samples(source, np.asarray(embeddings, dtype=np.float32), records)
                 results.append(result)
                 if result.enrolled or new:
@@ -206,6 +301,24 @@ class Gallery:
             raise ValueError("one record per embedding")
         if len(embeddings) and np.asarray(embeddings).shape[1] != self.dim:
             raise EncoderMismatch(f"embeddings of dimension {np.asarray(embeddings).shape[1]} cannot enter a {self.dim}-d gallery")
+
+    def check_enroll_parent(self, source: str, parent: str, family: str | None) -> None:
+        if self.has_source(source):
+            current = self.tree().parents.get(source)
+            if current != parent:
+                raise GalleryError(
+                    f"source {source!r} exists with parent {current!r}; move it with `attrib sources move {source} --parent {parent}`"
+                )
+        self._family_under(source, parent, family)
+
+    def _check_tree_family(self, source: str, family: str | None) -> None:
+        """A source in a tree has its tree's family: another one given on enroll is refused."""
+        if family is None or not self.has_source(source):
+            return
+        tree = self.tree()
+        current = tree.family_of(source)
+        if family != current and (tree.parents.get(source) or tree.children.get(source)):
+            raise GalleryError(f"{source!r} is in a tree of family {current!r}: its family follows its tree (move it to change it)")
 
     def _rebuild_prototypes(self, source: str) -> None:
         emb = self.store.source_embeddings(source)
@@ -231,10 +344,28 @@ class Gallery:
             else:
                 gen_dict = stored.get(name, (None, None))[1]
             models[name] = (imp.to_dict() if imp else None, gen_dict)
+        families = self._calibrate_nodes(models, pool, pool_src)
+        self.store.put_setting("family_calibration", families)
         self.store.replace_calibration(models)
         pair_imp, pair_gen = openset.pair_models(pool, pool_src)
         self.store.put_setting("pair_impostor", pair_imp.to_dict() if pair_imp else None)
         self.store.put_setting("pair_genuine", pair_gen.to_dict() if pair_gen else None)
+
+    def _calibrate_nodes(self, models: dict, pool: np.ndarray, pool_src: list[str]) -> dict | None:
+        """In a tree gallery: the subtree models of inner sources (into ``models``, replacing
+        their own-sample ones) and of families (returned, kept in a setting); None when flat."""
+        tree = lineage.Tree.from_rows(self.store.source_rows())
+        if not tree.active:
+            return None
+        vectors = self._node_vectors(tree)
+        families = {}
+        for key, (imp, gen) in lineage.node_models(tree, vectors, pool, pool_src, self._node_samples, self.encoder.score_norm).items():
+            pair = (imp.to_dict() if imp else None, gen.to_dict() if gen else None)
+            if key.startswith(lineage.FAMILY_PREFIX):
+                families[key] = pair
+            else:
+                models[key] = pair
+        return families
 
     def calibration(self) -> openset.Calibration:
         """The stored score models pooled with the encoder's prior; cached per generation."""
@@ -244,6 +375,8 @@ class Gallery:
                 name: (openset.ScoreModel.from_dict(imp), openset.ScoreModel.from_dict(genuine))
                 for name, (imp, genuine) in self.store.calibration().items()
             }
+            for key, (imp, genuine) in (self.setting("family_calibration") or {}).items():
+                observed[key] = (openset.ScoreModel.from_dict(imp), openset.ScoreModel.from_dict(genuine))
             self._calibration = (gen, openset.Calibration(observed, self.encoder.calibration))
         return self._calibration[1]
 
@@ -284,14 +417,24 @@ class Gallery:
     def identify(self, embeddings: np.ndarray, top_k: int = 5, far: float | None = None) -> list[openset.Decision]:
         """Open-set identification of each embedding: a source, or unknown (source None)."""
         far = self.far if far is None else far
-        return prototypes.identify(self.prototype_index(), self.calibration(), embeddings, top_k, far, self.encoder.score_norm)
+        tree, vectors = self._lineage()
+        norm = self.encoder.score_norm
+        if tree.active:
+            return lineage.identify(self.prototype_index(), self.calibration(), embeddings, top_k, far, tree, vectors, norm)
+        decisions = prototypes.identify(self.prototype_index(), self.calibration(), embeddings, top_k, far, norm)
+        lineage.flat_lineage(decisions, tree)
+        return decisions
 
     def verify(self, embeddings: np.ndarray, source: str, far: float | None = None) -> list[dict[str, Any]]:
-        """1:1 verification against one source at false-accept rate ``far``."""
-        self.require_source(source)
+        """1:1 verification against one source at false-accept rate ``far`` (an inner node or, in a
+        gallery with a tree, a family: against its subtree, at its threshold)."""
+        key = self.require_node(source)
         far = self.far if far is None else far
-        protos, _ = self.store.prototypes(source)
-        thr = self.thresholds(far, sources=[source])[source]
+        tree, vectors = self._lineage()
+        protos = vectors[key] if key in vectors else self.store.prototypes(source)[0]
+        if not len(protos):
+            raise GalleryError(f"source {source!r} has no samples, nor has any source under it: nothing to verify against")
+        thr = self.thresholds(far, sources=[key])[key]
         emb = np.atleast_2d(embeddings)
         scores = normalise(self.encoder.score_norm, (emb @ protos.T).max(axis=1), emb)
         return [

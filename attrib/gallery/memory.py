@@ -18,7 +18,7 @@ from .. import openset
 from ..index import VectorIndex
 from ..scorenorm import ScoreNorm
 from ..sources import check_name
-from . import prototypes
+from . import lineage, prototypes
 
 
 class MemoryGallery:
@@ -31,19 +31,29 @@ class MemoryGallery:
         calibration: openset.Calibration,
         far: float = openset.DEFAULT_FAR,
         norm: ScoreNorm | None = None,
+        tree: lineage.Tree | None = None,
+        vectors: dict[str, np.ndarray] | None = None,
     ):
         self.sources = sources
         self.index = index
         self.calibration = calibration
         self.far = far
         self.norm = norm
+        self.tree = tree
+        self.vectors = vectors or {}
 
     @classmethod
     def enroll(
-        cls, batches: Sequence[tuple[str, np.ndarray, Sequence[str]]], prior: dict[str, Any] | None, norm: ScoreNorm | None = None
+        cls,
+        batches: Sequence[tuple[str, np.ndarray, Sequence[str]]],
+        prior: dict[str, Any] | None,
+        tree: lineage.Tree | None = None,
+        node_score: str = lineage.NODE_SCORE,
+        norm: ScoreNorm | None = None,
     ) -> MemoryGallery:
         """Enroll ``(source, embeddings, sha256s)`` batches, in order; ``prior`` is the encoder's
-        ``calibration``, ``norm`` its score normalisation (:mod:`attrib.scorenorm`) if it has one."""
+        ``calibration``, ``norm`` its score normalisation (:mod:`attrib.scorenorm`) if it has one. ``tree`` (its sources: the enrolled ones and their ancestors, which may
+        have no samples) makes it a tree gallery, its inner nodes scored by ``node_score``."""
         seen: set[str] = set()
         members: dict[str, list[int]] = {}  # rows of ``flat`` per source, in enrollment order
         flat: list[np.ndarray] = []
@@ -73,7 +83,16 @@ class MemoryGallery:
         impostor = openset.impostor_models(samples[pick], [owners[i] for i in pick], vectors, names, norm)
         observed = {s: (impostor[s], openset.genuine_model(samples[members[s]], norm)) for s in impostor}
         index = VectorIndex.build(vectors, names) if len(vectors) else None
-        return cls(sorted(members), index, openset.Calibration(observed, prior), norm=norm)
+        node_vecs = None
+        if tree is not None and tree.active:
+            pool = (samples[pick], [owners[i] for i in pick])
+
+            def samples_of(sources):
+                return samples[lineage.sample_rows(shas, [i for s in sources for i in members.get(s, [])])]
+
+            node_vecs = lineage.node_vectors(tree, tree.inner_keys(), vectors, names, samples_of, node_score)
+            observed.update(lineage.node_models(tree, node_vecs, *pool, samples_of, norm))
+        return cls(sorted(members), index, openset.Calibration(observed, prior), tree=tree, vectors=node_vecs, norm=norm)
 
     def source_names(self) -> list[str]:
         return list(self.sources)
@@ -85,4 +104,9 @@ class MemoryGallery:
         return self.calibration.thresholds(self.far if far is None else far, sources)
 
     def identify(self, embeddings: np.ndarray, top_k: int = 5, far: float | None = None) -> list[openset.Decision]:
-        return prototypes.identify(self.index, self.calibration, embeddings, top_k, self.far if far is None else far, self.norm)
+        far = self.far if far is None else far
+        if self.tree is not None and self.tree.active:
+            return lineage.identify(self.index, self.calibration, embeddings, top_k, far, self.tree, self.vectors, self.norm)
+        decisions = prototypes.identify(self.index, self.calibration, embeddings, top_k, far, self.norm)
+        lineage.flat_lineage(decisions, self.tree)
+        return decisions

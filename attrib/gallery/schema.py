@@ -76,6 +76,14 @@ def m003_thumbnails(db: sqlite_utils.Database) -> None:
     db["samples"].add_column("thumbnail", bytes)
 
 
+@step
+def m004_lineage(db: sqlite_utils.Database) -> None:
+    """A source may have a parent source (:mod:`attrib.gallery.lineage`): NULL for every existing
+    source, so an upgraded gallery is flat and answers as before."""
+    db["sources"].add_column("parent", str)
+    db["sources"].create_index(["parent"])
+
+
 SCHEMA_VERSION = len(STEPS)
 
 

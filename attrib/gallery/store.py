@@ -185,8 +185,9 @@ class Store:
         self.db.execute("delete from sources where name = ?", [name])
         return n
 
-    def upsert_source(self, source: str, family: str | None, metadata: dict[str, Any] | None) -> bool:
-        """Create ``source`` or update its family and merge its metadata; True when it is new."""
+    def upsert_source(self, source: str, family: str | None, metadata: dict[str, Any] | None, parent: str | None = None) -> bool:
+        """Create ``source`` (under ``parent``) or update its family and merge its metadata; True
+        when it is new. An existing source's parent is changed only by :meth:`set_parent`."""
         stamp = now()
         existing = self.db.execute("select family, metadata from sources where name = ?", [source]).fetchone()
         if existing is None:
@@ -197,6 +198,7 @@ class Store:
                     "metadata": json.dumps(metadata or {}),
                     "created_at": stamp,
                     "updated_at": stamp,
+                    "parent": parent,
                 }
             )
             return True
@@ -204,6 +206,25 @@ class Store:
         meta.update(metadata or {})
         self.db["sources"].update(source, {"family": family or existing[0], "metadata": json.dumps(meta), "updated_at": stamp})
         return False
+
+    def set_parent(self, source: str, parent: str | None) -> None:
+        """Hang ``source`` under ``parent`` (None: a root); checks are the caller's (lineage.Tree)."""
+        self.db.execute("update sources set parent = ?, updated_at = ? where name = ?", [parent, now(), source])
+
+    def set_family(self, sources: Sequence[str], family: str) -> None:
+        for name in sources:
+            self.db.execute("update sources set family = ?, updated_at = ? where name = ?", [family, now(), name])
+
+    def embeddings_of(self, sources: Sequence[str], limit: int) -> np.ndarray:
+        """Sample embeddings of several sources: the first ``limit`` by sha256 (a stable
+        pseudo-random subset; :func:`attrib.gallery.lineage.sample_rows` is the same rule)."""
+        names = sorted(sources)
+        rows: list[tuple[str, bytes]] = []
+        for chunk in range(0, len(names), 500):
+            part = names[chunk : chunk + 500]
+            q = f"select sha256, embedding from samples where source in ({','.join('?' * len(part))}) order by sha256 limit ?"
+            rows = sorted(rows + list(self.db.execute(q, [*part, limit])))[:limit]
+        return from_blobs([r[1] for r in rows], self.dim)
 
     # -- samples -----------------------------------------------------------------------------
     def add_samples(self, source: str, embeddings: np.ndarray, records: Sequence[SampleRecord]) -> EnrollResult:

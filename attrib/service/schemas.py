@@ -41,8 +41,31 @@ class VerifyForm(_Form):
 
 
 class EnrollForm(_Form):
-    family: Family | None = Field(None, description="Source family (kept if the source exists).")
+    family: Family | None = Field(None, description="Source family (kept if the source exists; under `parent`: the parent's).")
     meta: list[str] = Field(default_factory=list, description="Free metadata, `KEY=VALUE`, repeatable.")
+    parent: str | None = Field(
+        None, pattern=NAME_RE.pattern, max_length=128, description="Parent source of a new source (`attrib enroll --parent`)."
+    )
+
+
+class NodeBody(_Form):
+    """``PUT /v1/sources/{name}``: an inner node, as ``attrib sources add``."""
+
+    family: Family | None = Field(None, description="Family of a root node (under `parent`: the parent's).")
+    parent: str | None = Field(None, pattern=NAME_RE.pattern, max_length=128, description="Parent source; null: a root of its family.")
+    meta: dict[str, str] = Field(default_factory=dict, description="Free metadata.")
+
+
+class MoveBody(_Form):
+    """``PUT /v1/sources/{name}/parent``: re-parent a source, as ``attrib sources move``."""
+
+    parent: str | None = Field(description="New parent source; null: make it a root (it keeps its family).")
+
+
+class Moved(BaseModel):
+    source: str
+    parent: str | None
+    lineage: list[str]
 
 
 #: fields of a form model that repeat (lists)
@@ -123,6 +146,10 @@ class IdentifyRow(BaseModel):
     threshold: float | None
     margin: float | None
     candidates: list[Candidate]
+    lineage: list[str] = Field(
+        description="Path from the family to the decided source: [family, root, ..., source]; [] when unknown or unreadable. "
+        "In a gallery with a tree, source may be an inner node or the family (the deepest node sure of the image)."
+    )
     error: str | None = Field(description="Null, or one line saying why this image could not be read.")
     detectors: list[DetectorEvidence] = Field(description="Each detector's evidence ([] when none ran or the image is unreadable).")
     verdict: Verdict = Field(description="One verdict from the decision and the evidence (undetermined for an unreadable image).")
@@ -187,6 +214,9 @@ class Source(BaseModel):
     expected_tar: float | None
     created_at: str | None
     updated_at: str | None
+    parent: str | None = Field(None, description="Parent source; null for a root.")
+    children: list[str] = Field(default_factory=list, description="Sources whose parent this is.")
+    lineage: list[str] = Field(default_factory=list, description="[family, root, ..., name].")
 
 
 class Sample(BaseModel):
@@ -208,6 +238,7 @@ class SourceDetail(Source):
 class Removed(BaseModel):
     source: str
     removed_samples: int
+    children: str | None = Field(None, description="What became of its children (reparent or cascade), when the request said.")
 
 
 class GalleryInfo(BaseModel):

@@ -123,7 +123,7 @@ async def verify(request: Request, state: State):
     source, far = form.generator, form.far
     if source is None:
         return answer(await _verify_pair(state, uploads, far))
-    await state.store.read(lambda g: g.require_source(source))  # 404 before any decoding
+    await state.store.read(lambda g: g.require_node(source))  # 404 before any decoding
     async with Admitted(state, uploads, "verify") as items:
         good, emb = await embed(state, items)
     if not good:

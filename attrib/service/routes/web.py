@@ -131,12 +131,23 @@ async def current_map(state: ServiceState) -> GalleryMap:
 
 async def _sources_context(state: ServiceState) -> dict[str, Any]:
     def read(g):
-        return g.sources(), g.store.thumbnail_ids(), g.far, g.encoder.id
+        return g.sources(), g.store.thumbnail_ids(), g.far, g.encoder.id, g.tree()
 
-    sources, thumbs, far, encoder = await state.store.read(read)
+    sources, thumbs, far, encoder, tree = await state.store.read(read)
     for s in sources:
         s["thumbnails"] = thumbs.get(s["name"], [])
-    return {"sources": sources, "far": far, "encoder": encoder, "thumb_side": THUMB_SIDE, "writes_enabled": bool(state.keys)}
+        s["depth"] = tree.depth(s["name"])
+    if tree.active:  # the tree's order: each source under its parent
+        order = {name: i for i, name in enumerate(tree.ordered())}
+        sources.sort(key=lambda s: order[s["name"]])
+    return {
+        "sources": sources,
+        "far": far,
+        "encoder": encoder,
+        "thumb_side": THUMB_SIDE,
+        "writes_enabled": bool(state.keys),
+        "tree": tree.active,
+    }
 
 
 @router.get("/", response_class=HTMLResponse)
