@@ -61,7 +61,7 @@ def out_of_fold_prior(name: str, feats, labels, meta, fp, shots: int = 5, zoo=No
     parts = []
     variant = "crop256" if name == "fp-fuse1" else "asis"
     for fd in make_folds(labels, 3, seed=0):
-        fold = Fold(fd, feats, labels, meta, fp, zoo=zoo)
+        fold = Fold(fd, feats, labels, meta, fp, zoo=zoo, encoders=(name,), cross_priors=False)
         idx = np.flatnonzero(np.isin(labels, fd["known"] + fd["unknown"]) & feats[f"ok_{variant}"])
         emb = fold.embed(name, variant, idx)
         parts.append(measure_prior(emb, labels[idx], shots, np.random.default_rng(0), norm=fold.norms.get(name)))
@@ -120,7 +120,9 @@ def main(argv=None) -> Path:
             ap.error(f"{args.name} needs --zoo")
         zoo = zoo_features(args.zoo, fp.features, TextureStats(state), args.cache.with_name(f"zoo_features_{args.zoo.name}.npz"))
     everything = {"known": [], "unknown": [], "fit": sorted(set(labels.tolist()) - {"real"}), "real_fit": np.flatnonzero(labels == "real")}
-    fold = Fold(everything | {"seed": 0, "fold": -1, "real_test": np.zeros(0, int)}, feats, labels, meta, fp, zoo=zoo)
+    fold = Fold(
+        everything | {"seed": 0, "fold": -1, "real_test": np.zeros(0, int)}, feats, labels, meta, fp, zoo=zoo, encoders=(args.name,)
+    )
     texture_fit = fold.tex_fit[args.name]
     prior = out_of_fold_prior(args.name, feats, labels, meta, fp, zoo=zoo)
     if args.name in JOINT:

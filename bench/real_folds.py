@@ -266,18 +266,29 @@ def pooled(models: list[dict]) -> dict:
 class Fold:
     """The encoders of one fold, fitted on its fit labels only."""
 
-    def __init__(self, fd: dict, feats: dict, labels: np.ndarray, meta: np.ndarray, fp, shots: int = 5, zoo: dict | None = None):
+    def __init__(
+        self,
+        fd: dict,
+        feats: dict,
+        labels: np.ndarray,
+        meta: np.ndarray,
+        fp,
+        shots: int = 5,
+        zoo: dict | None = None,
+        encoders: tuple[str, ...] = ENCODERS,
+        cross_priors: bool = True,
+    ):
         self.fd, self.feats, self.labels, self.fp, self.zoo = fd, feats, labels, fp, zoo
+        self._fits: dict[tuple, tuple] = {}  # fp-joint1 and fp-joint2 share every fit
         fit_idx = np.flatnonzero(np.isin(labels, fd["fit"]))
-        fitted = ("fp-fuse1", "fp-fuse2") + (JOINT if zoo else ())
-        self.tex_fit = {enc: self.fit_texture(enc, fit_idx, fd["real_fit"]) for enc in fitted if enc != "fp-joint2"}
+        fitted = tuple(e for e in ("fp-fuse1", "fp-fuse2") + (JOINT if zoo else ()) if e in encoders)
+        self.tex_fit = {enc: self.fit_texture(enc, fit_idx, fd["real_fit"]) for enc in fitted}
         self.norms = {}
-        if zoo:
-            self.tex_fit["fp-joint2"] = self.tex_fit["fp-joint1"]
-            self.norms["fp-joint2"] = cohort_norm(feats, self.tex_fit["fp-joint1"], np.concatenate([fit_idx, fd["real_fit"]]))
+        if "fp-joint2" in fitted:
+            self.norms["fp-joint2"] = cohort_norm(feats, self.tex_fit["fp-joint2"], np.concatenate([fit_idx, fd["real_fit"]]))
         # calibration prior of the fold's fitted encoders: cross-fitted on its fit labels (halves A/B:
         # fit the texture WCCN on one, measure scores on the other's never-fitted sources)
-        self.priors = {enc: self._cross_prior(enc, shots) for enc in fitted}
+        self.priors = {enc: self._cross_prior(enc, shots) for enc in fitted} if cross_priors else {}
         for enc in JOINT:  # as shipped: no near-impostor floor (bench/fit_fused.py says why)
             if enc in self.priors:
                 self.priors[enc].pop("near_impostor")
@@ -299,7 +310,10 @@ class Fold:
             return np.concatenate(parts)
 
         if encoder in JOINT:
-            return fit_joint(self.feats, self.labels, idx, real_idx, self.zoo)
+            key = (tuple(idx), tuple(np.asarray(real_idx)))
+            if key not in self._fits:
+                self._fits[key] = fit_joint(self.feats, self.labels, idx, real_idx, self.zoo)
+            return self._fits[key]
         bank = {lab: rows(idx[self.labels[idx] == lab]) for lab in np.unique(self.labels[idx])}
         bank["real"] = rows(np.asarray(real_idx))
         return fit_texture({k: v for k, v in bank.items() if len(v)}, TEXTURE_REG)
@@ -481,7 +495,7 @@ def main(argv=None) -> dict:
     for seed in range(args.seeds):
         keep = pick_one_per_prompt(rows, seed)
         for fd in make_folds(labels, args.folds, seed):
-            fold = Fold(fd, feats, labels, meta, fp, zoo=zoo)
+            fold = Fold(fd, feats, labels, meta, fp, zoo=zoo, encoders=tuple(encoders))
             if args.no_near_floor:
                 for prior in fold.priors.values():
                     prior.pop("near_impostor", None)
