@@ -135,6 +135,20 @@ def embed_items(
     return all_items, emb
 
 
+def detector_tap(runner, found: dict):
+    """An ``on_item`` callback that runs ``runner``'s detectors on each readable item into
+    ``found[id(item)]`` (as :func:`attrib.report.identify_rows` wants them), while its pixels
+    are still there."""
+    from .detectors import DetectorImage
+
+    def tap(item: Item) -> None:
+        if item.error is None:
+            image = DetectorImage(pixels=item.image.pixels, path=item.path, format=item.image.format)
+            found[id(item)] = [ev.to_dict() for ev in runner.run(image)]
+
+    return tap
+
+
 def expand_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
     from .imageio import iter_image_paths
 
