@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import time
+from datetime import datetime, timezone
 
 from ..errors import AttribError
 from . import rows as batch_rows
@@ -62,7 +62,8 @@ class ParquetOutput:
         if info.type == fs.FileType.File:
             raise AttribError(f"{out} is a file; a Parquet output is a folder of parts (use a new --out, or --format jsonl)")
         self.fs.create_dir(self.root, recursive=True)
-        self.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+        # parts sort in the order they were written, runs too (a run's parts share its id)
+        self.run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + secrets.token_hex(3)
         self.parts = 0
         for path in self._files():  # temporary files of a killed run: their parts were never done
             if os.path.basename(path).startswith(".part-") and path.endswith(".tmp"):

@@ -50,11 +50,19 @@ def _print_summary(s):
 
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option("--out", "-o", required=True, help="Output: a Parquet folder (default), or a .jsonl file. Rerunning with the same --out resumes.")
-@click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl"]), help="Output format (default: from --out's suffix, else parquet).")
+@click.option(
+    "--out", "-o", required=True, help="Output: a Parquet folder (default), or a .jsonl file. Rerunning with the same --out resumes."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["parquet", "jsonl"]), help="Output format (default: from --out's suffix, else parquet)."
+)
 @click.option("--address", help="Ray cluster to run on: auto, or ray://HEAD:10001 (default: a local Ray started for this run).")
-@click.option("--workers", type=click.IntRange(1), help="Ray workers (actors), each with its own encoder (default: CPUs / --cpus-per-worker).")
-@click.option("--cpus-per-worker", default=1.0, show_default=True, type=click.FloatRange(0, min_open=True), help="CPUs Ray reserves per worker.")
+@click.option(
+    "--workers", type=click.IntRange(1), help="Ray workers (actors), each with its own encoder (default: CPUs / --cpus-per-worker)."
+)
+@click.option(
+    "--cpus-per-worker", default=1.0, show_default=True, type=click.FloatRange(0, min_open=True), help="CPUs Ray reserves per worker."
+)
 @click.option("--gpus-per-worker", default=0.0, show_default=True, type=click.FloatRange(0), help="GPUs Ray reserves per worker.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Images per worker call (and encoder batch).")
 @click.option("--path-column", default="path", show_default=True, help="Column of paths in a Parquet or CSV INPUT.")

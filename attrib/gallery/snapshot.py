@@ -72,7 +72,9 @@ class GallerySnapshot:
         return snap
 
     def calibration(self) -> openset.Calibration:
-        models = {name: (openset.ScoreModel.from_dict(imp), openset.ScoreModel.from_dict(gen)) for name, (imp, gen) in self.observed.items()}
+        models = {
+            name: (openset.ScoreModel.from_dict(imp), openset.ScoreModel.from_dict(gen)) for name, (imp, gen) in self.observed.items()
+        }
         return openset.Calibration(models, self.prior)
 
     def gallery(self) -> MemoryGallery:
