@@ -42,7 +42,12 @@ class Tally:
     sources: Counter = field(default_factory=Counter)
     started: float = field(default_factory=time.perf_counter)
 
+    first: float | None = None  # when the first answers came back (Ray and the workers started)
+    first_images: int = 0
+
     def add(self, rows: Sequence[dict[str, Any]]) -> None:
+        if self.first is None:
+            self.first, self.first_images = time.perf_counter(), len(rows)
         for r in rows:
             self.images += 1
             if r.get("error") is not None:
@@ -57,6 +62,17 @@ class Tally:
     @property
     def rate(self) -> float:
         return self.images / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def startup(self) -> float | None:
+        return None if self.first is None else self.first - self.started
+
+    @property
+    def steady_rate(self) -> float | None:
+        """images/s once the first answers came back (start-up of Ray and the workers left out)."""
+        if self.first is None or self.images <= self.first_images:
+            return None
+        return (self.images - self.first_images) / max(time.perf_counter() - self.first, 1e-9)
 
 
 def check_existing(existing: Sequence[dict[str, Any]], snapshot: GallerySnapshot, label: str) -> None:
@@ -215,6 +231,8 @@ def summary(tally: Tally, existing, snapshot: GallerySnapshot, output, skipped: 
         "skipped": skipped,
         "seconds": round(tally.seconds, 3),
         "images_per_s": round(tally.rate, 2),
+        "startup_s": None if tally.startup is None else round(tally.startup, 2),
+        "steady_images_per_s": None if tally.steady_rate is None else round(tally.steady_rate, 2),
         "sources": dict(tally.sources.most_common()),
         "total": {
             "images": total.images + tally.images,
