@@ -118,7 +118,10 @@ class TextureStats:
         from .device import autocast
 
         with torch.inference_mode(), autocast(self.device):
-            t = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1
+            if self.device == "cpu":
+                t = torch.from_numpy(batch.astype(np.float32)).permute(0, 3, 1, 2) / 127.5 - 1
+            else:  # uint8 crosses to the device (a quarter of the bytes), converted there
+                t = torch.from_numpy(np.array(batch, np.uint8)).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1
             t = self.net["bn1"](self.net["conv_stem"](t))
             pooled = []
             for i, block in enumerate(self.net["blocks"]):
