@@ -56,7 +56,7 @@ def _print_summary(s):
 @click.option(
     "--format", "fmt", type=click.Choice(["parquet", "jsonl"]), help="Output format (default: from --out's suffix, else parquet)."
 )
-@click.option("--address", help="Ray cluster to run on: auto, or ray://HEAD:10001 (default: a local Ray started for this run).")
+@click.option("--address", help="Ray cluster to run on: auto, HEAD:6379 or ray://HEAD:10001 (default: a local Ray started for this run).")
 @click.option(
     "--workers", type=click.IntRange(1), help="Ray workers (actors), each with its own encoder (default: CPUs / --cpus-per-worker)."
 )
