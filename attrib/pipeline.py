@@ -101,6 +101,12 @@ def load_many(paths: Iterable[str | os.PathLike], workers: int | None = None, lo
             yield item
 
 
+#: pixels above which a batch goes to the encoder before it has ``batch_size`` images: big images
+#: are encoded a few at a time, so decoding the next ones (:func:`load_many`'s threads) overlaps
+#: with encoding these instead of waiting for 32 of them (a 4096 px image is 16.8 Mpx: batches of 2)
+BATCH_PIXELS = 32_000_000
+
+
 def embed_items(
     encoder: Encoder,
     items: Iterable[Item],
@@ -108,8 +114,10 @@ def embed_items(
     timer: StageTimer | None = None,
     progress=None,
     thumbnails: int = 0,
+    batch_pixels: int = BATCH_PIXELS,
 ) -> tuple[list[Item], np.ndarray]:
-    """Decode (if not yet) and embed items in batches; returns (all items, embeddings of the good ones).
+    """Decode (if not yet) and embed items in batches of ``batch_size`` images or ``batch_pixels``
+    pixels; returns (all items, embeddings of the good ones).
 
     ``progress`` is called with the number of items finished after each batch. The first
     ``thumbnails`` readable items keep a thumbnail (enrollment: the gallery stores a few).
@@ -134,6 +142,7 @@ def embed_items(
             batch.clear()
 
     iterator = iter(items)
+    pixels = 0
     while True:
         with timer.stage("decode"):
             item = next(iterator, None)
@@ -146,8 +155,10 @@ def embed_items(
                 progress(1)
             continue
         batch.append(item)
-        if len(batch) >= batch_size:
+        pixels += item.image.width * item.image.height
+        if len(batch) >= batch_size or pixels >= batch_pixels:
             flush()
+            pixels = 0
     flush()
     emb = np.concatenate(vectors) if vectors else np.zeros((0, encoder.dim), np.float32)
     return all_items, emb

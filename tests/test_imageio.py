@@ -147,3 +147,22 @@ def test_load_many_keeps_order_and_decodes_a_bounded_number_ahead(tmp_path, monk
         else:
             assert item.image.pixels[0, 0, 0] == int(path.stem)
     assert consumed == len(paths) == len(started)
+
+
+def test_embed_items_sends_big_images_in_small_batches(tmp_path):
+    """Batches close at ``batch_size`` images or ``batch_pixels`` pixels, whichever comes first, so
+    decoding big images overlaps with encoding instead of waiting for a full batch."""
+    from attrib.encoders import get_encoder
+    from attrib.pipeline import embed_items, load_many
+
+    enc = get_encoder("residual")
+    sizes = []
+    real = enc.embed
+    enc.embed = lambda images: sizes.append(len(images)) or real(images)
+    paths = []
+    for i, side in enumerate([64] * 5 + [200] * 3 + [64] * 2):
+        p = tmp_path / f"{i:02d}.png"
+        Image.fromarray(np.full((side, side, 3), 7 * i, np.uint8)).save(p)
+        paths.append(p)
+    items, emb = embed_items(enc, load_many(paths), batch_size=4, batch_pixels=40_000)
+    assert sizes == [4, 2, 1, 1, 2] and len(emb) == len(items) == 10  # 4 small; small + big; big (40,000 px); big; the last two
