@@ -11,6 +11,14 @@ Library first, CLI on top::
 
 from __future__ import annotations
 
+import os as _os
+
+# OpenMP threads that spin while they wait (GNU OpenMP's default, torch's CPU kernels) collapse
+# when other processes share the cores: fp-joint1 ran 1.3-1.8 images/s with spinning threads and
+# 11-23 with sleeping ones on this project's shared 2-core machine (docs/benchmarks.md). Set before
+# torch is first imported (attrib imports it lazily); a value the user set is kept.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .encoders import Encoder, get_encoder, list_encoders
 from .errors import AttribError, EncoderError, EncoderMismatch, GalleryError, ImageError, UnknownSource
 from .gallery import Gallery, SampleRecord

@@ -111,7 +111,7 @@ def _open(data: bytes, name: str) -> tuple[np.ndarray, str | None]:
             if getattr(img, "n_frames", 1) > 1:
                 img.seek(0)
             img.load()
-            img = ImageOps.exif_transpose(img)
+            ImageOps.exif_transpose(img, in_place=True)  # in place: no copy of an image without an orientation tag
             pixels = _to_rgb(img)
     except ImageError:
         raise

@@ -6,9 +6,10 @@ the eval and the benchmarks all report the same numbers.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -72,15 +73,38 @@ def _load(path: str | os.PathLike) -> Item:
         return Item(str(path), error=str(exc))
 
 
-def load_many(paths: Iterable[str | os.PathLike], workers: int | None = None) -> Iterator[Item]:
-    """Decode paths in order, in a small thread pool (Pillow releases the GIL while decoding)."""
+#: images decoded ahead of the one being consumed, per decoding thread
+LOOKAHEAD_PER_WORKER = 4
+
+
+def load_many(paths: Iterable[str | os.PathLike], workers: int | None = None, lookahead: int | None = None) -> Iterator[Item]:
+    """Decode paths in order, in a small thread pool (Pillow releases the GIL while decoding), so
+    decoding overlaps with whatever the consumer does (encoding). At most ``lookahead`` images
+    (default ``LOOKAHEAD_PER_WORKER`` per thread) are decoded ahead: memory stays bounded on
+    folders of big images (a 4096 px image is 48 MB of pixels)."""
     workers = workers or min(4, os.cpu_count() or 1)
     paths = list(paths)
     if workers <= 1 or len(paths) <= 1:
         yield from map(_load, paths)
         return
+    lookahead = max(1, lookahead or LOOKAHEAD_PER_WORKER * workers)
     with ThreadPoolExecutor(workers) as pool:
-        yield from pool.map(_load, paths)
+        pending: deque = deque()
+        upcoming = iter(paths)
+        for path in itertools.islice(upcoming, lookahead):
+            pending.append(pool.submit(_load, path))
+        while pending:
+            item = pending.popleft().result()
+            nxt = next(upcoming, None)
+            if nxt is not None:
+                pending.append(pool.submit(_load, nxt))
+            yield item
+
+
+#: pixels above which a batch goes to the encoder before it has ``batch_size`` images: big images
+#: are encoded a few at a time, so decoding the next ones (:func:`load_many`'s threads) overlaps
+#: with encoding these instead of waiting for 32 of them (a 4096 px image is 16.8 Mpx: batches of 2)
+BATCH_PIXELS = 32_000_000
 
 
 def embed_items(
@@ -90,8 +114,10 @@ def embed_items(
     timer: StageTimer | None = None,
     progress=None,
     thumbnails: int = 0,
+    batch_pixels: int = BATCH_PIXELS,
 ) -> tuple[list[Item], np.ndarray]:
-    """Decode (if not yet) and embed items in batches; returns (all items, embeddings of the good ones).
+    """Decode (if not yet) and embed items in batches of ``batch_size`` images or ``batch_pixels``
+    pixels; returns (all items, embeddings of the good ones).
 
     ``progress`` is called with the number of items finished after each batch. The first
     ``thumbnails`` readable items keep a thumbnail (enrollment: the gallery stores a few).
@@ -116,6 +142,7 @@ def embed_items(
             batch.clear()
 
     iterator = iter(items)
+    pixels = 0
     while True:
         with timer.stage("decode"):
             item = next(iterator, None)
@@ -128,11 +155,27 @@ def embed_items(
                 progress(1)
             continue
         batch.append(item)
-        if len(batch) >= batch_size:
+        pixels += item.image.width * item.image.height
+        if len(batch) >= batch_size or pixels >= batch_pixels:
             flush()
+            pixels = 0
     flush()
     emb = np.concatenate(vectors) if vectors else np.zeros((0, encoder.dim), np.float32)
     return all_items, emb
+
+
+def detector_tap(runner, found: dict):
+    """An ``on_item`` callback that runs ``runner``'s detectors on each readable item into
+    ``found[id(item)]`` (as :func:`attrib.report.identify_rows` wants them), while its pixels
+    are still there."""
+    from .detectors import DetectorImage
+
+    def tap(item: Item) -> None:
+        if item.error is None:
+            image = DetectorImage(pixels=item.image.pixels, path=item.path, format=item.image.format)
+            found[id(item)] = [ev.to_dict() for ev in runner.run(image)]
+
+    return tap
 
 
 def expand_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:

@@ -112,3 +112,57 @@ def test_reflect_pad_mirrors_any_amount():
     assert np.array_equal(reflect_pad(img, 0, 0), img)
     line = np.full((1, 4, 3), 9, np.uint8)  # nothing to mirror: edge-padded, no endless loop
     assert np.array_equal(reflect_pad(line, 3, 2), np.full((4, 6, 3), 9, np.uint8))
+
+
+def test_load_many_keeps_order_and_decodes_a_bounded_number_ahead(tmp_path, monkeypatch):
+    """Decoding runs ahead of the consumer in threads, in input order, never more than
+    ``lookahead`` images ahead (a folder of 4096 px images must not be decoded into memory at once)."""
+    import threading
+
+    from attrib import pipeline
+
+    paths = []
+    for i in range(12):
+        p = tmp_path / f"{i:02d}.png"
+        Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(p)
+        paths.append(p)
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    paths.insert(5, tmp_path / "bad.png")
+    started, lock = [], threading.Lock()
+    real = pipeline._load
+
+    def load(path):
+        with lock:
+            started.append(path)
+        return real(path)
+
+    monkeypatch.setattr(pipeline, "_load", load)
+    consumed = 0
+    for item, path in zip(pipeline.load_many(paths, workers=2, lookahead=3), paths):
+        consumed += 1
+        assert item.path == str(path)
+        assert len(started) <= consumed + 3  # the ones consumed, and at most 3 ahead
+        if path.name == "bad.png":
+            assert item.error and item.image is None
+        else:
+            assert item.image.pixels[0, 0, 0] == int(path.stem)
+    assert consumed == len(paths) == len(started)
+
+
+def test_embed_items_sends_big_images_in_small_batches(tmp_path):
+    """Batches close at ``batch_size`` images or ``batch_pixels`` pixels, whichever comes first, so
+    decoding big images overlaps with encoding instead of waiting for a full batch."""
+    from attrib.encoders import get_encoder
+    from attrib.pipeline import embed_items, load_many
+
+    enc = get_encoder("residual")
+    sizes = []
+    real = enc.embed
+    enc.embed = lambda images: sizes.append(len(images)) or real(images)
+    paths = []
+    for i, side in enumerate([64] * 5 + [200] * 3 + [64] * 2):
+        p = tmp_path / f"{i:02d}.png"
+        Image.fromarray(np.full((side, side, 3), 7 * i, np.uint8)).save(p)
+        paths.append(p)
+    items, emb = embed_items(enc, load_many(paths), batch_size=4, batch_pixels=40_000)
+    assert sizes == [4, 2, 1, 1, 2] and len(emb) == len(items) == 10  # 4 small; small + big; big (40,000 px); big; the last two

@@ -158,3 +158,22 @@ def test_tree_gallery_normalises_inner_nodes_the_same_on_disk_and_in_memory(tmp_
     assert np.abs([d.score for d in disk]).max() < 1  # normalised scores, inner nodes included
     v = g.verify(q[:1], "line")[0]
     assert -1 < v["score"] < 1 and v["threshold"] == pytest.approx(g.thresholds(sources=["line"])["line"], abs=1e-5)
+
+
+def test_batch_snapshot_carries_the_normalisation_and_the_tree(tmp_path):
+    """attrib batch's workers answer from a snapshot: with an encoder that normalises scores and a
+    gallery with a tree, its answers are the gallery's."""
+    import pickle
+
+    from attrib.gallery.snapshot import GallerySnapshot
+    from attrib.gallery.store import SampleRecord
+
+    cohort, samples, genuine, generic = _world()
+    g = Gallery(tmp_path / "g", encoder=_NormEncoder(ScoreNorm.from_cohort(cohort, rank=4)))
+    g.add_node("line", family="diffusion")
+    for s, e in samples.items():
+        g.enroll(s, e, [SampleRecord(sha256=f"{s}{i}") for i in range(len(e))], parent="line")
+    snap = pickle.loads(pickle.dumps(GallerySnapshot.from_gallery(g)))
+    q = np.concatenate([genuine["a"][:4], genuine["b"][:2], generic[:4]])
+    for far in (None, 0.2):
+        assert [d.to_dict() for d in snap.gallery().identify(q, top_k=2, far=far)] == [d.to_dict() for d in g.identify(q, top_k=2, far=far)]

@@ -33,6 +33,7 @@ def build_cli(pm=None) -> click.Group:
         ctx.obj["pm"] = pm
 
     from . import (
+        batch_cmd,
         demo_cmd,
         detect_cmd,
         encoders_cmd,
@@ -51,6 +52,7 @@ def build_cli(pm=None) -> click.Group:
         enroll_cmd.enroll,
         identify_cmd.identify,
         identify_cmd.verify,
+        batch_cmd.batch,
         sources_cmd.sources,
         eval_cmd.eval_command,
         demo_cmd.demo,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import report
-from ..pipeline import embed_items, expand_paths, load_many
+from ..pipeline import detector_tap, embed_items, expand_paths, load_many
 from .common import echo_jsonl, far_option, fmt, gallery_option, json_option, open_gallery, plugin_manager, progressbar
 from .detect_cmd import detector_options, make_runner
 
@@ -19,18 +19,6 @@ def _embed_paths(gallery, paths, batch_size, timer=None, on_item=None):
         items = (on_item(it) or it for it in items)
     with progressbar(len(files), "embedding") as bar:
         return embed_items(gallery.encoder, items, batch_size=batch_size, timer=timer, progress=bar.update)
-
-
-def _detector_tap(runner, found):
-    """An on_item callback that runs the detectors on each readable image into ``found``."""
-    from ..detectors import DetectorImage
-
-    def tap(item):
-        if item.error is None:
-            image = DetectorImage(pixels=item.image.pixels, path=item.path, format=item.image.format)
-            found[id(item)] = [ev.to_dict() for ev in runner.run(image)]
-
-    return tap
 
 
 _far_option = far_option("False-accept rate the thresholds are set for (default: the gallery's, 0.01).")
@@ -65,7 +53,7 @@ def identify(ctx, top_k, far, keep_unknown, batch_size, no_detectors, detector_n
     if not gallery.source_names():
         raise click.ClickException(f"gallery {gallery.path} has no sources: enroll some first")
     found = {}
-    tap = None if no_detectors else _detector_tap(make_runner(ctx, detector_names, detector_timeout), found)
+    tap = None if no_detectors else detector_tap(make_runner(ctx, detector_names, detector_timeout), found)
     items, emb = _embed_paths(gallery, paths, batch_size, on_item=tap)
     good = [it for it in items if it.error is None]
     decisions = gallery.identify(emb, top_k=top_k, far=far) if len(emb) else []

@@ -257,18 +257,23 @@ class LearnedEncoder(_FolderEncoder):
     """A trained backbone + head (torch), loaded from a folder (see module docstring)."""
 
     def __init__(self, net, config: dict[str, Any], weights_sha256: str, folder: Path | None = None, device: str | None = None):
-        torch = _torch()
+        from .device import torch_device
+
         super().__init__(config, weights_sha256, folder)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch_device(device)
         self.net = net.to(self.device).eval()
 
     def embed_tiles(self, tiles: np.ndarray) -> np.ndarray:
-        """(N, T, T, 3) uint8 -> (N, dim) unit vectors."""
+        """(N, T, T, 3) uint8 -> (N, dim) unit vectors; on a GPU in micro-batches under bfloat16
+        autocast (:mod:`attrib.encoders.device`)."""
+        from .device import autocast, micro_batch
+
         torch = _torch()
+        step = 256 if self.device == "cpu" else micro_batch()
         out = []
-        with torch.inference_mode():
-            for i in range(0, len(tiles), 256):
-                x = torch.from_numpy(np.ascontiguousarray(tiles[i : i + 256])).to(self.device)
+        with torch.inference_mode(), autocast(self.device):
+            for i in range(0, len(tiles), step):
+                x = torch.from_numpy(np.ascontiguousarray(tiles[i : i + step])).to(self.device)
                 x = x.permute(0, 3, 1, 2).float().div_(255.0)
                 out.append(self.net(x).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)

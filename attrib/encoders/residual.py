@@ -179,6 +179,8 @@ class ResidualSpectrumEncoder(Encoder):
             self.groups["predictor"] = 5 * 3 * 26
         self.dim = sum(self.groups.values())
         self._calibration: dict[str, Any] | None = None
+        #: where the features are computed: None picks the GPU when there is one (numpy otherwise)
+        self.device: str | None = None
 
     def config(self) -> dict[str, Any]:
         config = {
@@ -203,8 +205,9 @@ class ResidualSpectrumEncoder(Encoder):
             self._calibration = load_builtin_calibration(self.id) or {}
         return self._calibration or None
 
-    def features(self, image: np.ndarray) -> np.ndarray:
-        """The fingerprint of one image, before the final L2 normalisation."""
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """The pixels the features read: the central ``max_side`` square, thumbnails mirrored up
+        to one tile."""
         h, w = image.shape[:2]
         if max(h, w) > self.max_side:  # centre crop: fingerprints are local, big images need no more
             oy, ox = max(0, (h - self.max_side) // 2), max(0, (w - self.max_side) // 2)
@@ -213,6 +216,11 @@ class ResidualSpectrumEncoder(Encoder):
         if h < self.tile or w < self.tile:  # thumbnails: mirror up to one tile (a 1-px side repeats)
             pad = ((0, max(0, self.tile - h)), (0, max(0, self.tile - w)), (0, 0))
             image = np.pad(image, pad, mode="reflect" if min(h, w) > 1 else "edge")
+        return image
+
+    def features(self, image: np.ndarray) -> np.ndarray:
+        """The fingerprint of one image, before the final L2 normalisation."""
+        image = self.prepare(image)
         # channel-first float32: reductions over contiguous axes, single-precision FFTs (scipy's
         # batched 2-D FFT is ~10x faster than numpy's here)
         x = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) * np.float32(1 / 255)
@@ -248,8 +256,17 @@ class ResidualSpectrumEncoder(Encoder):
         return np.concatenate(groups).astype(np.float32)
 
     def features_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """:meth:`features` of many images -> (N, dim), one thread per core."""
+        """:meth:`features` of many images -> (N, dim), one thread per core; on a GPU, the same
+        features in torch (:mod:`attrib.encoders.residual_torch`), images of one size together."""
         from threadpoolctl import threadpool_limits
+
+        from .device import torch_device
+
+        device = torch_device(self.device)
+        if device != "cpu" and len(images):
+            from .residual_torch import features_torch
+
+            return features_torch(self, images, device)
 
         # numpy and scipy release the GIL inside FFTs and array arithmetic. The parallelism is
         # ours: BLAS threads inside the workers (the predictor's small products) would

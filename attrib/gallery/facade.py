@@ -175,6 +175,10 @@ class Gallery:
             self._tree = (gen, lineage.Tree.from_rows(self.store.source_rows()), None)
         return self._tree[1]
 
+    def lineage(self) -> tuple[lineage.Tree, dict[str, np.ndarray]]:
+        """The tree of sources and its inner nodes' vectors (what :mod:`.lineage` identifies with)."""
+        return self._lineage()
+
     def _lineage(self) -> tuple[lineage.Tree, dict[str, np.ndarray]]:
         """The tree and the vectors its inner nodes score queries with, cached per generation."""
         tree = self.tree()

@@ -1,0 +1,118 @@
+"""An immutable snapshot of a gallery: what identify needs, as plain data that pickles.
+
+``attrib batch`` reads the gallery once on the driver and ships this to every worker (Ray puts it
+in the object store once): workers never open the SQLite file, so a gallery on one machine's
+disk serves a whole cluster, and an enrollment during a run changes nothing the run answers.
+The snapshot holds the prototype vectors and their sources (the embeddings identify searches),
+the stored score models and the encoder's prior (what every threshold is read from, at any FAR),
+the thresholds at the gallery's FAR (for the record), the encoder id and spec, the camera
+sources (for the verdict), the encoder's score normalisation, the tree of sources with its inner
+nodes' vectors (lineage), and the gallery's **generation**, which every output row records.
+
+:meth:`GallerySnapshot.gallery` turns it back into a :class:`MemoryGallery` whose
+:meth:`~MemoryGallery.identify` runs the same search and decision as :meth:`Gallery.identify`
+(same vectors, same FAISS index kind, same calibration): the answers are the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .. import openset
+from ..index import VectorIndex
+from ..scorenorm import ScoreNorm
+from . import lineage
+from .memory import MemoryGallery
+
+
+@dataclass(frozen=True)
+class GallerySnapshot:
+    """A gallery frozen at one generation (see the module's doc)."""
+
+    path: str
+    generation: int
+    encoder_id: str
+    encoder_spec: str
+    far: float
+    sources: tuple[str, ...]
+    vectors: np.ndarray  # prototypes, float32, one row per label
+    labels: tuple[str, ...]  # the source of each prototype row
+    observed: dict[str, tuple[dict | None, dict | None]]  # per source: stored (impostor, genuine) models
+    prior: dict[str, Any]  # the encoder's calibration prior
+    thresholds: dict[str, float]  # at ``far``: for the record (identify recomputes at the FAR asked)
+    camera_sources: tuple[str, ...] = ()
+    norm: ScoreNorm | None = None  # the encoder's score normalisation (scores are compared after it)
+    tree: lineage.Tree | None = None  # parents and families: lineage of every answer
+    node_vectors: dict[str, np.ndarray] = field(default_factory=dict)  # inner nodes' vectors (tree galleries)
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_gallery(cls, gallery) -> GallerySnapshot:
+        """Read ``gallery`` (a :class:`attrib.gallery.Gallery`) once, in one consistent state."""
+        from ..verdict import camera_sources
+
+        generation = gallery.generation
+        vectors, labels = gallery.prototypes()
+        vectors = np.array(vectors, dtype=np.float32, copy=True)
+        vectors.flags.writeable = False
+        tree, node_vectors = gallery.lineage()
+        observed = {name: (imp, gen) for name, (imp, gen) in gallery.store.calibration().items()}
+        observed.update({key: tuple(models) for key, models in (gallery.setting("family_calibration") or {}).items()})
+        spec = gallery.setting("encoder_spec") or gallery.encoder.name
+        snap = cls(
+            path=str(gallery.path),
+            generation=int(generation),
+            encoder_id=gallery.encoder.id,
+            encoder_spec=str(spec),
+            far=gallery.far,
+            sources=tuple(gallery.source_names()),
+            vectors=vectors,
+            labels=tuple(labels),
+            observed=observed,
+            prior=dict(gallery.encoder.calibration or {}),
+            thresholds=gallery.thresholds(),
+            camera_sources=tuple(camera_sources(gallery)),
+            norm=gallery.encoder.score_norm,
+            tree=tree,
+            node_vectors=dict(node_vectors),
+        )
+        if gallery.generation != generation:  # an enrollment landed while we read: read again
+            return cls.from_gallery(gallery)
+        return snap
+
+    def calibration(self) -> openset.Calibration:
+        models = {
+            name: (openset.ScoreModel.from_dict(imp), openset.ScoreModel.from_dict(gen)) for name, (imp, gen) in self.observed.items()
+        }
+        return openset.Calibration(models, self.prior)
+
+    def gallery(self) -> MemoryGallery:
+        """A :class:`MemoryGallery` answering identify from this snapshot (built once per process)."""
+        if "gallery" not in self._cache:
+            index = VectorIndex.build(np.array(self.vectors), list(self.labels)) if len(self.vectors) else None
+            self._cache["gallery"] = MemoryGallery(
+                list(self.sources), index, self.calibration(), self.far, norm=self.norm, tree=self.tree, vectors=self.node_vectors
+            )
+        return self._cache["gallery"]
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_cache"] = {}  # the FAISS index is rebuilt where the snapshot lands, never pickled
+        return state
+
+    def __setstate__(self, state):
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "gallery": self.path,
+            "generation": self.generation,
+            "encoder_id": self.encoder_id,
+            "sources": len(self.sources),
+            "prototypes": len(self.labels),
+            "far": self.far,
+        }
