@@ -13,8 +13,10 @@ deviation ``sqrt(q' S q)``, and its normalised score against a prototype ``p`` i
 
 For one query this is an increasing affine map of its scores, so its ranking of sources (the
 closed-set answer) is unchanged; what changes is which queries clear a threshold: the open set.
-On the real folds (``bench/real_folds.py``, 256 px crops, 5-shot) it lifts ``fp-joint1``'s
-open-set AUROC by 0.05 to 0.08 at the same top-1.
+On the real folds (``bench/real_folds.py``, 5-shot) it lifts ``fp-joint1``'s open-set AUROC by
+0.04 +/- 0.03 on whole images and on 256 px crops at the same top-1 (``fp-joint2``). The cohort
+must resemble what is queried: ``fp-joint2``'s holds real generators only, and on synthetic zoo
+generators its thresholds are too lax (README, "Real generators").
 
 ``S`` is kept as its ``rank`` leading eigenvectors plus one variance for every other direction,
 so a 2257-dimensional encoder ships a few hundred kilobytes, not the cohort and not a 2257 x 2257

@@ -80,3 +80,8 @@ python bench/real_folds.py --zoo "$ZOO/z6" --out bench/results/real_folds.json  
 python bench/fit_fused.py --name fp-joint1 --zoo "$ZOO/z6"
 python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint1 --encoder fp-wccn2 --shots 5 --variant asis --variant crop256 \
   --variant jpeg75 --no-near-floor --out bench/results/real_folds_no_near_floor.json   # (why fp-joint1 has no near floor)
+#        fp-joint2: fp-joint1's fit + cohort score normalisation (attrib/scorenorm.py); only the cohort
+#        statistics are written, the weights are fp-joint1's (fit_fused refuses if they differ)
+python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint1 --encoder fp-joint2 --out bench/out/rf_joint2.json  # merged into real_folds.json
+python bench/fit_fused.py --name fp-joint2 --zoo "$ZOO/z6" --weights-from fp-joint1
+attrib demo --json   # with DEFAULT_ENCODER set to fp-joint2: its figures on the zoo (README)

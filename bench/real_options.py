@@ -1,0 +1,115 @@
+"""Options measured around fp-joint1/fp-joint2 on the real folds, and not adopted (issue 11).
+
+    python bench/real_options.py --zoo ZOO [--seeds 1] [--out bench/results/real_options.json]
+
+Same folds, features and protocol as ``real_folds.py`` (run it first: its feature caches), 5-shot,
+FAR 0.01, mean over folds:
+
+* ``jpeg_matched``: JPEG q75 queries against shots that were re-saved as JPEG q75 too (what a
+  gallery storing JPEG copies of its samples could do for JPEG queries), fp-joint1;
+* ``cohort_crop`` / ``cohort_mixed`` / ``cohort_zoo``: fp-joint2 with its cohort made of 256 px
+  crops, of crops and whole images, or of whole images and as many zoo images, against the
+  shipped recipe (whole images of real generators) on whole images and on crops;
+* ``near_floor``: fp-joint2 with the near-impostor floor kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import real_folds as rf
+
+from attrib.encoders import get_encoder
+from attrib.encoders.base import l2_normalize
+from attrib.openset import measure_prior
+from attrib.scorenorm import ScoreNorm
+
+KEYS = ("accuracy", "tar", "auroc", "observed_far", "attributed")
+
+
+def cohort(feats, fit, idx, kind: str, zoo: dict) -> ScoreNorm:
+    m, P = fit
+    whole = rf.joint_embed(feats, m, P, "asis", idx[feats["ok_asis"][idx]])
+    crops = rf.joint_embed(feats, m, P, "crop256", idx[feats["ok_crop256"][idx]])
+    if kind == "crop":
+        return ScoreNorm.from_cohort(crops)
+    if kind == "mixed":
+        return ScoreNorm.from_cohort(np.concatenate([whole, crops]))
+    if kind == "zoo":
+        plain = np.concatenate([v[:: 1 + rf.ZOO_VARIANTS] for _, v in sorted(zoo.items())])
+        pick = np.sort(np.random.default_rng(0).permutation(len(plain))[: len(whole)])
+        return ScoreNorm.from_cohort(np.concatenate([whole, l2_normalize((plain[pick] - m) @ P)]))
+    return ScoreNorm.from_cohort(whole)
+
+
+def prior(fold, kind: str, zoo: dict, floor: bool) -> dict:
+    """fp-joint2's prior cross-fitted on the fold's fit labels, with the cohort ``kind``."""
+    labels, fit = fold.labels, list(np.random.default_rng(7).permutation(fold.fd["fit"]))
+    real = fold.fd["real_fit"][: len(fold.fd["real_fit"]) // 2]
+    parts = []
+    for a, b in ((fit[0::2], fit[1::2]), (fit[1::2], fit[0::2])):
+        fa = np.flatnonzero(np.isin(labels, a))
+        tf = fold.fit_texture("fp-joint2", fa, real)
+        idx = np.flatnonzero(np.isin(labels, b))
+        norm = cohort(fold.feats, tf, np.concatenate([fa, real]), kind, zoo)
+        parts.append(measure_prior(fold.embed("fp-joint2", "asis", idx, tf), labels[idx], 5, np.random.default_rng(0), norm=norm))
+    out = {k: rf.pooled([p[k] for p in parts]) for k in ("impostor", "genuine", "pair_impostor", "near_impostor")}
+    if not floor:
+        out.pop("near_impostor")
+    return out | {"shots": 5}
+
+
+def run_matched(fold, keep) -> dict:
+    """fp-joint1, JPEG queries against JPEG'd shots: run_fold with the crops' features swapped."""
+    f = fold.feats
+    saved = {k: f[k] for k in ("res_crop256", "tex_crop256")}
+    f["res_crop256"], f["tex_crop256"] = f["res_jpeg75"], f["tex_jpeg75"]
+    try:
+        return rf.run_fold(fold, "fp-joint1", "jpeg75", keep, (5,), 3)
+    finally:
+        f.update(saved)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--devset", type=Path, default=rf.default_devset())
+    ap.add_argument("--zoo", type=Path, required=True)
+    ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--cache", type=Path, default=Path("bench/out/real_features_v2.npz"))
+    ap.add_argument("--out", type=Path, default=Path("bench/results/real_options.json"))
+    args = ap.parse_args(argv)
+    rows = rf.read_manifest(args.devset)
+    labels = np.array([r["label"] for r in rows])
+    fp = get_encoder("fp-wccn2")
+    feats = dict(np.load(args.cache))
+    zoo = dict(np.load(args.cache.with_name(f"zoo_features_{args.zoo.name}.npz")))
+    meta = rf.meta_features(rows)
+    runs: dict[str, list] = {}
+    for seed in range(args.seeds):
+        keep = rf.pick_one_per_prompt(rows, seed)
+        for fd in rf.make_folds(labels, 3, seed):
+            fold = rf.Fold(fd, feats, labels, meta, fp, zoo=zoo, encoders=rf.JOINT)
+            runs.setdefault("fp-joint1/jpeg75", []).append(rf.run_fold(fold, "fp-joint1", "jpeg75", keep, (5,), 3))
+            runs.setdefault("jpeg_matched/jpeg75", []).append(run_matched(fold, keep))
+            fit_idx = np.concatenate([np.flatnonzero(np.isin(labels, fd["fit"])), fd["real_fit"]])
+            for kind, floor in (("whole", False), ("crop", False), ("mixed", False), ("zoo", False), ("whole", True)):
+                name = "fp-joint2" if (kind, floor) == ("whole", False) else ("near_floor" if floor else f"cohort_{kind}")
+                fold.norms["fp-joint2"] = cohort(feats, fold.tex_fit["fp-joint2"], fit_idx, kind, zoo)
+                fold.priors["fp-joint2"] = prior(fold, kind, zoo, floor)
+                for v in ("asis", "crop256"):
+                    runs.setdefault(f"{name}/{v}", []).append(rf.run_fold(fold, "fp-joint2", v, keep, (5,), 3))
+            print(f"seed {seed} fold {fd['fold']}", file=sys.stderr)
+    result = {k: {m: rf.summarise(r)["5"][m] for m in KEYS} for k, r in runs.items()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"seeds": args.seeds, "shots": 5, "far": 0.01, "results": result}, indent=1) + "\n")
+    for k, r in result.items():
+        print(f"{k:24}", " ".join(f"{m}={r[m]['mean']:.3f}" for m in KEYS))
+    return result
+
+
+if __name__ == "__main__":
+    main()
