@@ -7,8 +7,9 @@ FAR 0.01, mean over folds:
 
 * ``jpeg_matched``: JPEG q75 queries against shots that were re-saved as JPEG q75 too (what a
   gallery storing JPEG copies of its samples could do for JPEG queries), fp-joint1;
-* ``cohort_crop`` / ``cohort_mixed`` / ``cohort_zoo``: fp-joint2 with its cohort made of 256 px
-  crops, of crops and whole images, or of whole images and as many zoo images, against the
+* ``cohort_crop`` / ``cohort_mixed`` / ``cohort_zoo`` / ``cohort_crop_zoo``: fp-joint2 with its
+  cohort made of 256 px crops, of crops and whole images, of whole images and as many zoo
+  images, or of crops and as many zoo images, against the
   shipped recipe (whole images of real generators) on whole images and on crops;
 * ``near_floor``: fp-joint2 with the near-impostor floor kept.
 """
@@ -39,10 +40,11 @@ def cohort(feats, fit, idx, kind: str, zoo: dict) -> ScoreNorm:
         return ScoreNorm.from_cohort(crops)
     if kind == "mixed":
         return ScoreNorm.from_cohort(np.concatenate([whole, crops]))
-    if kind == "zoo":
+    if kind in ("zoo", "crop_zoo"):
         plain = np.concatenate([v[:: 1 + rf.ZOO_VARIANTS] for _, v in sorted(zoo.items())])
         pick = np.sort(np.random.default_rng(0).permutation(len(plain))[: len(whole)])
-        return ScoreNorm.from_cohort(np.concatenate([whole, l2_normalize((plain[pick] - m) @ P)]))
+        base = crops if kind == "crop_zoo" else whole
+        return ScoreNorm.from_cohort(np.concatenate([base, l2_normalize((plain[pick] - m) @ P)]))
     return ScoreNorm.from_cohort(whole)
 
 
@@ -96,7 +98,7 @@ def main(argv=None) -> dict:
             runs.setdefault("fp-joint1/jpeg75", []).append(rf.run_fold(fold, "fp-joint1", "jpeg75", keep, (5,), 3))
             runs.setdefault("jpeg_matched/jpeg75", []).append(run_matched(fold, keep))
             fit_idx = np.concatenate([np.flatnonzero(np.isin(labels, fd["fit"])), fd["real_fit"]])
-            for kind, floor in (("whole", False), ("crop", False), ("mixed", False), ("zoo", False), ("whole", True)):
+            for kind, floor in (("whole", False), ("crop", False), ("mixed", False), ("zoo", False), ("crop_zoo", False), ("whole", True)):
                 name = "fp-joint2" if (kind, floor) == ("whole", False) else ("near_floor" if floor else f"cohort_{kind}")
                 fold.norms["fp-joint2"] = cohort(feats, fold.tex_fit["fp-joint2"], fit_idx, kind, zoo)
                 fold.priors["fp-joint2"] = prior(fold, kind, zoo, floor)
