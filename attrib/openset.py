@@ -172,11 +172,12 @@ def measure_prior(
     labels, inv = np.unique(arr, return_inverse=True)
     counts = np.bincount(inv, minlength=len(labels))
     imp, gen, near = [], [], []
+    stats = norm.stats(emb) if norm is not None else None  # every source scores the same rows
     for i in range(len(labels)):
         idx = np.flatnonzero(inv == i)
         proto = emb[idx[:shots]].mean(axis=0)
         proto = proto / (np.linalg.norm(proto) + 1e-12)
-        scores = normalise(norm, emb @ proto, emb)
+        scores = normalise(norm, emb @ proto, emb, stats)
         imp.append(scores[inv != i])
         gen.append(scores[idx[shots:]])
         if len(labels) > 1:  # the closest other source: the one whose images score highest on average

@@ -78,9 +78,10 @@ class ScoreNorm:
         var = (proj**2 * self.variances).sum(axis=1) + self.rest * np.maximum((q**2).sum(axis=1) - inside, 0.0)
         return q @ self.mean, np.sqrt(np.maximum(var, 1e-12))
 
-    def normalise(self, scores: np.ndarray, queries: np.ndarray) -> np.ndarray:
-        """Raw cosines (one row per query, any number of columns) -> ``tanh(z / scale)``."""
-        offset, spread = self.stats(queries)
+    def normalise(self, scores: np.ndarray, queries: np.ndarray, stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """Raw cosines (one row per query, any number of columns) -> ``tanh(z / scale)``; ``stats``:
+        the queries' :meth:`stats` when the caller has them already (scoring them again and again)."""
+        offset, spread = self.stats(queries) if stats is None else stats
         scores = np.asarray(scores, np.float64)
         shape = (-1,) + (1,) * (scores.ndim - 1)
         z = (scores - offset.reshape(shape)) / spread.reshape(shape)
@@ -112,6 +113,6 @@ class ScoreNorm:
         return cls(w["mean"], w["basis"], w["variances"], float(np.asarray(w["rest"]).reshape(-1)[0]), scale)
 
 
-def normalise(norm: ScoreNorm | None, scores: np.ndarray, queries: np.ndarray) -> np.ndarray:
+def normalise(norm: ScoreNorm | None, scores: np.ndarray, queries: np.ndarray, stats=None) -> np.ndarray:
     """``norm.normalise`` or, with no normalisation, the raw scores."""
-    return np.asarray(scores) if norm is None else norm.normalise(scores, queries)
+    return np.asarray(scores) if norm is None else norm.normalise(scores, queries, stats)

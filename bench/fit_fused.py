@@ -72,13 +72,15 @@ def out_of_fold_prior(name: str, feats, labels, meta, fp, shots: int = 5, zoo=No
 
 def overlay(folder: Path, base: Path, base_name: str) -> None:
     """Keep in ``folder`` only the weights ``base`` lacks; refuse if a shared array differs."""
-    from safetensors.numpy import load_file, save_file
+    from safetensors.numpy import save_file
 
-    own, theirs = load_file(str(folder / "model.safetensors")), load_file(str(base / "model.safetensors"))
+    from attrib.encoders.weights import WEIGHTS_NAME, read_numpy_weights
+
+    own, theirs = read_numpy_weights(folder / WEIGHTS_NAME), read_numpy_weights(base / WEIGHTS_NAME)
     for key in set(own) & set(theirs):
         if not np.array_equal(own[key], theirs[key]):
             raise SystemExit(f"{key} differs from {base}'s: this fit is not {base_name}'s; ship the whole folder")
-    save_file({k: v for k, v in own.items() if k not in theirs}, str(folder / "model.safetensors"))
+    save_file({k: v for k, v in own.items() if k not in theirs}, str(folder / WEIGHTS_NAME))
     config = json.loads((folder / "config.json").read_text())
     config["weights_from"] = f"../{base_name}"
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")

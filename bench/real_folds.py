@@ -280,12 +280,13 @@ class Fold:
     ):
         self.fd, self.feats, self.labels, self.fp, self.zoo = fd, feats, labels, fp, zoo
         self._fits: dict[tuple, tuple] = {}  # fp-joint1 and fp-joint2 share every fit
+        self.make_norm = cohort_norm  # fp-joint2's cohort: (feats, fit, image indices) -> ScoreNorm
         fit_idx = np.flatnonzero(np.isin(labels, fd["fit"]))
         fitted = tuple(e for e in ("fp-fuse1", "fp-fuse2") + (JOINT if zoo else ()) if e in encoders)
         self.tex_fit = {enc: self.fit_texture(enc, fit_idx, fd["real_fit"]) for enc in fitted}
         self.norms = {}
         if "fp-joint2" in fitted:
-            self.norms["fp-joint2"] = cohort_norm(feats, self.tex_fit["fp-joint2"], np.concatenate([fit_idx, fd["real_fit"]]))
+            self.norms["fp-joint2"] = self.make_norm(feats, self.tex_fit["fp-joint2"], np.concatenate([fit_idx, fd["real_fit"]]))
         # calibration prior of the fold's fitted encoders: cross-fitted on its fit labels (halves A/B:
         # fit the texture WCCN on one, measure scores on the other's never-fitted sources)
         self.priors = {enc: self._cross_prior(enc, shots) for enc in fitted} if cross_priors else {}
@@ -330,7 +331,7 @@ class Fold:
             embs.append(self.embed(encoder, "crop256" if encoder == "fp-fuse1" else "asis", idx, tex_fit))
             names.append(self.labels[idx])
             if encoder == "fp-joint2":  # each half normalised by a cohort of the other half's images
-                norm = cohort_norm(self.feats, tex_fit, np.concatenate([fit_a, real[: len(real) // 2]]))
+                norm = self.make_norm(self.feats, tex_fit, np.concatenate([fit_a, real[: len(real) // 2]]))
                 parts.append(measure_prior(embs[-1], names[-1], shots, np.random.default_rng(0), norm=norm))
         if parts:
             prior = {k: pooled([p[k] for p in parts]) for k in ("impostor", "genuine", "pair_impostor", "near_impostor")}

@@ -26,13 +26,15 @@ import real_folds as rf
 
 from attrib.encoders import get_encoder
 from attrib.encoders.base import l2_normalize
-from attrib.openset import measure_prior
 from attrib.scorenorm import ScoreNorm
 
 KEYS = ("accuracy", "tar", "auroc", "observed_far", "attributed")
 
 
 def cohort(feats, fit, idx, kind: str, zoo: dict) -> ScoreNorm:
+    """fp-joint2's cohort of ``kind`` ("whole": as shipped, :func:`real_folds.cohort_norm`)."""
+    if kind == "whole":
+        return rf.cohort_norm(feats, fit, idx)
     m, P = fit
     whole = rf.joint_embed(feats, m, P, "asis", idx[feats["ok_asis"][idx]])
     crops = rf.joint_embed(feats, m, P, "crop256", idx[feats["ok_crop256"][idx]])
@@ -45,24 +47,18 @@ def cohort(feats, fit, idx, kind: str, zoo: dict) -> ScoreNorm:
         pick = np.sort(np.random.default_rng(0).permutation(len(plain))[: len(whole)])
         base = crops if kind == "crop_zoo" else whole
         return ScoreNorm.from_cohort(np.concatenate([base, l2_normalize((plain[pick] - m) @ P)]))
-    return ScoreNorm.from_cohort(whole)
+    raise ValueError(f"cohort {kind!r}")
 
 
-def prior(fold, kind: str, zoo: dict, floor: bool) -> dict:
-    """fp-joint2's prior cross-fitted on the fold's fit labels, with the cohort ``kind``."""
-    labels, fit = fold.labels, list(np.random.default_rng(7).permutation(fold.fd["fit"]))
-    real = fold.fd["real_fit"][: len(fold.fd["real_fit"]) // 2]
-    parts = []
-    for a, b in ((fit[0::2], fit[1::2]), (fit[1::2], fit[0::2])):
-        fa = np.flatnonzero(np.isin(labels, a))
-        tf = fold.fit_texture("fp-joint2", fa, real)
-        idx = np.flatnonzero(np.isin(labels, b))
-        norm = cohort(fold.feats, tf, np.concatenate([fa, real]), kind, zoo)
-        parts.append(measure_prior(fold.embed("fp-joint2", "asis", idx, tf), labels[idx], 5, np.random.default_rng(0), norm=norm))
-    out = {k: rf.pooled([p[k] for p in parts]) for k in ("impostor", "genuine", "pair_impostor", "near_impostor")}
+def use_cohort(fold, kind: str, zoo: dict, floor: bool) -> None:
+    """fp-joint2 of ``fold`` with the cohort ``kind``: its normalisation and its prior (cross-fitted
+    by the fold as real_folds.py does, each half with its own cohort of that kind)."""
+    fold.make_norm = lambda feats, fit, idx: cohort(feats, fit, idx, kind, zoo)
+    fit_idx = np.concatenate([np.flatnonzero(np.isin(fold.labels, fold.fd["fit"])), fold.fd["real_fit"]])
+    fold.norms["fp-joint2"] = fold.make_norm(fold.feats, fold.tex_fit["fp-joint2"], fit_idx)
+    fold.priors["fp-joint2"] = fold._cross_prior("fp-joint2", 5)
     if not floor:
-        out.pop("near_impostor")
-    return out | {"shots": 5}
+        fold.priors["fp-joint2"].pop("near_impostor")
 
 
 def run_matched(fold, keep) -> dict:
@@ -97,11 +93,9 @@ def main(argv=None) -> dict:
             fold = rf.Fold(fd, feats, labels, meta, fp, zoo=zoo, encoders=rf.JOINT)
             runs.setdefault("fp-joint1/jpeg75", []).append(rf.run_fold(fold, "fp-joint1", "jpeg75", keep, (5,), 3))
             runs.setdefault("jpeg_matched/jpeg75", []).append(run_matched(fold, keep))
-            fit_idx = np.concatenate([np.flatnonzero(np.isin(labels, fd["fit"])), fd["real_fit"]])
             for kind, floor in (("whole", False), ("crop", False), ("mixed", False), ("zoo", False), ("crop_zoo", False), ("whole", True)):
                 name = "fp-joint2" if (kind, floor) == ("whole", False) else ("near_floor" if floor else f"cohort_{kind}")
-                fold.norms["fp-joint2"] = cohort(feats, fold.tex_fit["fp-joint2"], fit_idx, kind, zoo)
-                fold.priors["fp-joint2"] = prior(fold, kind, zoo, floor)
+                use_cohort(fold, kind, zoo, floor)
                 for v in ("asis", "crop256"):
                     runs.setdefault(f"{name}/{v}", []).append(rf.run_fold(fold, "fp-joint2", v, keep, (5,), 3))
             print(f"seed {seed} fold {fd['fold']}", file=sys.stderr)

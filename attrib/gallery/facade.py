@@ -371,16 +371,21 @@ class Gallery:
                 models[key] = pair
         return families
 
+    def stored_models(self) -> dict[str, tuple[dict | None, dict | None]]:
+        """The measured (impostor, genuine) score models as stored: per source, and per family of a
+        gallery with a tree (what :meth:`calibration` pools with the encoder's prior)."""
+        models = dict(self.store.calibration())
+        models.update({key: tuple(pair) for key, pair in (self.setting("family_calibration") or {}).items()})
+        return models
+
     def calibration(self) -> openset.Calibration:
         """The stored score models pooled with the encoder's prior; cached per generation."""
         gen = self.generation
         if self._calibration is None or self._calibration[0] != gen:
             observed = {
                 name: (openset.ScoreModel.from_dict(imp), openset.ScoreModel.from_dict(genuine))
-                for name, (imp, genuine) in self.store.calibration().items()
+                for name, (imp, genuine) in self.stored_models().items()
             }
-            for key, (imp, genuine) in (self.setting("family_calibration") or {}).items():
-                observed[key] = (openset.ScoreModel.from_dict(imp), openset.ScoreModel.from_dict(genuine))
             self._calibration = (gen, openset.Calibration(observed, self.encoder.calibration))
         return self._calibration[1]
 

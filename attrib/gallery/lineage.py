@@ -151,8 +151,10 @@ class Tree:
 
 
 def sample_rows(shas: Sequence[str], rows: Sequence[int], limit: int = NODE_SAMPLES) -> list[int]:
-    """Of ``rows`` (indices into ``shas``), the first ``limit`` by sha256: the store's rule over arrays."""
-    return sorted(rows, key=lambda i: shas[i])[:limit]
+    """Of ``rows`` (indices into ``shas``), the first ``limit`` by sha256: the store's rule over
+    arrays, the impostor pool's (:func:`attrib.openset.impostor_pool`)."""
+    rows = list(rows)
+    return [rows[i] for i in openset.impostor_pool([shas[i] for i in rows], limit)]
 
 
 def node_vectors(
@@ -199,13 +201,15 @@ def node_models(
     vectors); genuine: the subtree's samples scored leave-one-out against their centre; both
     normalised by the encoder's ``norm`` when it has one."""
     src = np.array(pool_sources, dtype=object)
+    stats = norm.stats(pool) if norm is not None and len(pool) else None  # once: every node scores the pool
     out = {}
     for key, vecs in vectors.items():
         members = tree.members(key)
         outside = ~np.isin(src, list(members)) if len(src) else np.zeros(0, bool)
         imp = None
         if outside.any():
-            imp = openset.ScoreModel.from_scores(normalise(norm, (pool[outside] @ vecs.T).max(axis=1), pool[outside]))
+            part = None if stats is None else (stats[0][outside], stats[1][outside])
+            imp = openset.ScoreModel.from_scores(normalise(norm, (pool[outside] @ vecs.T).max(axis=1), pool[outside], part))
         out[key] = (imp, openset.genuine_model(samples_of(members), norm))
     return out
 

@@ -59,8 +59,6 @@ class GallerySnapshot:
         vectors = np.array(vectors, dtype=np.float32, copy=True)
         vectors.flags.writeable = False
         tree, node_vectors = gallery.lineage()
-        observed = {name: (imp, gen) for name, (imp, gen) in gallery.store.calibration().items()}
-        observed.update({key: tuple(models) for key, models in (gallery.setting("family_calibration") or {}).items()})
         spec = gallery.setting("encoder_spec") or gallery.encoder.name
         snap = cls(
             path=str(gallery.path),
@@ -71,7 +69,7 @@ class GallerySnapshot:
             sources=tuple(gallery.source_names()),
             vectors=vectors,
             labels=tuple(labels),
-            observed=observed,
+            observed=gallery.stored_models(),
             prior=dict(gallery.encoder.calibration or {}),
             thresholds=gallery.thresholds(),
             camera_sources=tuple(camera_sources(gallery)),
