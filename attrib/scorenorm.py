@@ -27,10 +27,20 @@ the open-set score models (Gaussians of ``atanh(score)``, :mod:`attrib.openset`)
 itself. Normalisation applies wherever a query meets a source (identify, verify against a source,
 the impostor and genuine models, the encoder's prior); two images compared with each other
 (``verify a.png b.png``, discovery) keep their raw cosine.
+
+Several cohorts (``fp-joint3``): one cohort describes one world. A cohort of real generators'
+images says little about a query from a synthetic generator far from all of them: its scores
+against that cohort barely vary, so a prototype near it stands many deviations above, and so do
+its siblings' (``fp-joint2``, whose cohort is real generators only, accepts a third of ``attrib
+demo``'s never-enrolled generators). With a second cohort of such generators, a query is
+normalised against each and keeps the **least** of its z-scores: it must stand out from every
+world the encoder knows. For one query this is still an increasing map of its raw scores, so the
+closed-set answer is unchanged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -45,20 +55,20 @@ RANK = 16
 KEYS = ("mean", "basis", "variances", "rest")
 
 
-class ScoreNorm:
-    """The cohort statistics of one encoder: mean, low-rank covariance, and the output scale."""
+class Cohort:
+    """The statistics of one cohort: mean embedding, low-rank covariance (``basis``, ``variances``)
+    and one variance (``rest``) for every direction outside the basis."""
 
-    def __init__(self, mean: np.ndarray, basis: np.ndarray, variances: np.ndarray, rest: float, scale: float = SCALE):
+    def __init__(self, mean: np.ndarray, basis: np.ndarray, variances: np.ndarray, rest: float):
         self.mean = np.asarray(mean, np.float32)
         self.basis = np.ascontiguousarray(basis, np.float32)  # (dim, rank), orthonormal columns
         self.variances = np.asarray(variances, np.float32)  # (rank,)
-        self.rest = float(rest)  # variance of every direction outside the basis
-        self.scale = float(scale)
+        self.rest = float(rest)
         if self.basis.shape != (len(self.mean), len(self.variances)):
             raise EncoderError(f"score normalisation: a {self.basis.shape} basis does not fit a {len(self.mean)}-d mean")
 
     @classmethod
-    def from_cohort(cls, emb: np.ndarray, rank: int = RANK, scale: float = SCALE) -> ScoreNorm:
+    def from_embeddings(cls, emb: np.ndarray, rank: int = RANK) -> Cohort:
         """Statistics of cohort embeddings (rows, unit length)."""
         emb = np.asarray(emb, np.float64)
         if len(emb) < 2:
@@ -68,7 +78,7 @@ class ScoreNorm:
         eig = sv**2 / len(emb)
         rank = min(rank, len(eig))
         rest = float(eig[rank:].sum() / max(emb.shape[1] - rank, 1))
-        return cls(mean, u[:, :rank], eig[:rank], rest, scale)
+        return cls(mean, u[:, :rank], eig[:rank], rest)
 
     def stats(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per query: its mean score against the cohort and the standard deviation of those scores."""
@@ -78,26 +88,66 @@ class ScoreNorm:
         var = (proj**2 * self.variances).sum(axis=1) + self.rest * np.maximum((q**2).sum(axis=1) - inside, 0.0)
         return q @ self.mean, np.sqrt(np.maximum(var, 1e-12))
 
+
+class ScoreNorm:
+    """An encoder's score normalisation: one or several cohorts and the output scale."""
+
+    def __init__(self, cohorts: Sequence[Cohort], scale: float = SCALE, names: Sequence[str] | None = None):
+        self.cohorts = list(cohorts)
+        if not self.cohorts:
+            raise EncoderError("score normalisation needs at least one cohort")
+        if len({len(c.mean) for c in self.cohorts}) != 1 or len({len(c.variances) for c in self.cohorts}) != 1:
+            raise EncoderError("score normalisation: cohorts of different dimensions or ranks")
+        self.scale = float(scale)
+        self.names = list(names) if names is not None else [f"cohort{i}" for i in range(len(self.cohorts))]
+        if len(self.names) != len(self.cohorts):
+            raise EncoderError(f"score normalisation: {len(self.names)} names for {len(self.cohorts)} cohorts")
+
+    @classmethod
+    def from_cohort(cls, emb: np.ndarray, rank: int = RANK, scale: float = SCALE) -> ScoreNorm:
+        """One cohort's embeddings (rows, unit length)."""
+        return cls([Cohort.from_embeddings(emb, rank)], scale)
+
+    @classmethod
+    def from_cohorts(cls, cohorts: dict[str, np.ndarray], rank: int = RANK, scale: float = SCALE) -> ScoreNorm:
+        """``{name: embeddings}`` of several cohorts: a query keeps its least z-score among them."""
+        return cls([Cohort.from_embeddings(e, rank) for e in cohorts.values()], scale, names=list(cohorts))
+
+    def stats(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per query and cohort: the mean of its scores against the cohort and their standard
+        deviation, each ``(queries, cohorts)``."""
+        per = [c.stats(queries) for c in self.cohorts]
+        return np.stack([o for o, _ in per], axis=1), np.stack([s for _, s in per], axis=1)
+
     def normalise(self, scores: np.ndarray, queries: np.ndarray, stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """Raw cosines (one row per query, any number of columns) -> ``tanh(z / scale)``; ``stats``:
-        the queries' :meth:`stats` when the caller has them already (scoring them again and again)."""
+        """Raw cosines (one row per query, any number of columns) -> ``tanh(min_c z_c / scale)``;
+        ``stats``: the queries' :meth:`stats` when the caller has them already (scoring them again
+        and again)."""
         offset, spread = self.stats(queries) if stats is None else stats
         scores = np.asarray(scores, np.float64)
         shape = (-1,) + (1,) * (scores.ndim - 1)
-        z = (scores - offset.reshape(shape)) / spread.reshape(shape)
+        z = np.min([(scores - offset[:, c].reshape(shape)) / spread[:, c].reshape(shape) for c in range(offset.shape[1])], axis=0)
         return np.tanh(z / self.scale).astype(np.float32)
 
     def weights(self, prefix: str = "score_norm.") -> dict[str, np.ndarray]:
-        """Arrays to store in an encoder's weight file."""
-        return {
-            f"{prefix}mean": self.mean,
-            f"{prefix}basis": self.basis,
-            f"{prefix}variances": self.variances,
-            f"{prefix}rest": np.array([self.rest], np.float32),
+        """Arrays to store in an encoder's weight file: one cohort's as they are (the layout
+        ``fp-joint2`` shipped with), several stacked along a first axis."""
+        cs = self.cohorts
+        arrays = {
+            "mean": np.stack([c.mean for c in cs]),
+            "basis": np.stack([c.basis for c in cs]),
+            "variances": np.stack([c.variances for c in cs]),
+            "rest": np.array([c.rest for c in cs], np.float32),
         }
+        if len(cs) == 1:
+            arrays = {k: v if k == "rest" else v[0] for k, v in arrays.items()}
+        return {f"{prefix}{k}": v for k, v in arrays.items()}
 
     def config(self) -> dict[str, Any]:
-        return {"kind": "t-norm", "rank": int(len(self.variances)), "scale": self.scale}
+        out = {"kind": "t-norm", "rank": int(len(self.cohorts[0].variances)), "scale": self.scale}
+        if len(self.cohorts) > 1:
+            out["cohorts"] = self.names
+        return out
 
     @classmethod
     def from_weights(cls, weights: dict[str, np.ndarray], config: dict[str, Any] | None, prefix: str = "score_norm.") -> ScoreNorm | None:
@@ -108,9 +158,15 @@ class ScoreNorm:
         if len(present) != len(KEYS):
             missing = sorted(set(KEYS) - set(present))
             raise EncoderError(f"score normalisation weights lack {prefix}{missing[0]}")
-        scale = float((config or {}).get("scale", SCALE))
-        w = {k: weights[f"{prefix}{k}"] for k in KEYS}
-        return cls(w["mean"], w["basis"], w["variances"], float(np.asarray(w["rest"]).reshape(-1)[0]), scale)
+        config = config or {}
+        w = {k: np.asarray(weights[f"{prefix}{k}"]) for k in KEYS}
+        if w["mean"].ndim == 1:  # one cohort, unstacked
+            w = {k: v.reshape(-1) if k == "rest" else v[None] for k, v in w.items()}
+        n = len(w["mean"])
+        if not len(w["basis"]) == len(w["variances"]) == len(w["rest"]) == n:
+            raise EncoderError(f"score normalisation weights: {n} cohort means but not as many bases, variances and rests")
+        cohorts = [Cohort(w["mean"][i], w["basis"][i], w["variances"][i], float(w["rest"][i])) for i in range(n)]
+        return cls(cohorts, float(config.get("scale", SCALE)), names=config.get("cohorts"))
 
 
 def normalise(norm: ScoreNorm | None, scores: np.ndarray, queries: np.ndarray, stats=None) -> np.ndarray:

@@ -2,7 +2,9 @@
 ``--zoo``, ``fp-joint1`` (one WCCN over both feature sets, on the zoo and the devset together;
 :mod:`attrib.encoders.joint`), and ``fp-joint2``: ``fp-joint1``'s fit with cohort score
 normalisation (:mod:`attrib.scorenorm`; the cohort: every devset image and camera photo through
-that fit; its prior measured out of fold with each fold's own cohort). ``--name fp-fuse1``: the
+that fit; its prior measured out of fold with each fold's own cohort), and ``fp-joint3``: the same
+fit normalised against two cohorts (every devset image and camera photo as a 256 px crop, and
+zoo images; each query keeps its least z-score), its prior measured out of fold the same way. ``--name fp-fuse1``: the
 single-pass variant, measured by ``real_folds.py``, not shipped.
 
     python bench/fit_fused.py --name fp-fuse2 [--devset ../shared/devset]
@@ -33,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from real_folds import (
     ALPHA,
+    COHORT_ZOO_IMAGES,
     JOINT,
     JOINT_REG,
     TEXTURE_REG,
@@ -92,10 +95,11 @@ def main(argv=None) -> Path:
     ap.add_argument(
         "--name",
         default="fp-fuse2",
-        choices=["fp-fuse1", "fp-fuse2", "fp-joint1", "fp-joint2"],
-        help="fp-fuse2: 5 tiles per image; fp-joint1: one WCCN over both feature sets, with --zoo; fp-joint2: fp-joint1 + cohort score normalisation",
+        choices=["fp-fuse1", "fp-fuse2", "fp-joint1", "fp-joint2", "fp-joint3"],
+        help="fp-fuse2: 5 tiles per image; fp-joint1: one WCCN over both feature sets, with --zoo; fp-joint2: fp-joint1 + cohort "
+        "score normalisation; fp-joint3: fp-joint1 + two cohorts (real crops, zoo images)",
     )
-    ap.add_argument("--zoo", type=Path, help="fp-joint1, fp-joint2: the built zoo they are fitted on beside the devset")
+    ap.add_argument("--zoo", type=Path, help="fp-joint1/2/3: the built zoo they are fitted on beside the devset")
     ap.add_argument("--cache", type=Path, default=Path("bench/out/real_features_v2.npz"))
     ap.add_argument(
         "--metrics",
@@ -164,11 +168,19 @@ def main(argv=None) -> Path:
         extra["training"]["zoo"] = {"folder": str(args.zoo), "sources": len(zoo), "degraded_copies": ZOO_VARIANTS}
         residual = dict(fp.config_["input"].get("residual", {}))
         norm = fold.norms.get(args.name)
-        if norm is not None:
+        if norm is not None and args.name == "fp-joint2":
             cohort = np.flatnonzero(feats["ok_asis"])
             extra["training"]["score_norm"] = {
                 "cohort": "every devset image (whole, 5 tiles) and camera photo, through this fit",
                 "images": int(len(cohort)),
+            }
+        elif norm is not None:
+            extra["training"]["score_norm"] = {
+                "cohorts": {
+                    "real": f"every devset image and camera photo of at least 256 px, as its central 256 px crop ({int(feats['ok_crop256'].sum())})",
+                    "zoo": f"{COHORT_ZOO_IMAGES} images (undegraded) drawn from the zoo's {len(zoo)} sources",
+                },
+                "rule": "each query keeps its least z-score over the cohorts",
             }
         folder = save_joint(out, args.name, residual, state, texture_fit, tiles=5, calibration=prior, extra=extra, score_norm=norm)
     else:

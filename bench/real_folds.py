@@ -28,7 +28,10 @@ Protocol (issue 11):
   architecture out of the fit (the devset all in), 5-shot on it, as ``heldout_archs.py``; and
   ``fp-joint2``: ``fp-joint1`` with cohort score normalisation (:mod:`attrib.scorenorm`), its
   cohort the fold's fit images (whole images, as embedded) and camera photos, its prior measured
-  with it.
+  with it; ``fp-joint3``: ``fp-joint1`` normalised against two cohorts, the fold's fit images
+  and camera photos as 256 px crops ("real") and zoo images ("zoo"), each query keeping its least
+  z-score (its prior measured with them), so that synthetic sources are held to a cohort like
+  them too.
 * **figures** per encoder, variant and K: closed-set top-1, known accepted and right (TAR), AUROC,
   OSCR, EER, unknowns accepted (observed FAR) and real photos attributed at the default FAR
   (0.01), as mean and standard deviation over every fold x seed (the set is small: one split can
@@ -71,8 +74,10 @@ from attrib.scorenorm import ScoreNorm
 
 VARIANTS = ("asis", "asis_jpeg75", "crop256", "jpeg75", "half")
 TILED = ("asis", "asis_jpeg75")  # variants also embedded tile by tile
-ENCODERS = ("fp-wccn2", "residual-tiles", "fp-fuse1", "fp-fuse2", "fp-joint1", "fp-joint2", "size-format")
-JOINT = ("fp-joint1", "fp-joint2")  # one fit; fp-joint2 adds cohort score normalisation
+ENCODERS = ("fp-wccn2", "residual-tiles", "fp-fuse1", "fp-fuse2", "fp-joint1", "fp-joint2", "fp-joint3", "size-format")
+JOINT = ("fp-joint1", "fp-joint2", "fp-joint3")  # one fit; fp-joint2 and fp-joint3 add cohort score normalisation
+NORMED = ("fp-joint2", "fp-joint3")
+COHORT_ZOO_IMAGES = 600  # fp-joint3's zoo cohort: at most this many zoo images (undegraded), drawn once
 JOINT_REG = 0.01  # fp-joint1's WCCN ridge (residual-wccn's is 0.003, the texture branch's 0.3)
 ZOO_VARIANTS = 2  # degraded copies of each zoo image in fp-joint1's fit, as heldout_archs.py
 FORMATS = ("JPEG", "PNG", "WEBP")
@@ -223,18 +228,20 @@ def zoo_features(zoo_dir: Path, residual, texture: TextureStats, cache: Path) ->
     return out
 
 
-def zoo_heldout(zoo: dict, zoo_dir: Path, feats: dict, labels: np.ndarray, trials: int = 3, cohort: bool = False) -> dict:
+def zoo_heldout(zoo: dict, zoo_dir: Path, feats: dict, labels: np.ndarray, trials: int = 3, encoder: str = "fp-joint1") -> dict:
     """fp-joint1's recipe with each zoo architecture left out of the fit (all of the devset in),
-    5-shot on that architecture's sources (30% never enrolled): as ``heldout_archs.py``. With
-    ``cohort``, fp-joint2's: scores normalised by the devset's images through that fit."""
+    5-shot on that architecture's sources (30% never enrolled): as ``heldout_archs.py``. For
+    fp-joint2 and fp-joint3, scores normalised as theirs are: by the devset's images through that
+    fit, and for fp-joint3 also by the zoo sources of the fit (never the held-out architecture)."""
     from attrib.train import read_sources
 
     arch = {s: v["arch"] for s, v in read_sources(zoo_dir).items()}
     dev = np.flatnonzero(labels != "real")
     out = {}
     for a in sorted(set(arch.values()) - {"real"}):
-        m, P = fit_joint(feats, labels, dev, np.flatnonzero(labels == "real"), {s: v for s, v in zoo.items() if arch[s] != a})
-        norm = cohort_norm(feats, (m, P), np.flatnonzero(feats["ok_asis"])) if cohort else None
+        fit_zoo = {s: v for s, v in zoo.items() if arch[s] != a}
+        m, P = fit_joint(feats, labels, dev, np.flatnonzero(labels == "real"), fit_zoo)
+        norm = make_norm(encoder, feats, (m, P), np.arange(len(labels)), fit_zoo) if encoder in NORMED else None
         test = [s for s in zoo if arch[s] == a]
         plain = [zoo[s][:: 1 + ZOO_VARIANTS] for s in test]
         names = [s for s, f in zip(test, plain) for _ in range(len(f))]
@@ -243,8 +250,8 @@ def zoo_heldout(zoo: dict, zoo_dir: Path, feats: dict, labels: np.ndarray, trial
         known, unknown = split_sources(ds.sources(), None, 0.3, seed=0)
         enc = SimpleNamespace(calibration=None, score_norm=norm)
         r = run_protocol(ds, enc, known, unknown, shots=(5,), trials=trials, max_queries=30)["shots"]["5"]
-        out[a] = {k: r[k] for k in ("accuracy", "auroc", "eer")}
-    out["mean"] = {k: round(float(np.mean([v[k] for v in out.values()])), 4) for k in ("accuracy", "auroc", "eer")}
+        out[a] = {k: r[k] for k in ("accuracy", "auroc", "eer", "tar", "observed_far")}
+    out["mean"] = {k: round(float(np.mean([v[k] for v in out.values()])), 4) for k in ("accuracy", "auroc", "eer", "tar", "observed_far")}
     return out
 
 
@@ -253,6 +260,23 @@ def cohort_norm(feats: dict, fit: tuple[np.ndarray, np.ndarray], idx: np.ndarray
     images, embedded as the encoder embeds them) through the joint fit ``(mean, P)``."""
     m, P = fit
     return ScoreNorm.from_cohort(joint_embed(feats, m, P, "asis", idx[feats["ok_asis"][idx]]))
+
+
+def two_cohort_norm(feats: dict, fit: tuple[np.ndarray, np.ndarray], idx: np.ndarray, zoo: dict) -> ScoreNorm:
+    """fp-joint3's score normalisation: a "real" cohort of devset images ``idx`` as 256 px crops and
+    a "zoo" cohort of images of the zoo sources ``zoo`` (undegraded, at most
+    ``COHORT_ZOO_IMAGES``), both through the joint fit ``(mean, P)``."""
+    m, P = fit
+    crops = joint_embed(feats, m, P, "crop256", idx[feats["ok_crop256"][idx]])
+    plain = np.concatenate([zoo[s][:: 1 + ZOO_VARIANTS] for s in sorted(zoo)])
+    pick = np.sort(np.random.default_rng(0).permutation(len(plain))[:COHORT_ZOO_IMAGES])
+    return ScoreNorm.from_cohorts({"real": crops, "zoo": l2_normalize((plain[pick] - m) @ P)})
+
+
+def make_norm(encoder: str, feats: dict, fit: tuple[np.ndarray, np.ndarray], idx: np.ndarray, zoo: dict) -> ScoreNorm:
+    """The score normalisation of ``encoder`` (one of ``NORMED``) for a joint fit, its real cohort
+    drawn from devset images ``idx`` and its zoo cohort (fp-joint3) from the zoo sources ``zoo``."""
+    return cohort_norm(feats, fit, idx) if encoder == "fp-joint2" else two_cohort_norm(feats, fit, idx, zoo)
 
 
 def pooled(models: list[dict]) -> dict:
@@ -279,14 +303,16 @@ class Fold:
         cross_priors: bool = True,
     ):
         self.fd, self.feats, self.labels, self.fp, self.zoo = fd, feats, labels, fp, zoo
-        self._fits: dict[tuple, tuple] = {}  # fp-joint1 and fp-joint2 share every fit
-        self.make_norm = cohort_norm  # fp-joint2's cohort: (feats, fit, image indices) -> ScoreNorm
+        self._fits: dict[tuple, tuple] = {}  # the JOINT encoders share every fit
+        # per normalised encoder: (feats, fit, devset image indices) -> ScoreNorm
+        self.make_norm = {enc: (lambda f, fit, idx, enc=enc: make_norm(enc, f, fit, idx, self.zoo)) for enc in NORMED}
         fit_idx = np.flatnonzero(np.isin(labels, fd["fit"]))
         fitted = tuple(e for e in ("fp-fuse1", "fp-fuse2") + (JOINT if zoo else ()) if e in encoders)
         self.tex_fit = {enc: self.fit_texture(enc, fit_idx, fd["real_fit"]) for enc in fitted}
         self.norms = {}
-        if "fp-joint2" in fitted:
-            self.norms["fp-joint2"] = self.make_norm(feats, self.tex_fit["fp-joint2"], np.concatenate([fit_idx, fd["real_fit"]]))
+        for enc in NORMED:
+            if enc in fitted:
+                self.norms[enc] = self.make_norm[enc](feats, self.tex_fit[enc], np.concatenate([fit_idx, fd["real_fit"]]))
         # calibration prior of the fold's fitted encoders: cross-fitted on its fit labels (halves A/B:
         # fit the texture WCCN on one, measure scores on the other's never-fitted sources)
         self.priors = {enc: self._cross_prior(enc, shots) for enc in fitted} if cross_priors else {}
@@ -330,8 +356,8 @@ class Fold:
             idx = np.flatnonzero(np.isin(self.labels, b))
             embs.append(self.embed(encoder, "crop256" if encoder == "fp-fuse1" else "asis", idx, tex_fit))
             names.append(self.labels[idx])
-            if encoder == "fp-joint2":  # each half normalised by a cohort of the other half's images
-                norm = self.make_norm(self.feats, tex_fit, np.concatenate([fit_a, real[: len(real) // 2]]))
+            if encoder in NORMED:  # each half normalised by a cohort of the other half's images
+                norm = self.make_norm[encoder](self.feats, tex_fit, np.concatenate([fit_a, real[: len(real) // 2]]))
                 parts.append(measure_prior(embs[-1], names[-1], shots, np.random.default_rng(0), norm=norm))
         if parts:
             prior = {k: pooled([p[k] for p in parts]) for k in ("impostor", "genuine", "pair_impostor", "near_impostor")}
@@ -524,7 +550,7 @@ def main(argv=None) -> dict:
     }
     for enc in JOINT:
         if zoo and enc in encoders:
-            result[f"zoo_heldout_{enc}"] = zoo_heldout(zoo, args.zoo, feats, labels, cohort=enc == "fp-joint2")
+            result[f"zoo_heldout_{enc}"] = zoo_heldout(zoo, args.zoo, feats, labels, encoder=enc)
             print(f"{enc}, zoo architectures held out (5-shot): {result[f'zoo_heldout_{enc}']['mean']}", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -53,9 +53,9 @@ def cohort(feats, fit, idx, kind: str, zoo: dict) -> ScoreNorm:
 def use_cohort(fold, kind: str, zoo: dict, floor: bool) -> None:
     """fp-joint2 of ``fold`` with the cohort ``kind``: its normalisation and its prior (cross-fitted
     by the fold as real_folds.py does, each half with its own cohort of that kind)."""
-    fold.make_norm = lambda feats, fit, idx: cohort(feats, fit, idx, kind, zoo)
+    fold.make_norm["fp-joint2"] = lambda feats, fit, idx: cohort(feats, fit, idx, kind, zoo)
     fit_idx = np.concatenate([np.flatnonzero(np.isin(fold.labels, fold.fd["fit"])), fold.fd["real_fit"]])
-    fold.norms["fp-joint2"] = fold.make_norm(fold.feats, fold.tex_fit["fp-joint2"], fit_idx)
+    fold.norms["fp-joint2"] = fold.make_norm["fp-joint2"](fold.feats, fold.tex_fit["fp-joint2"], fit_idx)
     fold.priors["fp-joint2"] = fold._cross_prior("fp-joint2", 5)
     if not floor:
         fold.priors["fp-joint2"].pop("near_impostor")
@@ -90,7 +90,7 @@ def main(argv=None) -> dict:
     for seed in range(args.seeds):
         keep = rf.pick_one_per_prompt(rows, seed)
         for fd in rf.make_folds(labels, 3, seed):
-            fold = rf.Fold(fd, feats, labels, meta, fp, zoo=zoo, encoders=rf.JOINT)
+            fold = rf.Fold(fd, feats, labels, meta, fp, zoo=zoo, encoders=("fp-joint1", "fp-joint2"))
             runs.setdefault("fp-joint1/jpeg75", []).append(rf.run_fold(fold, "fp-joint1", "jpeg75", keep, (5,), 3))
             runs.setdefault("jpeg_matched/jpeg75", []).append(run_matched(fold, keep))
             for kind, floor in (("whole", False), ("crop", False), ("mixed", False), ("zoo", False), ("crop_zoo", False), ("whole", True)):

@@ -99,6 +99,15 @@ def test_joint_folder_with_score_norm_and_one_that_borrows_its_weights(joint_fol
     assert enc.score_norm is not None and enc.id != base.id
     q = enc.embed([img])
     assert enc.score_norm.normalise(q @ cohort[:3].T, q) == pytest.approx(norm.normalise(q @ cohort[:3].T, q), abs=1e-6)
+    # two cohorts (fp-joint3's layout): stacked arrays, their names in config.json
+    other = base.embed([synthetic(s, i, 64) for s in range(5, 9) for i in range(20, 24)])
+    two = ScoreNorm.from_cohorts({"real": cohort, "zoo": other}, rank=4)
+    config.update(score_norm=two.config())
+    (folder / "config.json").write_text(json.dumps(config))
+    save_file(two.weights(), str(folder / "model.safetensors"))
+    enc2 = get_encoder(str(folder))
+    assert enc2.score_norm.names == ["real", "zoo"] and enc2.id not in (enc.id, base.id)
+    assert enc2.score_norm.normalise(q @ cohort[:3].T, q) == pytest.approx(two.normalise(q @ cohort[:3].T, q), abs=1e-6)
     config["weights_from"] = "../nowhere"
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(EncoderError, match="weights_from '../nowhere' has no model.safetensors"):

@@ -22,6 +22,8 @@ def test_full_rank_statistics_are_the_cohort_scores_mean_and_deviation():
     norm = ScoreNorm.from_cohort(cohort, rank=16)
     queries = _unit(rng, 5, 16)
     offset, spread = norm.stats(queries)
+    assert offset.shape == spread.shape == (5, 1)  # one column per cohort
+    offset, spread = offset[:, 0], spread[:, 0]
     scores = queries @ cohort.T
     assert offset == pytest.approx(scores.mean(axis=1), abs=1e-5)
     assert spread == pytest.approx(scores.std(axis=1), abs=1e-5)
@@ -44,6 +46,28 @@ def test_low_rank_keeps_order_per_query_and_round_trips_through_weights():
     partial = {k: v for k, v in norm.weights().items() if not k.endswith("rest")}
     with pytest.raises(EncoderError, match="lack score_norm.rest"):
         ScoreNorm.from_weights(partial, None)
+
+
+def test_several_cohorts_keep_each_querys_least_z_score_and_round_trip():
+    rng = np.random.default_rng(3)
+    a, b = _unit(rng, 120, 32), _unit(rng, 80, 32, rng.normal(size=32) * 3)
+    both = ScoreNorm.from_cohorts({"real": a, "zoo": b}, rank=4)
+    one_a, one_b = ScoreNorm.from_cohort(a, rank=4), ScoreNorm.from_cohort(b, rank=4)
+    queries = _unit(rng, 7, 32)
+    raw = rng.uniform(-1, 1, size=(7, 5))
+    out = both.normalise(raw, queries)
+    assert out == pytest.approx(np.minimum(one_a.normalise(raw, queries), one_b.normalise(raw, queries)), abs=1e-6)
+    assert (np.argsort(out, axis=1, kind="stable") == np.argsort(raw, axis=1, kind="stable")).all()  # closed-set answer unchanged
+    assert both.normalise(raw, queries, both.stats(queries)) == pytest.approx(out, abs=1e-7)
+    weights, config = both.weights(), both.config()
+    assert weights["score_norm.mean"].shape == (2, 32) and config["cohorts"] == ["real", "zoo"]
+    again = ScoreNorm.from_weights(weights, config)
+    assert again.names == ["real", "zoo"] and again.normalise(raw, queries) == pytest.approx(out, abs=1e-6)
+    # one cohort keeps the unstacked layout fp-joint2 shipped with
+    assert one_a.weights()["score_norm.mean"].shape == (32,) and "cohorts" not in one_a.config()
+    broken = dict(weights, **{"score_norm.rest": np.ones(3, np.float32)})
+    with pytest.raises(EncoderError, match="not as many"):
+        ScoreNorm.from_weights(broken, config)
 
 
 def _world(seed=2, dim=24):
