@@ -78,6 +78,12 @@ ENCODERS = ("fp-wccn2", "residual-tiles", "fp-fuse1", "fp-fuse2", "fp-joint1", "
 JOINT = ("fp-joint1", "fp-joint2", "fp-joint3")  # one fit; fp-joint2 and fp-joint3 add cohort score normalisation
 NORMED = ("fp-joint2", "fp-joint3")
 COHORT_ZOO_IMAGES = 600  # fp-joint3's zoo cohort: at most this many zoo images (undegraded), drawn once
+# fp-joint3's output scale: scores are tanh(z / 20). Zoo and synthetic queries stand 30-60 cohort
+# deviations above their cohort means against their own source; tanh(z / 5) (fp-joint2's) pins
+# them at 1 (the open-set models clip scores at 0.9999: z = 25 at scale 5), and every decision
+# among them with it. The models are Gaussians of atanh(score) = z / scale: the scale only moves
+# where scores saturate.
+JOINT3_SCALE = 20.0
 JOINT_REG = 0.01  # fp-joint1's WCCN ridge (residual-wccn's is 0.003, the texture branch's 0.3)
 ZOO_VARIANTS = 2  # degraded copies of each zoo image in fp-joint1's fit, as heldout_archs.py
 FORMATS = ("JPEG", "PNG", "WEBP")
@@ -270,7 +276,7 @@ def two_cohort_norm(feats: dict, fit: tuple[np.ndarray, np.ndarray], idx: np.nda
     crops = joint_embed(feats, m, P, "crop256", idx[feats["ok_crop256"][idx]])
     plain = np.concatenate([zoo[s][:: 1 + ZOO_VARIANTS] for s in sorted(zoo)])
     pick = np.sort(np.random.default_rng(0).permutation(len(plain))[:COHORT_ZOO_IMAGES])
-    return ScoreNorm.from_cohorts({"real": crops, "zoo": l2_normalize((plain[pick] - m) @ P)})
+    return ScoreNorm.from_cohorts({"real": crops, "zoo": l2_normalize((plain[pick] - m) @ P)}, scale=JOINT3_SCALE)
 
 
 def make_norm(encoder: str, feats: dict, fit: tuple[np.ndarray, np.ndarray], idx: np.ndarray, zoo: dict) -> ScoreNorm:
