@@ -136,7 +136,7 @@ def test_gallery_env_and_default(run, tmp_path, monkeypatch, source_dirs, user_d
 
 def test_encoders_list(run):
     rows = json.loads(run("encoders", "list", "--json").output)
-    assert any(r["name"] == "fp-joint1" and r["default"] for r in rows)
+    assert any(r["name"] == "fp-joint3" and r["default"] for r in rows)
 
 
 #: what each command's help must say (beyond its options): the words a user looks for

@@ -470,7 +470,7 @@ def test_identify_json_verdict_from_png_parameters(cli_and_gallery, tmp_path):
     never = _png(tmp_path / "q" / "never.png", synthetic(5, 3), parameters=A1111)  # a source not enrolled
     known = _png(tmp_path / "q" / "known.png", synthetic(1, 7), parameters=A1111)  # src1's, with forged metadata
     stripped = _png(tmp_path / "q" / "stripped.png", synthetic(1, 7))  # the same pixels, metadata stripped
-    rows = _identify(cli, g, never, known, stripped, extra=("--far", "0.001", "-d", "metadata"))
+    rows = _identify(cli, g, never, known, stripped, extra=("--far", "0.01", "-d", "metadata"))
     by = {Path(r["path"]).name: r for r in rows}
     assert by["never.png"]["source"] is None and by["known.png"]["source"] == "src1"  # what the fingerprint says
 
@@ -492,7 +492,7 @@ def test_identify_json_verdict_from_png_parameters(cli_and_gallery, tmp_path):
 def test_identify_text_shows_the_verdict_in_one_line(cli_and_gallery, tmp_path):
     cli, g = cli_and_gallery
     q = _png(tmp_path / "q" / "never.png", synthetic(5, 3), parameters=A1111)
-    r = CliRunner().invoke(cli, ["-g", str(g), "identify", "--far", "0.001", "-d", "metadata", str(q)])
+    r = CliRunner().invoke(cli, ["-g", str(g), "identify", "--far", "0.01", "-d", "metadata", str(q)])
     assert r.exit_code == 0, r.output
     lines = [line.strip() for line in r.output.splitlines() if "verdict:" in line]
     assert lines == ["verdict: ai-generated: sd_xl_base_1.0 (from metadata)"]
