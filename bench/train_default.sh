@@ -84,4 +84,7 @@ python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint1 --encoder fp-wccn
 #        statistics are written, the weights are fp-joint1's (fit_fused refuses if they differ)
 python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint1 --encoder fp-joint2 --out bench/out/rf_joint2.json  # merged into real_folds.json
 python bench/fit_fused.py --name fp-joint2 --zoo "$ZOO/z6" --weights-from fp-joint1
-attrib demo --json   # with DEFAULT_ENCODER set to fp-joint2: its figures on the zoo (README)
+#        the default, fp-joint3: fp-joint1's fit + two cohorts (real crops, zoo images), scores tanh(z / 20)
+python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint1 --encoder fp-joint2 --encoder fp-joint3 --out bench/out/rf_joint3.json  # fp-joint3 rows merged into real_folds.json
+python bench/fit_fused.py --name fp-joint3 --zoo "$ZOO/z6" --weights-from fp-joint1
+python bench/demo_check.py --encoder fp-joint1 --encoder fp-joint2 --encoder fp-joint3 --out bench/results/demo_check.json   # attrib demo's protocol
