@@ -193,7 +193,9 @@ def test_batch_snapshot_carries_the_normalisation_and_the_tree(tmp_path):
     from attrib.gallery.store import SampleRecord
 
     cohort, samples, genuine, generic = _world()
-    g = Gallery(tmp_path / "g", encoder=_NormEncoder(ScoreNorm.from_cohort(cohort, rank=4)))
+    # two cohorts, as the default encoder (fp-joint3) has: the snapshot carries both
+    norm = ScoreNorm.from_cohorts({"real": cohort, "other": _unit(np.random.default_rng(9), 80, 24)}, rank=4)
+    g = Gallery(tmp_path / "g", encoder=_NormEncoder(norm))
     g.add_node("line", family="diffusion")
     for s, e in samples.items():
         g.enroll(s, e, [SampleRecord(sha256=f"{s}{i}") for i in range(len(e))], parent="line")
