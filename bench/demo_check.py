@@ -19,19 +19,20 @@ import json
 import sys
 from pathlib import Path
 
+from attrib.cli.demo_cmd import demo_eval
 from attrib.encoders import DEFAULT_ENCODER, get_encoder
-from attrib.evaluate import embed_dataset, run_protocol
+from attrib.evaluate import embed_dataset
 from attrib.recipes import Recipe
 
 KEYS = ("accuracy", "tar", "auroc", "observed_far")
 
 
-def check(encoder: str, trials: int = 3, shots=(1, 5, 10)) -> dict:
+def check(encoder: str, trials: int = 3) -> dict:
     rec = Recipe.builtin("demo")
     enc = get_encoder(encoder)
     ds = embed_dataset(enc, rec.zoo_dir())
     known = [s for s in ds.sources() if s not in rec.unknown]
-    res = run_protocol(ds, enc, known, list(rec.unknown), shots=shots, trials=trials, max_queries=25)
+    res = demo_eval(ds, enc, known, list(rec.unknown), trials)
     return {"encoder": enc.id, "shots": {k: {m: round(float(v[m]), 4) for m in KEYS} for k, v in res["shots"].items()}}
 
 

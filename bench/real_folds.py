@@ -274,9 +274,14 @@ def two_cohort_norm(feats: dict, fit: tuple[np.ndarray, np.ndarray], idx: np.nda
     ``COHORT_ZOO_IMAGES``), both through the joint fit ``(mean, P)``."""
     m, P = fit
     crops = joint_embed(feats, m, P, "crop256", idx[feats["ok_crop256"][idx]])
+    return ScoreNorm.from_cohorts({"real": crops, "zoo": l2_normalize((zoo_sample(zoo, COHORT_ZOO_IMAGES) - m) @ P)}, scale=JOINT3_SCALE)
+
+
+def zoo_sample(zoo: dict, n: int) -> np.ndarray:
+    """Features of ``n`` zoo images (undegraded: every ``1 + ZOO_VARIANTS``-th row), drawn once
+    (seed 0) over the sources of ``zoo`` in name order: a cohort's zoo part."""
     plain = np.concatenate([zoo[s][:: 1 + ZOO_VARIANTS] for s in sorted(zoo)])
-    pick = np.sort(np.random.default_rng(0).permutation(len(plain))[:COHORT_ZOO_IMAGES])
-    return ScoreNorm.from_cohorts({"real": crops, "zoo": l2_normalize((plain[pick] - m) @ P)}, scale=JOINT3_SCALE)
+    return plain[np.sort(np.random.default_rng(0).permutation(len(plain))[:n])]
 
 
 def make_norm(encoder: str, feats: dict, fit: tuple[np.ndarray, np.ndarray], idx: np.ndarray, zoo: dict) -> ScoreNorm:

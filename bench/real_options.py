@@ -43,10 +43,8 @@ def cohort(feats, fit, idx, kind: str, zoo: dict) -> ScoreNorm:
     if kind == "mixed":
         return ScoreNorm.from_cohort(np.concatenate([whole, crops]))
     if kind in ("zoo", "crop_zoo"):
-        plain = np.concatenate([v[:: 1 + rf.ZOO_VARIANTS] for _, v in sorted(zoo.items())])
-        pick = np.sort(np.random.default_rng(0).permutation(len(plain))[: len(whole)])
         base = crops if kind == "crop_zoo" else whole
-        return ScoreNorm.from_cohort(np.concatenate([base, l2_normalize((plain[pick] - m) @ P)]))
+        return ScoreNorm.from_cohort(np.concatenate([base, l2_normalize((rf.zoo_sample(zoo, len(whole)) - m) @ P)]))
     raise ValueError(f"cohort {kind!r}")
 
 

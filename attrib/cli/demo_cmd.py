@@ -29,7 +29,7 @@ def demo(ctx, target, trials, json_):
     architectures on photos that installed packages ship. The first run takes a few minutes;
     later runs reuse the cache.
     """
-    from ..evaluate import embed_dataset, format_report, run_protocol
+    from ..evaluate import embed_dataset, format_report
     from ..gallery import DB_NAME, Gallery
     from ..paths import user_dir
     from ..pipeline import expand_paths
@@ -66,7 +66,7 @@ def demo(ctx, target, trials, json_):
     for (truth, path), d in zip(queries, decisions):
         expected = truth if truth in known else None
         rows.append({"path": str(path), "truth": truth, "known": truth in known, **d.to_dict(), "correct": d.source == expected})
-    res = run_protocol(ds, gallery.encoder, known, unknown, shots=(1, 5, 10), trials=trials, max_queries=25)
+    res = demo_eval(ds, gallery.encoder, known, unknown, trials)
     if json_:
         echo_json({"gallery": str(target), "data": str(data), "encoder": gallery.encoder.id, "decisions": rows, "eval": res})
         return
@@ -85,3 +85,11 @@ def demo(ctx, target, trials, json_):
     click.echo(f"\nEval protocol ({trials} trials, K-shot enrollment; zoo data in {data}):")
     click.echo(format_report(res))
     click.echo(f"\nTry: attrib --gallery {target} identify {data / unknown[0]}/00010.png {data / known[0]}/00010.png")
+
+
+def demo_eval(ds, encoder, known, unknown, trials: int = 3) -> dict:
+    """The demo's eval protocol on embedded zoo data ``ds``: 1/5/10 shots, 25 queries per source
+    (also ``bench/demo_check.py``'s, which runs it with any encoder)."""
+    from ..evaluate import run_protocol
+
+    return run_protocol(ds, encoder, known, unknown, shots=(1, 5, 10), trials=trials, max_queries=25)
