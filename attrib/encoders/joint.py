@@ -11,6 +11,10 @@ both worlds: residual directions where zoo generators differ, texture directions
 do, and JPEG-fragile directions down. Like ``fp-fuse2`` it reads 5 tiles of 256 px over the image
 (:func:`attrib.encoders.fused.tiles_of`) and averages their unit embeddings.
 
+A folder whose ``input`` names ``selfdesc`` (``fp-joint4``) appends a third feature set before the
+WCCN: each tile's forensic self-description (:mod:`attrib.encoders.selfdesc`, the coefficients of
+the linear model that predicts its residual from its neighbours), times ``selfdesc.weight``.
+
 Weights (``model.safetensors``): ``wccn.mean``, ``wccn.projection`` (float16, as ``fp-wccn2``'s)
 and the texture backbone's first blocks (``texture.backbone.*``); nothing is downloaded. An
 encoder fitted with a cohort (``fp-joint2``) also holds its score normalisation
@@ -29,6 +33,7 @@ from ..errors import EncoderError
 from ..scorenorm import ScoreNorm
 from .base import l2_normalize, tile_slices
 from .fused import TEXTURE_ARCH, TEXTURE_TAPS, TILE, TextureStats, tiles_of
+from .selfdesc import SelfDescription
 from .weights import FolderEncoder, folder_weights, write_numpy_folder
 
 BACKBONE = "residual-texture-wccn"
@@ -52,14 +57,25 @@ class JointEncoder(FolderEncoder):
         self.texture = TextureStats(backbone)
         self.tiles = int(inp.get("tiles", 5))
         self.score_norm = ScoreNorm.from_weights(weights, config.get("score_norm"))
-        if self.P.shape[0] != self.residual.dim + self.texture.dim or self.P.shape[1] != self.dim:
-            raise EncoderError(
-                f"{folder}: a {self.P.shape} projection does not fit {self.residual.dim} + {self.texture.dim} features into {self.dim}"
-            )
+        self.selfdesc, self.selfdesc_weight = None, 1.0
+        if "selfdesc" in inp:
+            options = dict(inp["selfdesc"])
+            self.selfdesc_weight = float(options.pop("weight", 1.0))
+            try:
+                self.selfdesc = SelfDescription(**options)
+            except (TypeError, ValueError) as exc:
+                raise EncoderError(f"{folder}: selfdesc options do not load ({exc})") from None
+        parts = [self.residual.dim, self.texture.dim] + ([self.selfdesc.dim] if self.selfdesc else [])
+        if self.P.shape[0] != sum(parts) or self.P.shape[1] != self.dim:
+            raise EncoderError(f"{folder}: a {self.P.shape} projection does not fit {' + '.join(map(str, parts))} features into {self.dim}")
 
     def features(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Raw ``[residual; texture]`` features of images (or tiles) -> (N, R + T)."""
-        return np.concatenate([self.residual.features_batch(images), self.texture.features_batch(images)], axis=1)
+        """Raw ``[residual; texture]`` features of images (or tiles), and the weighted
+        self-description where the folder has one -> (N, R + T [+ S])."""
+        parts = [self.residual.features_batch(images), self.texture.features_batch(images)]
+        if self.selfdesc is not None:
+            parts.append(np.float32(self.selfdesc_weight) * self.selfdesc.features_batch(images))
+        return np.concatenate(parts, axis=1)
 
     def project(self, features: np.ndarray) -> np.ndarray:
         """Raw features -> unit embeddings (one per row: one per tile)."""
@@ -81,9 +97,12 @@ def save_joint(
     calibration: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     score_norm: ScoreNorm | None = None,
+    selfdesc: dict[str, Any] | None = None,
 ) -> Path:
     """Write a ``residual-texture-wccn`` folder from a WCCN ``(mean, P)`` over ``[residual;
-    texture]`` features, with its cohort score normalisation if given; returns the folder."""
+    texture]`` features (``[residual; texture; weight * self-description]`` with ``selfdesc``, the
+    :class:`~attrib.encoders.selfdesc.SelfDescription` options and ``weight``), with its cohort
+    score normalisation if given; returns the folder."""
     mean, P = fit
     weights = {"wccn.mean": np.asarray(mean, np.float32), "wccn.projection": np.ascontiguousarray(P, np.float16)}
     weights.update({f"texture.backbone.{k}": np.ascontiguousarray(v, np.float32) for k, v in texture_state.items()})
@@ -99,6 +118,8 @@ def save_joint(
             "batch_size": 16,
         },
     }
+    if selfdesc is not None:
+        config["input"]["selfdesc"] = dict(selfdesc)
     if score_norm is not None:
         weights.update(score_norm.weights())
         config["score_norm"] = score_norm.config()

@@ -78,7 +78,8 @@ def _phase_pattern(x: np.ndarray, period: int) -> np.ndarray:
     return rows.reshape(c, period, nx, period).sum(axis=2) / (ny * nx)
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
+def unit_group(v: np.ndarray) -> np.ndarray:
+    """A feature group flattened, centred and scaled to unit norm (float64): no group dominates."""
     v = v.reshape(-1).astype(np.float64)
     v = v - v.mean()
     return v / (np.linalg.norm(v) + 1e-9)
@@ -226,7 +227,7 @@ class ResidualSpectrumEncoder(Encoder):
         x = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) * np.float32(1 / 255)
         r = residual(x)
         # predictor weights keep the channels' relative scale: computed before normalising
-        pred = [_unit(w) for w in _predictor(r)] if self.predictor else []
+        pred = [unit_group(w) for w in _predictor(r)] if self.predictor else []
         r /= r.reshape(3, -1).std(axis=1)[:, None, None] + np.float32(1e-6)
         p = self.period
         mean_pat = np.abs(sfft.rfft2(_phase_pattern(r, p))).reshape(3, -1)[:, 1:]
@@ -249,17 +250,15 @@ class ResidualSpectrumEncoder(Encoder):
         pooled = _pool_bins(power, q)
         nyq = power[:, :, -1].reshape(3, T // q, q).mean(axis=2)
         spectrum = np.log(np.concatenate([pooled, nyq[..., None]], axis=2) + 1e-6)
-        groups = [_unit(mean_pat), _unit(energy_pat), _unit(ac), _unit(np.array(cross)), _unit(spectrum)]
+        groups = [unit_group(mean_pat), unit_group(energy_pat), unit_group(ac), unit_group(np.array(cross)), unit_group(spectrum)]
         if self.coherence:
-            groups += [_unit(c) for c in _coherence(xspec, pooled, q)]
+            groups += [unit_group(c) for c in _coherence(xspec, pooled, q)]
         groups += pred
         return np.concatenate(groups).astype(np.float32)
 
     def features_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """:meth:`features` of many images -> (N, dim), one thread per core; on a GPU, the same
         features in torch (:mod:`attrib.encoders.residual_torch`), images of one size together."""
-        from threadpoolctl import threadpool_limits
-
         from .device import torch_device
 
         device = torch_device(self.device)
@@ -267,17 +266,24 @@ class ResidualSpectrumEncoder(Encoder):
             from .residual_torch import features_torch
 
             return features_torch(self, images, device)
-
-        # numpy and scipy release the GIL inside FFTs and array arithmetic. The parallelism is
-        # ours: BLAS threads inside the workers (the predictor's small products) would
-        # oversubscribe the cores, and OpenBLAS's spinning threads then run up to 40x slower
-        with threadpool_limits(limits=1, user_api="blas"):
-            if len(images) > 1 and _WORKERS > 1:
-                return np.stack(list(_pool().map(self.features, images)))
-            return np.stack([self.features(img) for img in images])
+        return map_images(self.features, images)
 
     def _embed_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         return self.features_batch(images)
+
+
+def map_images(features, images: Sequence[np.ndarray]) -> np.ndarray:
+    """``features`` of each image -> (N, dim), one thread per core (at most 8).
+
+    numpy and scipy release the GIL inside FFTs and array arithmetic. The parallelism is ours:
+    BLAS threads inside the workers (small matrix products) would oversubscribe the cores, and
+    OpenBLAS's spinning threads then run up to 40x slower."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        if len(images) > 1 and _WORKERS > 1:
+            return np.stack(list(_pool().map(features, images)))
+        return np.stack([features(img) for img in images])
 
 
 _WORKERS = min(8, os.cpu_count() or 1)

@@ -53,7 +53,7 @@ def _phase_pattern(x, period: int):
 
 
 def _unit(v):
-    """Each row flattened, centred and scaled to unit norm (float64, as numpy's ``_unit``)."""
+    """Each row flattened, centred and scaled to unit norm (float64, as numpy's ``unit_group``)."""
     v = v.reshape(v.shape[0], -1).double()
     v = v - v.mean(dim=1, keepdim=True)
     return v / (v.norm(dim=1, keepdim=True) + 1e-9)
