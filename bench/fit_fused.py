@@ -38,6 +38,9 @@ from real_folds import (
     COHORT_ZOO_IMAGES,
     JOINT,
     JOINT_REG,
+    SELFDESC,
+    SELFDESC_RECIPE,
+    SELFDESC_WEIGHT,
     TEXTURE_REG,
     ZOO_VARIANTS,
     Fold,
@@ -48,6 +51,9 @@ from real_folds import (
     meta_features,
     pooled,
     read_manifest,
+    selfdesc_cache,
+    selfdesc_features,
+    with_selfdesc,
     zoo_features,
 )
 
@@ -73,17 +79,19 @@ def out_of_fold_prior(name: str, feats, labels, meta, fp, shots: int = 5, zoo=No
     return prior
 
 
-def overlay(folder: Path, base: Path, base_name: str) -> None:
-    """Keep in ``folder`` only the weights ``base`` lacks; refuse if a shared array differs."""
+def overlay(folder: Path, base: Path, base_name: str, strict: bool = True) -> None:
+    """Keep in ``folder`` only the weights ``base`` lacks or (not ``strict``) holds different
+    values of (those read on top of the base's); ``strict``: refuse if a shared array differs."""
     from safetensors.numpy import save_file
 
     from attrib.encoders.weights import WEIGHTS_NAME, read_numpy_weights
 
     own, theirs = read_numpy_weights(folder / WEIGHTS_NAME), read_numpy_weights(base / WEIGHTS_NAME)
-    for key in set(own) & set(theirs):
-        if not np.array_equal(own[key], theirs[key]):
-            raise SystemExit(f"{key} differs from {base}'s: this fit is not {base_name}'s; ship the whole folder")
-    save_file({k: v for k, v in own.items() if k not in theirs}, str(folder / WEIGHTS_NAME))
+    same = {key for key in set(own) & set(theirs) if np.array_equal(own[key], theirs[key])}
+    differing = sorted(set(own) & set(theirs) - same)
+    if strict and differing:
+        raise SystemExit(f"{differing[0]} differs from {base}'s: this fit is not {base_name}'s; ship the whole folder")
+    save_file({k: v for k, v in own.items() if k not in same}, str(folder / WEIGHTS_NAME))
     config = json.loads((folder / "config.json").read_text())
     config["weights_from"] = f"../{base_name}"
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -95,9 +103,10 @@ def main(argv=None) -> Path:
     ap.add_argument(
         "--name",
         default="fp-fuse2",
-        choices=["fp-fuse1", "fp-fuse2", "fp-joint1", "fp-joint2", "fp-joint3"],
+        choices=["fp-fuse1", "fp-fuse2", "fp-joint1", "fp-joint2", "fp-joint3", "fp-joint4"],
         help="fp-fuse2: 5 tiles per image; fp-joint1: one WCCN over both feature sets, with --zoo; fp-joint2: fp-joint1 + cohort "
-        "score normalisation; fp-joint3: fp-joint1 + two cohorts (real crops, zoo images)",
+        "score normalisation; fp-joint3: fp-joint1 + two cohorts (real crops, zoo images); fp-joint4: fp-joint3's recipe with "
+        "the forensic self-description appended to the features",
     )
     ap.add_argument("--zoo", type=Path, help="fp-joint1/2/3: the built zoo they are fitted on beside the devset")
     ap.add_argument("--cache", type=Path, default=Path("bench/out/real_features_v2.npz"))
@@ -111,7 +120,8 @@ def main(argv=None) -> Path:
     ap.add_argument(
         "--weights-from",
         help="a shipped sibling folder (fp-joint1) whose weights this fit must equal: write only what this one adds, "
-        "with weights_from in config.json (attrib.encoders.weights.folder_weights)",
+        "with weights_from in config.json (attrib.encoders.weights.folder_weights); fp-joint4 shares the texture backbone "
+        "only and keeps its own WCCN",
     )
     args = ap.parse_args(argv)
     rows = read_manifest(args.devset)
@@ -121,17 +131,18 @@ def main(argv=None) -> Path:
     feats = extract(args.devset, rows, fp.features, TextureStats(state), args.cache)
     meta = meta_features(rows)
     zoo = None
-    if args.name in JOINT:
+    recipe = SELFDESC_RECIPE.get(args.name, args.name)  # the recipe fitted (fp-joint4: fp-joint3's, with the self-description)
+    if recipe in JOINT:
         if not args.zoo:
             ap.error(f"{args.name} needs --zoo")
         zoo = zoo_features(args.zoo, fp.features, TextureStats(state), args.cache.with_name(f"zoo_features_{args.zoo.name}.npz"))
+    if args.name in SELFDESC_RECIPE:
+        feats, zoo = with_selfdesc(feats, zoo, *selfdesc_features(args.devset, rows, args.zoo, selfdesc_cache(args.cache, args.zoo)))
     everything = {"known": [], "unknown": [], "fit": sorted(set(labels.tolist()) - {"real"}), "real_fit": np.flatnonzero(labels == "real")}
-    fold = Fold(
-        everything | {"seed": 0, "fold": -1, "real_test": np.zeros(0, int)}, feats, labels, meta, fp, zoo=zoo, encoders=(args.name,)
-    )
-    texture_fit = fold.tex_fit[args.name]
-    prior = out_of_fold_prior(args.name, feats, labels, meta, fp, zoo=zoo)
-    if args.name in JOINT:
+    fold = Fold(everything | {"seed": 0, "fold": -1, "real_test": np.zeros(0, int)}, feats, labels, meta, fp, zoo=zoo, encoders=(recipe,))
+    texture_fit = fold.tex_fit[recipe]
+    prior = out_of_fold_prior(recipe, feats, labels, meta, fp, zoo=zoo)
+    if recipe in JOINT:
         # no near-impostor floor: on the real folds it held unknowns to 0.00-0.01 at a nominal 0.01
         # and named 14% of known whole images; without it, 0.04 and 45% (bench/results/
         # real_folds_no_near_floor.json). Real generators' nearest neighbours there are often the same
@@ -167,7 +178,11 @@ def main(argv=None) -> Path:
         extra["training"]["texture_fit"] = {"variants": ["crop256", "jpeg75", "half", "tiles"], "wccn_reg": JOINT_REG}
         extra["training"]["zoo"] = {"folder": str(args.zoo), "sources": len(zoo), "degraded_copies": ZOO_VARIANTS}
         residual = dict(fp.config_["input"].get("residual", {}))
-        norm = fold.norms.get(args.name)
+        norm = fold.norms.get(recipe)
+        selfdesc = None
+        if args.name in SELFDESC_RECIPE:
+            selfdesc = SELFDESC | {"weight": SELFDESC_WEIGHT}
+            extra["training"]["selfdesc"] = {"module": "attrib.encoders.selfdesc", "options": selfdesc, "recipe": recipe}
         if norm is not None and args.name == "fp-joint2":
             cohort = np.flatnonzero(feats["ok_asis"])
             extra["training"]["score_norm"] = {
@@ -182,12 +197,14 @@ def main(argv=None) -> Path:
                 },
                 "rule": "each query keeps its least z-score over the cohorts",
             }
-        folder = save_joint(out, args.name, residual, state, texture_fit, tiles=5, calibration=prior, extra=extra, score_norm=norm)
+        folder = save_joint(
+            out, args.name, residual, state, texture_fit, tiles=5, calibration=prior, extra=extra, score_norm=norm, selfdesc=selfdesc
+        )
     else:
         tiles = 5 if args.name == "fp-fuse2" else 0
         folder = save_fused(out, args.name, fp, state, texture_fit, ALPHA, calibration=prior, extra=extra, tiles=tiles)
     if args.weights_from:
-        overlay(folder, Path("attrib/data/encoders") / args.weights_from, args.weights_from)
+        overlay(folder, Path("attrib/data/encoders") / args.weights_from, args.weights_from, strict=args.name not in SELFDESC_RECIPE)
     enc = get_encoder(str(folder))
     print(f"wrote {folder}: {enc.id}, dim {enc.dim}")
     return folder

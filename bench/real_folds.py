@@ -31,7 +31,9 @@ Protocol (issue 11):
   with it; ``fp-joint3``: ``fp-joint1`` normalised against two cohorts, the fold's fit images
   and camera photos as 256 px crops ("real") and zoo images ("zoo"), each query keeping its least
   z-score (its prior measured with them), so that synthetic sources are held to a cohort like
-  them too.
+  them too; ``fp-joint4``: ``fp-joint3``'s recipe with each image's (and tile's) forensic
+  self-description appended to the features before the joint WCCN
+  (:mod:`attrib.encoders.selfdesc`; cached in ``bench/out/selfdesc_features_ZOO.npz``).
 * **figures** per encoder, variant and K: closed-set top-1, known accepted and right (TAR), AUROC,
   OSCR, EER, unknowns accepted (observed FAR) and real photos attributed at the default FAR
   (0.01), as mean and standard deviation over every fold x seed (the set is small: one split can
@@ -66,6 +68,8 @@ from PIL import Image
 from attrib.encoders import get_encoder
 from attrib.encoders.base import l2_normalize
 from attrib.encoders.fused import TextureStats, fit_texture, fuse, texture_backbone_from_file, tiles_of
+from attrib.encoders.selfdesc import DEFAULT as SELFDESC
+from attrib.encoders.selfdesc import SelfDescription
 from attrib.encoders.wccn import fit_wccn
 from attrib.evaluate import Dataset, run_protocol, split_sources
 from attrib.imageio import load_image
@@ -74,8 +78,11 @@ from attrib.scorenorm import ScoreNorm
 
 VARIANTS = ("asis", "asis_jpeg75", "crop256", "jpeg75", "half")
 TILED = ("asis", "asis_jpeg75")  # variants also embedded tile by tile
-ENCODERS = ("fp-wccn2", "residual-tiles", "fp-fuse1", "fp-fuse2", "fp-joint1", "fp-joint2", "fp-joint3", "size-format")
+ENCODERS = ("fp-wccn2", "residual-tiles", "fp-fuse1", "fp-fuse2", "fp-joint1", "fp-joint2", "fp-joint3", "fp-joint4", "size-format")
 JOINT = ("fp-joint1", "fp-joint2", "fp-joint3")  # one fit; fp-joint2 and fp-joint3 add cohort score normalisation
+# encoders that are another's recipe over features with the self-description appended (:mod:`attrib.encoders.selfdesc`)
+SELFDESC_RECIPE = {"fp-joint4": "fp-joint3"}
+SELFDESC_WEIGHT = 4.0  # the self-description's weight before the joint WCCN (3 and 5 measured the same on one shuffle)
 NORMED = ("fp-joint2", "fp-joint3")
 COHORT_ZOO_IMAGES = 600  # fp-joint3's zoo cohort: at most this many zoo images (undegraded), drawn once
 # fp-joint3's output scale: scores are tanh(z / 20). Zoo and synthetic queries stand 30-60 cohort
@@ -214,24 +221,81 @@ def joint_embed(feats: dict, m: np.ndarray, P: np.ndarray, variant: str, idx: np
     return l2_normalize((l2_normalize((x - m) @ P) * feats[f"mask_{variant}"][idx][..., None]).sum(1))
 
 
+def zoo_images(zoo_dir: Path):
+    """Each zoo source's images, each followed by its ``ZOO_VARIANTS`` degraded copies (drawn with
+    one generator, seed 0, in source order: the same copies on every call) -> (name, images)."""
+    from attrib.degrade import degrade
+    from attrib.train import TrainConfig, load_images, read_sources
+
+    rng, augment = np.random.default_rng(0), TrainConfig(data="", out="").augment
+    for name, src in read_sources(zoo_dir).items():
+        batch = []
+        for img in load_images(src["files"]):
+            batch += [img] + [degrade(img, augment, rng) for _ in range(ZOO_VARIANTS)]
+        yield name, batch
+
+
 def zoo_features(zoo_dir: Path, residual, texture: TextureStats, cache: Path) -> dict[str, np.ndarray]:
     """``[residual; texture]`` features of every zoo image and ``ZOO_VARIANTS`` degraded copies
     (rows: image, its copies, next image, ...), cached."""
     if cache.exists():
         return dict(np.load(cache))
-    from attrib.degrade import degrade
-    from attrib.train import TrainConfig, load_images, read_sources
-
-    rng, augment = np.random.default_rng(0), TrainConfig(data="", out="").augment
     out = {}
-    for name, src in read_sources(zoo_dir).items():
-        batch = []
-        for img in load_images(src["files"]):
-            batch += [img] + [degrade(img, augment, rng) for _ in range(ZOO_VARIANTS)]
+    for name, batch in zoo_images(zoo_dir):
         out[name] = np.concatenate([residual.features_batch(batch), texture.features_batch(batch)], 1).astype(np.float32)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **out)
     return out
+
+
+def selfdesc_features(devset: Path, rows: list[dict], zoo_dir: Path | None, cache: Path) -> tuple[dict, dict | None]:
+    """Self-descriptions (:class:`attrib.encoders.selfdesc.SelfDescription`, default options) of
+    every devset file and variant as :func:`extract` reads them (``sd_V``; ``sdt_V`` tile by tile
+    for the tiled variants) and of every zoo image and copy as :func:`zoo_features` (``zoo:NAME``),
+    cached."""
+    if cache.exists():
+        data = dict(np.load(cache))
+    else:
+        sd = SelfDescription(**SELFDESC)
+        data: dict[str, list] = {f"sd_{v}": [] for v in VARIANTS} | {f"sdt_{v}": [] for v in TILED}
+        t0 = time.time()
+        for i, row in enumerate(rows):
+            var = variants_of(load_image(devset / row["file"]).pixels)
+            for v in VARIANTS:
+                img = var.get(v, var["asis"])
+                data[f"sd_{v}"].append(sd.features(img))
+                if v in TILED:
+                    tiles = tiles_of(img)
+                    data[f"sdt_{v}"].append(sd.features_batch(tiles + [tiles[0]] * (5 - len(tiles))))  # as extract pads
+            if i % 100 == 0:
+                print(f"  self-descriptions {i}/{len(rows)} ({time.time() - t0:.0f} s)", file=sys.stderr)
+        data = {k: np.stack(v).astype(np.float32) for k, v in data.items()}
+        if zoo_dir is not None:
+            data.update({f"zoo:{name}": sd.features_batch(batch) for name, batch in zoo_images(zoo_dir)})
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, **data)
+    zoo = {k.removeprefix("zoo:"): v for k, v in data.items() if k.startswith("zoo:")}
+    return {k: v for k, v in data.items() if not k.startswith("zoo:")}, zoo or None
+
+
+def selfdesc_cache(cache: Path, zoo_dir: Path) -> Path:
+    """Where the self-descriptions of the devset and of zoo ``zoo_dir`` are cached, beside ``cache``."""
+    return cache.with_name(f"selfdesc_features_{zoo_dir.name}.npz")
+
+
+def with_selfdesc(
+    feats: dict, zoo: dict | None, sd: dict, sd_zoo: dict | None, weight: float = SELFDESC_WEIGHT
+) -> tuple[dict, dict | None]:
+    """Features and zoo features with ``weight`` x the self-description appended to the texture
+    part (the joint fit concatenates ``[residual; texture]``: so ``[residual; texture; sd]``)."""
+    out = dict(feats)
+    for v in VARIANTS:
+        out[f"tex_{v}"] = np.concatenate([feats[f"tex_{v}"], weight * sd[f"sd_{v}"]], 1)
+    for v in TILED:
+        out[f"text_{v}"] = np.concatenate([feats[f"text_{v}"], weight * sd[f"sdt_{v}"]], 2)
+    if zoo is None:
+        return out, None
+    return out, {s: np.concatenate([v, weight * sd_zoo[s]], 1) for s, v in zoo.items()}
 
 
 def zoo_heldout(zoo: dict, zoo_dir: Path, feats: dict, labels: np.ndarray, trials: int = 3, encoder: str = "fp-joint1") -> dict:
@@ -527,21 +591,34 @@ def main(argv=None) -> dict:
     if args.zoo:
         texture = TextureStats(texture_backbone_from_file(weights))
         zoo = zoo_features(args.zoo, fp.features, texture, args.cache.with_name(f"zoo_features_{args.zoo.name}.npz"))
-    encoders = args.encoder or [e for e in ENCODERS if zoo or e not in JOINT]
+    encoders = args.encoder or [e for e in ENCODERS if zoo or (e not in JOINT and e not in SELFDESC_RECIPE)]
+    if any(e in SELFDESC_RECIPE for e in encoders) and zoo is None:
+        ap.error(f"{', '.join(SELFDESC_RECIPE)} need --zoo")
+    feats_sd, zoo_sd = feats, zoo
+    if any(e in SELFDESC_RECIPE for e in encoders):
+        feats_sd, zoo_sd = with_selfdesc(feats, zoo, *selfdesc_features(args.devset, rows, args.zoo, selfdesc_cache(args.cache, args.zoo)))
     variants = args.variant or list(VARIANTS)
     runs: dict[str, list] = {}
     for seed in range(args.seeds):
         keep = pick_one_per_prompt(rows, seed)
         for fd in make_folds(labels, args.folds, seed):
-            fold = Fold(fd, feats, labels, meta, fp, zoo=zoo, encoders=tuple(encoders))
+            fold = Fold(fd, feats, labels, meta, fp, zoo=zoo, encoders=tuple(e for e in encoders if e not in SELFDESC_RECIPE))
+            # (fold, the recipe's name in it) per encoder: a self-description encoder is its recipe
+            # fitted in a fold of its own over the features with the self-description appended
+            by_encoder = {enc: (fold, enc) for enc in encoders}
+            for enc in encoders:
+                if enc in SELFDESC_RECIPE:
+                    recipe = SELFDESC_RECIPE[enc]
+                    by_encoder[enc] = (Fold(fd, feats_sd, labels, meta, fp, zoo=zoo_sd, encoders=(recipe,)), recipe)
             if args.no_near_floor:
-                for prior in fold.priors.values():
-                    prior.pop("near_impostor", None)
+                for f, _ in by_encoder.values():
+                    for prior in f.priors.values():
+                        prior.pop("near_impostor", None)
             for enc in encoders:
                 for v in variants:
                     if enc == "size-format" and v != "asis":
                         continue
-                    res = run_fold(fold, enc, v, keep, shots, args.trials, args.far)
+                    res = run_fold(*by_encoder[enc], v, keep, shots, args.trials, args.far)
                     if res:
                         runs.setdefault(f"{enc}/{v}", []).append(res)
             print(f"seed {seed} fold {fd['fold']}: known {len(fd['known'])}, unknown {len(fd['unknown'])}", file=sys.stderr)
@@ -555,13 +632,17 @@ def main(argv=None) -> dict:
             "near_floor": not args.no_near_floor,
             "alpha": ALPHA,
             "texture_reg": TEXTURE_REG,
+            "selfdesc": SELFDESC | {"weight": SELFDESC_WEIGHT},
             "files": len(rows),
         },
         "results": {key: summarise(r) for key, r in runs.items()},
     }
-    for enc in JOINT:
+    for enc in JOINT + tuple(SELFDESC_RECIPE):
         if zoo and enc in encoders:
-            result[f"zoo_heldout_{enc}"] = zoo_heldout(zoo, args.zoo, feats, labels, encoder=enc)
+            if enc in SELFDESC_RECIPE:
+                result[f"zoo_heldout_{enc}"] = zoo_heldout(zoo_sd, args.zoo, feats_sd, labels, encoder=SELFDESC_RECIPE[enc])
+            else:
+                result[f"zoo_heldout_{enc}"] = zoo_heldout(zoo, args.zoo, feats, labels, encoder=enc)
             print(f"{enc}, zoo architectures held out (5-shot): {result[f'zoo_heldout_{enc}']['mean']}", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
