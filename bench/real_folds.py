@@ -625,6 +625,7 @@ def main(argv=None) -> dict:
     result = {
         "paired_vs_default": paired(runs, shots),
         "paired_vs_fp-joint1": paired(runs, shots, "fp-joint1"),
+        "paired_vs_fp-joint3": paired(runs, shots, "fp-joint3"),
         "protocol": {k: getattr(args, k) for k in ("seeds", "folds", "trials")}
         | {
             "shots": shots,
