@@ -28,7 +28,7 @@ itself. Normalisation applies wherever a query meets a source (identify, verify 
 the impostor and genuine models, the encoder's prior); two images compared with each other
 (``verify a.png b.png``, discovery) keep their raw cosine.
 
-Several cohorts (``fp-joint3``): one cohort describes one world. A cohort of real generators'
+Several cohorts (``fp-joint3``, ``fp-joint4``): one cohort describes one world. A cohort of real generators'
 images says little about a query from a synthetic generator far from all of them: its scores
 against that cohort barely vary, so a prototype near it stands many deviations above, and so do
 its siblings' (``fp-joint2``, whose cohort is real generators only, accepts a third of ``attrib

@@ -88,3 +88,10 @@ python bench/fit_fused.py --name fp-joint2 --zoo "$ZOO/z6" --weights-from fp-joi
 python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint1 --encoder fp-joint2 --encoder fp-joint3 --out bench/out/rf_joint3.json  # fp-joint3 rows merged into real_folds.json
 python bench/fit_fused.py --name fp-joint3 --zoo "$ZOO/z6" --weights-from fp-joint1
 python bench/demo_check.py --encoder fp-joint1 --encoder fp-joint2 --encoder fp-joint3 --out bench/results/demo_check.json   # attrib demo's protocol
+#        the default, fp-joint4: fp-joint3's recipe over [residual; texture; 4 x self-description] (attrib/encoders/selfdesc.py);
+#        its own WCCN, fp-joint1's texture backbone (weights_from). Rows merged into real_folds.json; the pairs with fp-wccn2 and fp-joint3:
+python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint3 --encoder fp-joint4 --out bench/out/rf_joint4.json
+python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-wccn2 --encoder fp-joint3 --encoder fp-joint4 --shots 5 --variant asis \
+  --variant crop256 --variant jpeg75 --variant asis_jpeg75 --out bench/out/rf_joint4_paired.json
+python bench/fit_fused.py --name fp-joint4 --zoo "$ZOO/z6" --weights-from fp-joint1
+python bench/demo_check.py --encoder fp-joint3 --encoder fp-joint4 --out bench/out/demo_check4.json   # merged into demo_check.json

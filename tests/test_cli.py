@@ -5,7 +5,7 @@ from click.testing import CliRunner
 
 from attrib.cli import build_cli
 
-from .conftest import png_bytes, synthetic
+from .conftest import PATTERN_ENCODER, png_bytes, synthetic
 
 
 @pytest.fixture
@@ -24,7 +24,8 @@ def enrolled(run, tmp_path, source_dirs):
     g = tmp_path / "gal"
     for name in ("src0", "src1", "src2"):
         files = sorted(source_dirs[name].iterdir())[:5]
-        r = run("--gallery", g, "enroll", "--generator", name, "--family", "gan", *files)
+        new = ["--encoder", PATTERN_ENCODER] if name == "src0" else []
+        r = run("--gallery", g, "enroll", "--generator", name, "--family", "gan", *new, *files)
         assert r.exit_code == 0, r.output
     return g
 
@@ -136,7 +137,7 @@ def test_gallery_env_and_default(run, tmp_path, monkeypatch, source_dirs, user_d
 
 def test_encoders_list(run):
     rows = json.loads(run("encoders", "list", "--json").output)
-    assert any(r["name"] == "fp-joint3" and r["default"] for r in rows)
+    assert any(r["name"] == "fp-joint4" and r["default"] for r in rows)
 
 
 #: what each command's help must say (beyond its options): the words a user looks for

@@ -193,7 +193,7 @@ def test_batch_snapshot_carries_the_normalisation_and_the_tree(tmp_path):
     from attrib.gallery.store import SampleRecord
 
     cohort, samples, genuine, generic = _world()
-    # two cohorts, as the default encoder (fp-joint3) has: the snapshot carries both
+    # two cohorts, as the default encoder (fp-joint4, like fp-joint3) has: the snapshot carries both
     norm = ScoreNorm.from_cohorts({"real": cohort, "other": _unit(np.random.default_rng(9), 80, 24)}, rank=4)
     g = Gallery(tmp_path / "g", encoder=_NormEncoder(norm))
     g.add_node("line", family="diffusion")

@@ -19,6 +19,7 @@ from PIL import Image
 
 from attrib import hookimpl
 from attrib.cli import build_cli
+from attrib.encoders import get_encoder
 from attrib.gallery import Gallery, SampleRecord
 from attrib.imageio import load_image
 from attrib.plugins import make_plugin_manager
@@ -27,7 +28,7 @@ from attrib.service.batching import EncoderThreads, MicroBatcher
 from attrib.service.intake import label
 from attrib.service.store import snapshot
 
-from .conftest import png_bytes, synthetic, write_png
+from .conftest import PATTERN_ENCODER, png_bytes, synthetic, write_png
 
 KEY = "test-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -43,7 +44,7 @@ def _enroll(g: Gallery, name: str, source: int, n: int = 5, family="gan"):
 @pytest.fixture
 def gallery(tmp_path):
     path = tmp_path / "gal"
-    g = Gallery(path)
+    g = Gallery(path, encoder=get_encoder(PATTERN_ENCODER))
     for s in range(3):
         _enroll(g, f"src{s}", s)
     g.close()

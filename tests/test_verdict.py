@@ -33,7 +33,7 @@ from attrib.verdict import (
     summarise,
 )
 
-from .conftest import synthetic
+from .conftest import PATTERN_ENCODER, synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -454,7 +454,8 @@ def cli_and_gallery(tmp_path, source_dirs):
     g = tmp_path / "gal"
     for name in ("src0", "src1", "src2"):
         files = sorted(source_dirs[name].iterdir())[:6]
-        r = CliRunner().invoke(cli, ["-g", str(g), "enroll", "--generator", name, "--family", "gan", *map(str, files)])
+        new = ["--encoder", PATTERN_ENCODER] if name == "src0" else []
+        r = CliRunner().invoke(cli, ["-g", str(g), "enroll", "--generator", name, "--family", "gan", *new, *map(str, files)])
         assert r.exit_code == 0, r.output
     return cli, g
 

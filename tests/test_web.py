@@ -26,7 +26,7 @@ from attrib.imageio import THUMB_SIDE
 from attrib.service import ServiceConfig, create_app
 from attrib.service.routes.web import readable
 
-from .conftest import png_bytes, synthetic, write_png
+from .conftest import PATTERN_ENCODER, png_bytes, synthetic, write_png
 
 KEY = "test-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -51,7 +51,7 @@ def enroll_over_http(client, name, source, n=8, **data):
 
 @pytest.fixture
 def client(tmp_path):
-    Gallery(tmp_path / "gal").close()
+    Gallery(tmp_path / "gal", encoder=get_encoder(PATTERN_ENCODER)).close()
     with TestClient(make_app(tmp_path / "gal")) as c:
         for s in range(3):
             enroll_over_http(c, f"src{s}", s)
@@ -271,10 +271,8 @@ def server(tmp_path_factory):
         mp.setenv("ATTRIB_HOME", str(tmp_path_factory.mktemp("webhome")))
         mp.setenv("ATTRIB_LOAD_PLUGINS", "")
         path = tmp_path_factory.mktemp("web") / "gal"
-        # The page is under test here, not the default encoder's calibration: fp-joint1 (fp-joint3's
-        # embeddings without its score normalisation), whose raw-cosine thresholds leave these
-        # synthetic sources (unlike both of fp-joint3's cohorts) wide margins (README, "Real generators").
-        Gallery(path, encoder=get_encoder("fp-joint1")).close()
+        # The page is under test here, not the default encoder's calibration (conftest.PATTERN_ENCODER)
+        Gallery(path, encoder=get_encoder(PATTERN_ENCODER)).close()
         port = _free_port()
         srv = uvicorn.Server(uvicorn.Config(make_app(path), host="127.0.0.1", port=port, log_level="warning", access_log=False))
         thread = threading.Thread(target=srv.run, daemon=True)

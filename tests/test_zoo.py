@@ -103,14 +103,15 @@ def test_sources_differ_in_their_spectral_fingerprint():
 
 
 def test_shipped_default_encoder_attributes_zoo_generators():
-    """Regression guard for the shipped default (fp-joint3: fp-joint1's embeddings) and the zoo
+    """Regression guard for the shipped default (fp-joint4: joint WCCN over residual, texture and
+    self-description features, two-cohort score normalisation) and the zoo
     encoder it grew from (fp-wccn2): 5-shot nearest-centroid attribution of zoo generators. (Seeds 0-5 of these kinds
     were in their fits: the held-out figures are bench/heldout_archs.py's and real_folds.py's.)
     `real` photos share no fingerprint, only JPEG traces the encoders learned to discount, so they
     are held to a lower bar."""
     from attrib.encoders import DEFAULT_ENCODER, get_encoder
 
-    assert DEFAULT_ENCODER == "fp-joint3"
+    assert DEFAULT_ENCODER == "fp-joint4"
     sources = [zoo.REAL] + zoo.default_zoo(3)
     images = [list(zoo.generate(s, 16, size=128)) for s in sources]
     for name in (DEFAULT_ENCODER, "fp-wccn2"):

@@ -20,7 +20,7 @@ from .. import plugins
 from ..errors import EncoderError
 from .base import Encoder, l2_normalize, load_builtin_calibration
 
-DEFAULT_ENCODER = "fp-joint3"  # shipped in attrib/data/encoders: fp-joint1 + two-cohort score normalisation; beats it on real generators and on the demo (README)
+DEFAULT_ENCODER = "fp-joint4"  # shipped in attrib/data/encoders: fp-joint3's recipe + the forensic self-description; beats it on real generators and the zoo (README)
 
 __all__ = ["Encoder", "l2_normalize", "get_encoder", "list_encoders", "DEFAULT_ENCODER", "load_builtin_calibration"]
 

@@ -24,9 +24,10 @@ Each set is centred and scaled to unit norm. With ``k = 5`` and scales ``1, 2, 4
 numbers per image, about 30 ms for a 256 px tile on one core (the moments are float32 products,
 the small systems float64).
 
-On the devset's generator-disjoint folds, appending these to ``fp-joint1``'s features (one WCCN
-over all three) took 256 px crop 5-shot top-1 from 0.76 to 0.81 and AUROC from 0.81 to 0.85
-(``bench/real_folds.py``, encoder ``fp-joint4``).
+On the devset's generator-disjoint folds (9 folds, 5-shot), appending these to ``fp-joint1``'s
+features (one WCCN over all three: ``fp-joint4``) took 256 px crop top-1 from 0.76 to 0.80 and
+AUROC from 0.83 to 0.87, against ``fp-joint3`` on the same folds; queries re-saved as JPEG lose
+a little more than without them (``bench/real_folds.py``, README "Real generators").
 """
 
 from __future__ import annotations
