@@ -21,8 +21,9 @@ channel, :func:`attrib.encoders.residual.residual`):
   explain).
 
 Each set is centred and scaled to unit norm. With ``k = 5`` and scales ``1, 2, 4`` that is 1575
-numbers per image, about 30 ms for a 256 px tile on one core (the moments are float32 products,
-the small systems float64).
+numbers per image, about 26 ms for a 256 px tile on one core (the moments are float32 products,
+the small systems float64). On a GPU (:func:`attrib.encoders.device.torch_device`) the same steps
+run in torch, same-size images batched (:func:`features_torch`).
 
 On the devset's generator-disjoint folds (9 folds, 5-shot), appending these to ``fp-joint1``'s
 features (one WCCN over all three: ``fp-joint4``) took 256 px crop top-1 from 0.76 to 0.80 and
@@ -96,19 +97,28 @@ class SelfDescription:
         self.k, self.scales, self.max_side = int(k), [int(s) for s in scales], int(max_side)
         per_set = 3 * (3 * k * k - 1)
         self.dim = sum((5 if s == 1 else 1) * per_set + (15 if s == 1 else 3) for s in self.scales)
+        #: where the descriptions are computed: None picks the GPU when there is one (numpy otherwise)
+        self.device: str | None = None
 
     def config(self) -> dict[str, Any]:
         return {"k": self.k, "scales": list(self.scales), "max_side": self.max_side}
 
-    def features(self, image: np.ndarray) -> np.ndarray:
-        """The description of one H x W x 3 uint8 image (its central ``max_side`` square) -> (dim,)."""
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """The pixels described: the central ``max_side`` square of an H x W x 3 uint8 image,
+        thumbnails mirrored up to ``k`` pixels at the coarsest scale."""
         h, w = image.shape[:2]
         oy, ox = max(0, (h - self.max_side) // 2), max(0, (w - self.max_side) // 2)
-        x = np.ascontiguousarray(image[oy : oy + self.max_side, ox : ox + self.max_side].transpose(2, 0, 1), dtype=np.float32)
+        image = image[oy : oy + self.max_side, ox : ox + self.max_side]
+        side = self.k * max(self.scales)
+        if min(image.shape[:2]) < side:
+            pad = ((0, max(0, side - image.shape[0])), (0, max(0, side - image.shape[1])), (0, 0))
+            image = np.pad(image, pad, mode="symmetric")
+        return image
+
+    def features(self, image: np.ndarray) -> np.ndarray:
+        """The description of one H x W x 3 uint8 image (its central ``max_side`` square) -> (dim,)."""
+        x = np.ascontiguousarray(self.prepare(image).transpose(2, 0, 1), dtype=np.float32)
         x *= np.float32(1 / 255)
-        side = self.k * max(self.scales)  # thumbnails: mirrored up to k pixels at the coarsest scale
-        if min(x.shape[1:]) < side:
-            x = np.pad(x, ((0, 0), (0, max(0, side - x.shape[1])), (0, max(0, side - x.shape[2]))), mode="symmetric")
         out = []
         for s in self.scales:
             xs = _pool(x, s)
@@ -118,7 +128,60 @@ class SelfDescription:
         return np.concatenate(out).astype(np.float32)
 
     def features_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """:meth:`features` of many images -> (N, dim), one thread per core."""
+        """:meth:`features` of many images -> (N, dim): one thread per core, or on a GPU the same
+        computation in torch (:func:`features_torch`), images of one size together."""
+        from .device import torch_device
+
         if not len(images):
             return np.zeros((0, self.dim), np.float32)
+        device = torch_device(self.device)
+        if device != "cpu":
+            return features_torch(self, images, device)
         return map_images(self.features, images)
+
+
+def features_torch(desc: SelfDescription, images: Sequence[np.ndarray], device: str = "cpu", micro_batch: int | None = None) -> np.ndarray:
+    """:meth:`SelfDescription.features` of every image in torch on ``device`` -> (N, dim) float32:
+    the same steps (moments in float32, the small systems in float64), a micro-batch of
+    same-size images at a time. tests/test_selfdesc.py holds it to numpy on CPU torch."""
+    import torch
+    import torch.nn.functional as F
+
+    from .device import micro_batch as default_micro_batch
+    from .device import same_size_batches
+
+    def unit(v):  # each row centred and scaled to unit norm, as unit_group
+        v = v.reshape(v.shape[0], -1).double()
+        v = v - v.mean(dim=1, keepdim=True)
+        return v / (v.norm(dim=1, keepdim=True) + 1e-9)
+
+    k, h = desc.k, desc.k // 2
+    d = 3 * k * k
+    centres = [c * k * k + k * k // 2 for c in range(3)]
+    prepared = [desc.prepare(img) for img in images]
+    out = np.zeros((len(images), desc.dim), np.float32)
+    with torch.inference_mode():
+        for idx in same_size_batches(prepared, micro_batch or default_micro_batch()):
+            x = torch.from_numpy(np.stack([prepared[i] for i in idx])).to(device).permute(0, 3, 1, 2).float() * (1 / 255)
+            parts = []
+            for s in desc.scales:
+                xs = F.avg_pool2d(x, s) if s > 1 else x
+                p = F.pad(xs, (1, 1, 1, 1), mode="replicate")  # residual: x - binomial3x3(x), edges replicated
+                v = p[:, :, :-2] + 2.0 * p[:, :, 1:-1] + p[:, :, 2:]
+                r = xs - (v[:, :, :, :-2] + 2.0 * v[:, :, :, 1:-1] + v[:, :, :, 2:]) * (1 / 16)
+                b, _, hh, ww = r.shape
+                win = F.unfold(F.pad(r, (h, h, h, h), mode="reflect"), k).reshape(b, d, hh, ww)  # channel, row, column
+                views = [win[:, :, py::2, px::2] for py in range(2) for px in range(2)] if s == 1 else [win]
+                G = [(m.reshape(b, d, -1) @ m.reshape(b, d, -1).transpose(1, 2)).double() / max(1, m[0, 0].numel()) for m in views]
+                if s == 1:
+                    G.append(sum(G) / len(G))
+                G = torch.stack(G, dim=1)  # (B, sets, d, d)
+                ridge = 1e-4 * torch.diagonal(G, dim1=-2, dim2=-1).sum(-1)[..., None, None] / d + 1e-30
+                Q = torch.linalg.inv(G + ridge * torch.eye(d, dtype=G.dtype, device=G.device))
+                keep = [[j for j in range(d) if j != t] for t in centres]
+                weights = torch.stack([-Q[..., keep[i], t] / Q[..., t, t, None] for i, t in enumerate(centres)], dim=-2)
+                errors = torch.stack([1.0 / (Q[..., t, t] * G[..., t, t] + 1e-30) for t in centres], dim=-1)
+                parts += [unit(weights[:, j]) for j in range(weights.shape[1])]
+                parts.append(unit(torch.log(errors + 1e-6)))
+            out[idx] = torch.cat(parts, dim=1).float().cpu().numpy()
+    return out
