@@ -36,7 +36,7 @@ def features_torch(encoder, images: Sequence[np.ndarray], device: str = "cpu", m
     return out
 
 
-def _residual(x):
+def residual(x):
     """``x - binomial3x3(x)`` per channel of (B, 3, H, W), edges replicated."""
     import torch.nn.functional as F
 
@@ -52,7 +52,7 @@ def _phase_pattern(x, period: int):
     return x[:, :, : ny * period, : nx * period].reshape(b, c, ny, period, nx, period).sum(dim=(2, 4)) / (ny * nx)
 
 
-def _unit(v):
+def unit_rows(v):
     """Each row flattened, centred and scaled to unit norm (float64, as numpy's ``unit_group``)."""
     v = v.reshape(v.shape[0], -1).double()
     v = v - v.mean(dim=1, keepdim=True)
@@ -121,8 +121,8 @@ def _features(enc, x_uint8):
     import torch
 
     x = x_uint8.permute(0, 3, 1, 2).float() * (1 / 255)
-    r = _residual(x)
-    pred = [_unit(w) for w in _predictor(r)] if enc.predictor else []
+    r = residual(x)
+    pred = [unit_rows(w) for w in _predictor(r)] if enc.predictor else []
     bsz = r.shape[0]
     r = r / (r.reshape(bsz, 3, -1).std(dim=2, unbiased=False)[:, :, None, None] + 1e-6)
     p = enc.period
@@ -144,10 +144,10 @@ def _features(enc, x_uint8):
     pooled = _pool_bins(power, q)
     nyq = power[:, :, :, -1].reshape(bsz, 3, T // q, q).mean(dim=3)
     spectrum = torch.log(torch.cat([pooled, nyq[..., None]], dim=3) + 1e-6)
-    groups = [_unit(mean_pat), _unit(energy_pat), _unit(ac), _unit(torch.stack(cross, dim=1)), _unit(spectrum)]
+    groups = [unit_rows(mean_pat), unit_rows(energy_pat), unit_rows(ac), unit_rows(torch.stack(cross, dim=1)), unit_rows(spectrum)]
     if enc.coherence:
         c = _pool_bins(xspec, q)
         n = torch.sqrt(torch.stack([pooled[:, a] * pooled[:, b] for a, b in _PAIRS], dim=1)) + 1e-9
-        groups += [_unit(c.real / n), _unit(c.imag / n)]
+        groups += [unit_rows(c.real / n), unit_rows(c.imag / n)]
     groups += pred
     return torch.cat(groups, dim=1).float()

@@ -149,11 +149,8 @@ def features_torch(desc: SelfDescription, images: Sequence[np.ndarray], device: 
 
     from .device import micro_batch as default_micro_batch
     from .device import same_size_batches
-
-    def unit(v):  # each row centred and scaled to unit norm, as unit_group
-        v = v.reshape(v.shape[0], -1).double()
-        v = v - v.mean(dim=1, keepdim=True)
-        return v / (v.norm(dim=1, keepdim=True) + 1e-9)
+    from .residual_torch import residual as residual_torch
+    from .residual_torch import unit_rows
 
     k, h = desc.k, desc.k // 2
     d = 3 * k * k
@@ -166,9 +163,7 @@ def features_torch(desc: SelfDescription, images: Sequence[np.ndarray], device: 
             parts = []
             for s in desc.scales:
                 xs = F.avg_pool2d(x, s) if s > 1 else x
-                p = F.pad(xs, (1, 1, 1, 1), mode="replicate")  # residual: x - binomial3x3(x), edges replicated
-                v = p[:, :, :-2] + 2.0 * p[:, :, 1:-1] + p[:, :, 2:]
-                r = xs - (v[:, :, :, :-2] + 2.0 * v[:, :, :, 1:-1] + v[:, :, :, 2:]) * (1 / 16)
+                r = residual_torch(xs)
                 b, _, hh, ww = r.shape
                 win = F.unfold(F.pad(r, (h, h, h, h), mode="reflect"), k).reshape(b, d, hh, ww)  # channel, row, column
                 views = [win[:, :, py::2, px::2] for py in range(2) for px in range(2)] if s == 1 else [win]
@@ -181,7 +176,7 @@ def features_torch(desc: SelfDescription, images: Sequence[np.ndarray], device: 
                 keep = [[j for j in range(d) if j != t] for t in centres]
                 weights = torch.stack([-Q[..., keep[i], t] / Q[..., t, t, None] for i, t in enumerate(centres)], dim=-2)
                 errors = torch.stack([1.0 / (Q[..., t, t] * G[..., t, t] + 1e-30) for t in centres], dim=-1)
-                parts += [unit(weights[:, j]) for j in range(weights.shape[1])]
-                parts.append(unit(torch.log(errors + 1e-6)))
+                parts += [unit_rows(weights[:, j]) for j in range(weights.shape[1])]
+                parts.append(unit_rows(torch.log(errors + 1e-6)))
             out[idx] = torch.cat(parts, dim=1).float().cpu().numpy()
     return out
