@@ -5,8 +5,8 @@
     python bench/gpu.py --quick            # small sizes: checks the script end to end on a CPU
 
 1. **identify images/s** at each ``--sizes`` (PNG files, zoo content tiled up, as bench/speed.py),
-   end to end (decode, encode, search, open-set decision) for the default encoder (``fp-joint1``:
-   torch residual features + texture CNN under bf16 autocast on a GPU) and a timm backbone as a
+   end to end (decode, encode, search, open-set decision) for the default encoder (``fp-joint4``:
+   torch residual features and self-descriptions + texture CNN under bf16 autocast on a GPU) and a timm backbone as a
    learned encoder (random weights: speed only; 256 px tiles, up to 5 per image), on the GPU and
    on the CPU.
 2. **FAISS** at ``--samples`` sample vectors of ``--sources`` sources: exact (flat) k-NN over all
@@ -35,6 +35,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from speed import make_images  # noqa: E402
+
+from attrib.encoders import DEFAULT_ENCODER  # noqa: E402
 
 
 def devices() -> dict:
@@ -194,7 +196,7 @@ def main():
     ap.add_argument("--out", type=Path)
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
     ap.add_argument("--n", type=int, default=64, help="images per size")
-    ap.add_argument("--encoder", default="fp-joint1")
+    ap.add_argument("--encoder", default=DEFAULT_ENCODER, help=f"default: {DEFAULT_ENCODER}, the default encoder")
     ap.add_argument("--timm", default="tf_efficientnet_lite0", help="timm backbone timed as a learned encoder")
     ap.add_argument("--samples", type=int, default=1_000_000)
     ap.add_argument("--sources", type=int, default=10_000)
