@@ -261,12 +261,12 @@ def selfdesc_features(devset: Path, rows: list[dict], zoo_dir: Path | None, cach
         t0 = time.time()
         for i, row in enumerate(rows):
             var = variants_of(load_image(devset / row["file"]).pixels)
-            for v in VARIANTS:
-                img = var.get(v, var["asis"])
-                data[f"sd_{v}"].append(sd.features(img))
-                if v in TILED:
-                    tiles = tiles_of(img)
-                    data[f"sdt_{v}"].append(sd.features_batch(tiles + [tiles[0]] * (5 - len(tiles))))  # as extract pads
+            images = [var.get(v, var["asis"]) for v in VARIANTS]
+            for v, f in zip(VARIANTS, sd.features_batch(images)):
+                data[f"sd_{v}"].append(f)
+            for v in TILED:
+                tiles = tiles_of(images[VARIANTS.index(v)])
+                data[f"sdt_{v}"].append(sd.features_batch(tiles + [tiles[0]] * (5 - len(tiles))))  # as extract pads
             if i % 100 == 0:
                 print(f"  self-descriptions {i}/{len(rows)} ({time.time() - t0:.0f} s)", file=sys.stderr)
         data = {k: np.stack(v).astype(np.float32) for k, v in data.items()}
@@ -592,10 +592,10 @@ def main(argv=None) -> dict:
         texture = TextureStats(texture_backbone_from_file(weights))
         zoo = zoo_features(args.zoo, fp.features, texture, args.cache.with_name(f"zoo_features_{args.zoo.name}.npz"))
     encoders = args.encoder or [e for e in ENCODERS if zoo or (e not in JOINT and e not in SELFDESC_RECIPE)]
-    if any(e in SELFDESC_RECIPE for e in encoders) and zoo is None:
-        ap.error(f"{', '.join(SELFDESC_RECIPE)} need --zoo")
     feats_sd, zoo_sd = feats, zoo
     if any(e in SELFDESC_RECIPE for e in encoders):
+        if zoo is None:
+            ap.error(f"{', '.join(SELFDESC_RECIPE)} need --zoo")
         feats_sd, zoo_sd = with_selfdesc(feats, zoo, *selfdesc_features(args.devset, rows, args.zoo, selfdesc_cache(args.cache, args.zoo)))
     variants = args.variant or list(VARIANTS)
     runs: dict[str, list] = {}
@@ -640,10 +640,8 @@ def main(argv=None) -> dict:
     }
     for enc in JOINT + tuple(SELFDESC_RECIPE):
         if zoo and enc in encoders:
-            if enc in SELFDESC_RECIPE:
-                result[f"zoo_heldout_{enc}"] = zoo_heldout(zoo_sd, args.zoo, feats_sd, labels, encoder=SELFDESC_RECIPE[enc])
-            else:
-                result[f"zoo_heldout_{enc}"] = zoo_heldout(zoo, args.zoo, feats, labels, encoder=enc)
+            f, z = (feats_sd, zoo_sd) if enc in SELFDESC_RECIPE else (feats, zoo)
+            result[f"zoo_heldout_{enc}"] = zoo_heldout(z, args.zoo, f, labels, encoder=SELFDESC_RECIPE.get(enc, enc))
             print(f"{enc}, zoo architectures held out (5-shot): {result[f'zoo_heldout_{enc}']['mean']}", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

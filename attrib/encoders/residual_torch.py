@@ -52,7 +52,7 @@ def _phase_pattern(x, period: int):
     return x[:, :, : ny * period, : nx * period].reshape(b, c, ny, period, nx, period).sum(dim=(2, 4)) / (ny * nx)
 
 
-def unit_rows(v):
+def _unit(v):
     """Each row flattened, centred and scaled to unit norm (float64, as numpy's ``unit_group``)."""
     v = v.reshape(v.shape[0], -1).double()
     v = v - v.mean(dim=1, keepdim=True)
@@ -122,7 +122,7 @@ def _features(enc, x_uint8):
 
     x = x_uint8.permute(0, 3, 1, 2).float() * (1 / 255)
     r = residual(x)
-    pred = [unit_rows(w) for w in _predictor(r)] if enc.predictor else []
+    pred = [_unit(w) for w in _predictor(r)] if enc.predictor else []
     bsz = r.shape[0]
     r = r / (r.reshape(bsz, 3, -1).std(dim=2, unbiased=False)[:, :, None, None] + 1e-6)
     p = enc.period
@@ -144,10 +144,10 @@ def _features(enc, x_uint8):
     pooled = _pool_bins(power, q)
     nyq = power[:, :, :, -1].reshape(bsz, 3, T // q, q).mean(dim=3)
     spectrum = torch.log(torch.cat([pooled, nyq[..., None]], dim=3) + 1e-6)
-    groups = [unit_rows(mean_pat), unit_rows(energy_pat), unit_rows(ac), unit_rows(torch.stack(cross, dim=1)), unit_rows(spectrum)]
+    groups = [_unit(mean_pat), _unit(energy_pat), _unit(ac), _unit(torch.stack(cross, dim=1)), _unit(spectrum)]
     if enc.coherence:
         c = _pool_bins(xspec, q)
         n = torch.sqrt(torch.stack([pooled[:, a] * pooled[:, b] for a, b in _PAIRS], dim=1)) + 1e-9
-        groups += [unit_rows(c.real / n), unit_rows(c.imag / n)]
+        groups += [_unit(c.real / n), _unit(c.imag / n)]
     groups += pred
     return torch.cat(groups, dim=1).float()

@@ -86,6 +86,13 @@ def solve_predictors(G: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return weights, errors
 
 
+def describe(G: np.ndarray, k: int) -> list[np.ndarray]:
+    """One scale's sets from its second moments ``G`` (sets, d, d): each set's predictor weights,
+    then the log normalised errors of all, each centred and scaled to unit norm."""
+    weights, errors = solve_predictors(G, k)
+    return [unit_group(w) for w in weights] + [unit_group(np.log(errors + 1e-6))]
+
+
 class SelfDescription:
     """Per-image linear self-description of the residual (see the module docstring)."""
 
@@ -121,10 +128,7 @@ class SelfDescription:
         x *= np.float32(1 / 255)
         out = []
         for s in self.scales:
-            xs = _pool(x, s)
-            weights, errors = solve_predictors(neighbourhood_moments(residual(xs), self.k, parity=s == 1), self.k)
-            out += [unit_group(wt) for wt in weights]
-            out.append(unit_group(np.log(errors + 1e-6)))
+            out += describe(neighbourhood_moments(residual(_pool(x, s)), self.k, parity=s == 1), self.k)
         return np.concatenate(out).astype(np.float32)
 
     def features_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
@@ -141,26 +145,25 @@ class SelfDescription:
 
 
 def features_torch(desc: SelfDescription, images: Sequence[np.ndarray], device: str = "cpu", micro_batch: int | None = None) -> np.ndarray:
-    """:meth:`SelfDescription.features` of every image in torch on ``device`` -> (N, dim) float32:
-    the same steps (moments in float32, the small systems in float64), a micro-batch of
-    same-size images at a time. tests/test_selfdesc.py holds it to numpy on CPU torch."""
+    """:meth:`SelfDescription.features` of every image with torch on ``device`` -> (N, dim) float32:
+    the neighbourhood moments (the whole cost) in float32 on the device, a micro-batch of
+    same-size images at a time; the small systems then as numpy solves them (:func:`describe`).
+    tests/test_selfdesc.py holds it to numpy on CPU torch."""
     import torch
     import torch.nn.functional as F
 
     from .device import micro_batch as default_micro_batch
     from .device import same_size_batches
     from .residual_torch import residual as residual_torch
-    from .residual_torch import unit_rows
 
     k, h = desc.k, desc.k // 2
     d = 3 * k * k
-    centres = [c * k * k + k * k // 2 for c in range(3)]
     prepared = [desc.prepare(img) for img in images]
     out = np.zeros((len(images), desc.dim), np.float32)
     with torch.inference_mode():
         for idx in same_size_batches(prepared, micro_batch or default_micro_batch()):
             x = torch.from_numpy(np.stack([prepared[i] for i in idx])).to(device).permute(0, 3, 1, 2).float() * (1 / 255)
-            parts = []
+            moments = []  # per scale: (B, sets, d, d)
             for s in desc.scales:
                 xs = F.avg_pool2d(x, s) if s > 1 else x
                 r = residual_torch(xs)
@@ -170,13 +173,7 @@ def features_torch(desc: SelfDescription, images: Sequence[np.ndarray], device: 
                 G = [(m.reshape(b, d, -1) @ m.reshape(b, d, -1).transpose(1, 2)).double() / max(1, m[0, 0].numel()) for m in views]
                 if s == 1:
                     G.append(sum(G) / len(G))
-                G = torch.stack(G, dim=1)  # (B, sets, d, d)
-                ridge = 1e-4 * torch.diagonal(G, dim1=-2, dim2=-1).sum(-1)[..., None, None] / d + 1e-30
-                Q = torch.linalg.inv(G + ridge * torch.eye(d, dtype=G.dtype, device=G.device))
-                keep = [[j for j in range(d) if j != t] for t in centres]
-                weights = torch.stack([-Q[..., keep[i], t] / Q[..., t, t, None] for i, t in enumerate(centres)], dim=-2)
-                errors = torch.stack([1.0 / (Q[..., t, t] * G[..., t, t] + 1e-30) for t in centres], dim=-1)
-                parts += [unit_rows(weights[:, j]) for j in range(weights.shape[1])]
-                parts.append(unit_rows(torch.log(errors + 1e-6)))
-            out[idx] = torch.cat(parts, dim=1).float().cpu().numpy()
+                moments.append(torch.stack(G, dim=1).cpu().numpy())
+            for j, i in enumerate(idx):
+                out[i] = np.concatenate([g for G in moments for g in describe(G[j], k)])
     return out
