@@ -35,7 +35,8 @@ from .encoders import Encoder
 from .errors import AttribError
 from .gallery import MemoryGallery
 from .gallery.lineage import NODE_SCORE, Tree
-from .pipeline import StageTimer, embed_items, expand_paths, load_many
+from .pipeline import StageTimer, embed_items, expand_paths, load_many, view_embeddings
+from .views import VIEWS, view_of
 
 
 @dataclass
@@ -46,14 +47,23 @@ class Dataset:
     paths: list[str]
     shas: list[str]
     embeddings: np.ndarray
+    views: dict[str, np.ndarray] | None = None  # each image's embeddings in the gallery's views (attrib.views)
+    query_views: list[str | None] | None = None  # the view each image is scored in as a query (its file's)
 
     def sources(self) -> list[str]:
         return sorted(set(self.names))
 
 
 def embed_dataset(
-    encoder: Encoder, data_dir: str | Path, timer: StageTimer | None = None, progress=None, max_per_source: int | None = None
+    encoder: Encoder,
+    data_dir: str | Path,
+    timer: StageTimer | None = None,
+    progress=None,
+    max_per_source: int | None = None,
+    views: Sequence[str] = VIEWS,
 ) -> Dataset:
+    """Embed a folder-per-source data set as the product would: each image also in ``views`` (as
+    enrollment does) and with the view its file is scored in as a query (:mod:`attrib.views`)."""
     data_dir = Path(data_dir)
     folders = sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
@@ -65,9 +75,27 @@ def embed_dataset(
             files = files[:max_per_source]
         paths += files
         names += [folder.name] * len(files)
-    items, emb = embed_items(encoder, load_many(paths), timer=timer, progress=progress)
+    items, emb = embed_items(encoder, load_many(paths), timer=timer, progress=progress, views=views)
     keep = [i for i, it in enumerate(items) if it.error is None]
-    return Dataset([names[i] for i in keep], [items[i].path for i in keep], [items[i].record.sha256 for i in keep], emb)
+    good = [items[i] for i in keep]
+    return Dataset(
+        [names[i] for i in keep],
+        [it.path for it in good],
+        [it.record.sha256 for it in good],
+        emb,
+        view_embeddings(good),
+        [it.view for it in good],
+    )
+
+
+def post_view(post: str | Sequence[str]) -> str | None:
+    """The view a query post-processed by ``post`` is scored in: that of a JPEG file at the last
+    step's quality when the last step is ``jpegQ`` (the query is then that JPEG file), else the plain view."""
+    from .degrade import parse_post
+
+    steps = parse_post(post)
+    last = steps[-1] if steps else ""
+    return view_of(int(last[4:])) if last.startswith("jpeg") else None
 
 
 def split_sources(sources: Sequence[str], unknown: Sequence[str] | None, unknown_fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -103,6 +131,8 @@ def run_protocol(
     details: list[TrialDetail] | None = None,
     tree: Tree | None = None,
     node_score: str | None = None,
+    enroll_views: dict[str, np.ndarray] | None = None,
+    query_views: Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
     """K-shot trials on ``ds`` (see the module docstring) -> ``{"known", "unknown", "shots": {K:
     summary}}``.
@@ -115,28 +145,32 @@ def run_protocol(
     is the same with or without it). ``tree``: the sources' lineage (:class:`attrib.gallery.lineage.Tree`
     over the data's sources and their ancestors): each summary then also has ``levels``, accuracy
     per level of the tree (:func:`level_figures`), measured on the same enrollment held as a tree
-    gallery; every other figure is the flat gallery's, as without it."""
+    gallery; every other figure is the flat gallery's, as without it. ``enroll_views`` (``{view:
+    embeddings}``, rows aligned with ``ds``) and ``query_views`` (one view or None per row): each
+    enrolled sample also in those views, each query scored in its own (:mod:`attrib.views`); by
+    default ``ds``'s (its queries' only when they are its own embeddings)."""
     names = np.array(ds.names)
     queries = ds.embeddings if query_embeddings is None else np.asarray(query_embeddings, np.float32)
     if queries.shape != ds.embeddings.shape:
         raise AttribError(f"query_embeddings has shape {queries.shape}, the data set {ds.embeddings.shape}")
+    enroll_views, qv = _trial_views(ds, enroll_views, query_views, own_queries=query_embeddings is None)
     results: dict[str, Any] = {"known": list(known), "unknown": list(unknown), "shots": {}}
     for k in shots:
         per_trial, per_level = [], []
         per_source: dict[str, list[tuple[float, float]]] = {s: [] for s in known}
         for t in range(trials):
             enroll_idx, query_idx, unk_idx = _draw(names, known, unknown, k, max_queries, np.random.default_rng([seed, k, t]))
-            g = _enroll_trial(ds, encoder, enroll_idx)
-            m = _score_trial(g, queries, names, query_idx, unk_idx, far)
+            g = _enroll_trial(ds, encoder, enroll_idx, views=enroll_views)
+            m = _score_trial(g, queries, names, query_idx, unk_idx, far, qv)
             rej = np.flatnonzero(np.isin(names, list(rejects))) if rejects else np.zeros(0, np.int64)
             if rejects:
-                m["summary"]["attributed"] = _attributed(g, queries[rej], far)
+                m["summary"]["attributed"] = _attributed(g, queries[rej], far, _rows(qv, rej))
             if details is not None:
                 idx = {"known": query_idx, "unknown": unk_idx, "rejects": rej}
-                details.append(_trial_detail(g, queries, names, idx, far, k, t, {s: len(v) for s, v in enroll_idx.items()}))
+                details.append(_trial_detail(g, queries, names, idx, far, k, t, {s: len(v) for s, v in enroll_idx.items()}, qv))
             if tree is not None:
-                tg = _enroll_trial(ds, encoder, enroll_idx, trial_tree(tree, enroll_idx), node_score)
-                per_level.append(level_figures(tg, tree, queries, names, query_idx, unk_idx, far))
+                tg = _enroll_trial(ds, encoder, enroll_idx, trial_tree(tree, enroll_idx), node_score, enroll_views)
+                per_level.append(level_figures(tg, tree, queries, names, query_idx, unk_idx, far, qv))
             per_trial.append(m["summary"])
             for s, (acc, e) in m["per_source"].items():
                 per_source[s].append((acc, e))
@@ -150,6 +184,16 @@ def run_protocol(
             summary["levels"] = _mean_nested(per_level)
         results["shots"][str(k)] = summary
     return results
+
+
+def _trial_views(ds: Dataset, enroll_views, query_views, own_queries: bool) -> tuple[dict | None, list | None]:
+    """The views shots are enrolled in and each query row is scored in: those given, else ``ds``'s
+    (its queries' views only when the queries are its own embeddings)."""
+    if query_views is not None and len(query_views) != len(ds.names):
+        raise AttribError(f"{len(query_views)} query views for {len(ds.names)} rows")
+    if query_views is None and own_queries:
+        query_views = ds.query_views
+    return (ds.views if enroll_views is None else enroll_views), (None if query_views is None else list(query_views))
 
 
 def _draw(names: np.ndarray, known, unknown, k: int, max_queries: int, rng: np.random.Generator):
@@ -207,28 +251,33 @@ class TrialDetail:
     rejects: QuerySet = field(default_factory=lambda: QuerySet([], np.zeros((0, 0)), []))
 
 
-def _query_set(g, queries: np.ndarray, names: np.ndarray, rows, far) -> QuerySet:
+def _rows(views: list | None, rows) -> list | None:
+    """The views of ``rows`` (None when queries have none)."""
+    return None if views is None else [views[i] for i in rows]
+
+
+def _query_set(g, queries: np.ndarray, names: np.ndarray, rows, far, views=None) -> QuerySet:
     sources = g.source_names()
     rows = np.asarray(rows, dtype=np.int64)
     scores = np.full((len(rows), len(sources)), np.nan)
     if not len(rows):
         return QuerySet([], scores, [])
     col = {s: i for i, s in enumerate(sources)}
-    for r, cands in enumerate(g.source_scores(queries[rows], top_k=len(sources))):
+    for r, cands in enumerate(g.source_scores(queries[rows], top_k=len(sources), views=_rows(views, rows))):
         for s, v in cands:
             scores[r, col[s]] = v
-    decided = [d.source for d in g.identify(queries[rows], top_k=1, far=far)]
+    decided = [d.source for d in g.identify(queries[rows], top_k=1, far=far, views=_rows(views, rows))]
     return QuerySet([str(n) for n in names[rows]], scores, decided)
 
 
-def _trial_detail(g, queries, names, idx: dict[str, Any], far, k: int, t: int, enrolled: dict[str, int]) -> TrialDetail:
+def _trial_detail(g, queries, names, idx: dict[str, Any], far, k: int, t: int, enrolled: dict[str, int], views=None) -> TrialDetail:
     far_used = g.far if far is None else far
     thresholds = g.thresholds(far_used)
     expected = {}
     for s, thr in thresholds.items():
         gen = g.calibration.genuine(s)
         expected[s] = None if gen is None else gen.tail(thr)
-    sets = {kind: _query_set(g, queries, names, rows, far) for kind, rows in idx.items()}
+    sets = {kind: _query_set(g, queries, names, rows, far, views) for kind, rows in idx.items()}
     return TrialDetail(k, t, far_used, g.source_names(), enrolled, thresholds, expected, **sets)
 
 
@@ -254,11 +303,14 @@ def embed_post(encoder: Encoder, ds: Dataset, post: str | Sequence[str], progres
 
 
 def _enroll_trial(
-    ds: Dataset, encoder: Encoder, enroll_idx: dict[str, np.ndarray], tree: Tree | None = None, node_score=None
+    ds: Dataset, encoder: Encoder, enroll_idx: dict[str, np.ndarray], tree: Tree | None = None, node_score=None, views=None
 ) -> MemoryGallery:
     """A fresh gallery holding each known source's K shots, enrolled in the order of ``enroll_idx``
-    (a tree gallery with ``tree``, its inner nodes scored by ``node_score``: default the product's)."""
-    batches = [(s, ds.embeddings[ids], [ds.shas[i] for i in ids]) for s, ids in enroll_idx.items()]
+    (a tree gallery with ``tree``, its inner nodes scored by ``node_score``: default the product's;
+    ``views``: ``{view: embeddings}`` rows aligned with ``ds``, each shot enrolled in them too)."""
+    batches = [
+        (s, ds.embeddings[ids], [ds.shas[i] for i in ids], {v: e[ids] for v, e in (views or {}).items()}) for s, ids in enroll_idx.items()
+    ]
     norm = getattr(encoder, "score_norm", None)
     if tree is None:
         return MemoryGallery.enroll(batches, encoder.calibration, norm=norm)
@@ -342,7 +394,9 @@ def right_at(decided: Sequence[str], truth: Sequence[str], depth: int) -> bool:
     return len(decided) >= depth and list(decided[:depth]) == list(truth[:depth])
 
 
-def level_figures(g: MemoryGallery, tree: Tree, queries: np.ndarray, names: np.ndarray, known_idx, unk_idx, far) -> dict[str, Any]:
+def level_figures(
+    g: MemoryGallery, tree: Tree, queries: np.ndarray, names: np.ndarray, known_idx, unk_idx, far, views=None
+) -> dict[str, Any]:
     """Per level (:data:`LEVELS`): how often the best leaf (``top1``, closed set) and the tree
     gallery's decision (``decided``) are right, for known queries; of the known queries the decision
     gets wrong at the leaf, how many it gets right at the line and at the family; and where
@@ -354,9 +408,9 @@ def level_figures(g: MemoryGallery, tree: Tree, queries: np.ndarray, names: np.n
         if not rows:
             continue
         truths = [tree.lineage(str(n)) for n in names[rows]]
-        decided = [d.lineage for d in g.identify(queries[rows], top_k=1, far=far)]
+        decided = [d.lineage for d in g.identify(queries[rows], top_k=1, far=far, views=_rows(views, rows))]
         if kind == "known":
-            best = [g.tree.lineage(c[0][0]) if c else [] for c in g.source_scores(queries[rows], 1)]
+            best = [g.tree.lineage(c[0][0]) if c else [] for c in g.source_scores(queries[rows], 1, views=_rows(views, rows))]
             out[kind] = _known_levels(truths, best, decided)
         else:
             out[kind] = _unknown_levels(truths, decided)
@@ -406,22 +460,23 @@ def _mean(values):
     return round(float(arr.mean()), 4) if len(arr) else None
 
 
-def _attributed(g, embeddings: np.ndarray, far) -> float | None:
+def _attributed(g, embeddings: np.ndarray, far, views=None) -> float | None:
     """Fraction of ``embeddings`` that ``g`` accepts as one of its sources."""
     if not len(embeddings):
         return None
-    return float(np.mean([d.source is not None for d in g.identify(embeddings, top_k=1, far=far)]))
+    return float(np.mean([d.source is not None for d in g.identify(embeddings, top_k=1, far=far, views=views)]))
 
 
-def _score_trial(g, queries: np.ndarray, names: np.ndarray, query_idx, unk_idx, far) -> dict[str, Any]:
+def _score_trial(g, queries: np.ndarray, names: np.ndarray, query_idx, unk_idx, far, views=None) -> dict[str, Any]:
     sources = g.source_names()
     q = queries[query_idx]
     u = queries[unk_idx]
     q_true = names[query_idx]
-    full_q = g.source_scores(q, top_k=len(sources))
-    full_u = g.source_scores(u, top_k=len(sources)) if len(u) else []
-    dec_q = g.identify(q, top_k=1, far=far)
-    dec_u = g.identify(u, top_k=1, far=far) if len(u) else []
+    vq, vu = _rows(views, query_idx), _rows(views, unk_idx)
+    full_q = g.source_scores(q, top_k=len(sources), views=vq)
+    full_u = g.source_scores(u, top_k=len(sources), views=vu) if len(u) else []
+    dec_q = g.identify(q, top_k=1, far=far, views=vq)
+    dec_u = g.identify(u, top_k=1, far=far, views=vu) if len(u) else []
     best_q = np.array([c[0][1] for c in full_q])
     pred_q = np.array([c[0][0] for c in full_q])
     correct = pred_q == q_true

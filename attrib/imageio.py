@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+from .views import jpeg_quality, view_of
 
 #: Default bound on width x height. 1e8 pixels is a 10k x 10k image (300 MB as RGB).
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -57,6 +58,12 @@ class LoadedImage:
     width: int = 0
     height: int = 0
     thumbnail: bytes | None = None  # made on request (enrollment): :func:`thumbnail`
+    jpeg_quality: int | None = None  # a JPEG file's estimated quality (:func:`attrib.views.jpeg_quality`)
+
+    @property
+    def view(self) -> str | None:
+        """The view this image is scored in as a query (:func:`attrib.views.view_of`)."""
+        return view_of(self.jpeg_quality)
 
     def __post_init__(self):
         if self.pixels is not None:
@@ -98,13 +105,14 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img)
 
 
-def _open(data: bytes, name: str) -> tuple[np.ndarray, str | None]:
+def _open(data: bytes, name: str) -> tuple[np.ndarray, str | None, int | None]:
     limit = max_pixels()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             fmt = img.format
+            quality = jpeg_quality(img)
             width, height = img.size
             if width * height > limit:
                 raise ImageError(f"{name}: {width}x{height} is over the {limit:,}-pixel bound (ATTRIB_MAX_PIXELS raises it)")
@@ -126,7 +134,7 @@ def _open(data: bytes, name: str) -> tuple[np.ndarray, str | None]:
         raise ImageError(f"{name}: not enough memory to decode this image") from None
     if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.shape[0] < 1 or pixels.shape[1] < 1:
         raise ImageError(f"{name}: unsupported image layout {pixels.shape}")
-    return np.ascontiguousarray(pixels, dtype=np.uint8), fmt
+    return np.ascontiguousarray(pixels, dtype=np.uint8), fmt, quality
 
 
 def load_image(source: ImageInput, name: str | None = None) -> LoadedImage:
@@ -167,8 +175,8 @@ def load_image(source: ImageInput, name: str | None = None) -> LoadedImage:
             raise ImageError(f"{label}: cannot read ({exc.strerror or exc})") from None
     if not data:
         raise ImageError(f"{label}: empty file")
-    pixels, fmt = _open(data, label)
-    return LoadedImage(pixels, hashlib.sha256(data).hexdigest(), fmt, origin)
+    pixels, fmt, quality = _open(data, label)
+    return LoadedImage(pixels, hashlib.sha256(data).hexdigest(), fmt, origin, jpeg_quality=quality)
 
 
 def reflect_pad(image: np.ndarray, pad_h: int, pad_w: int) -> np.ndarray:

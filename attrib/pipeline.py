@@ -22,6 +22,7 @@ from .encoders import Encoder
 from .errors import ImageError
 from .gallery import SampleRecord
 from .imageio import LoadedImage, load_image, thumbnail
+from .views import view_images
 
 
 class StageTimer:
@@ -54,6 +55,12 @@ class Item:
     path: str
     image: LoadedImage | None = None
     error: str | None = None
+    views: dict[str, np.ndarray] | None = None  # its embeddings in the gallery's views (enrollment)
+
+    @property
+    def view(self) -> str | None:
+        """The view this image is scored in as a query (:mod:`attrib.views`)."""
+        return self.image.view if self.image is not None else None
 
     @property
     def record(self) -> SampleRecord:
@@ -115,12 +122,15 @@ def embed_items(
     progress=None,
     thumbnails: int = 0,
     batch_pixels: int = BATCH_PIXELS,
+    views: Sequence[str] = (),
 ) -> tuple[list[Item], np.ndarray]:
     """Decode (if not yet) and embed items in batches of ``batch_size`` images or ``batch_pixels``
     pixels; returns (all items, embeddings of the good ones).
 
     ``progress`` is called with the number of items finished after each batch. The first
     ``thumbnails`` readable items keep a thumbnail (enrollment: the gallery stores a few).
+    ``views`` (enrollment: :data:`attrib.views.VIEWS`): each good item is also embedded in those
+    views, into ``item.views`` (:func:`view_embeddings` gathers them), timed as ``views``.
     """
     timer = timer or StageTimer()
     all_items: list[Item] = []
@@ -132,6 +142,7 @@ def embed_items(
         if batch:
             with timer.stage("encode", len(batch)):
                 vectors.append(encoder.embed([it.image.pixels for it in batch]))
+            embed_views(encoder, batch, views, timer)
             for it in batch[: max(0, thumbnails - len(good))]:
                 it.make_thumbnail()
             good.extend(batch)
@@ -162,6 +173,24 @@ def embed_items(
     flush()
     emb = np.concatenate(vectors) if vectors else np.zeros((0, encoder.dim), np.float32)
     return all_items, emb
+
+
+def embed_views(encoder: Encoder, items: Sequence[Item], views: Sequence[str], timer: StageTimer | None = None) -> None:
+    """Embed decoded ``items`` in each of ``views`` (:mod:`attrib.views`) into ``item.views``."""
+    timer = timer or StageTimer()
+    for view in views:
+        with timer.stage("views", len(items)):
+            emb = encoder.embed(view_images([it.image.pixels for it in items], view))
+        for it, vec in zip(items, emb):
+            it.views = (it.views or {}) | {view: vec}
+
+
+def view_embeddings(items: Sequence[Item]) -> dict[str, np.ndarray] | None:
+    """``{view: embeddings}`` of good ``items`` (rows in their order) embedded with ``views``; None
+    when none was."""
+    names = [set(it.views or ()) for it in items]
+    common = set.intersection(*names) if names else set()
+    return {v: np.stack([it.views[v] for it in items]) for v in sorted(common)} or None
 
 
 def detector_tap(runner, found: dict):

@@ -125,18 +125,20 @@ def build_recipe(recipe: Recipe, gallery_path: Path, pm=None, progress: Callable
     """Enroll every source of ``recipe`` into the gallery at ``gallery_path``; returns (gallery, results)."""
     from .encoders import get_encoder
     from .gallery import THUMBS_PER_SOURCE, Gallery
-    from .pipeline import embed_items, load_many
+    from .pipeline import embed_items, load_many, view_embeddings
+    from .views import VIEWS
 
     plan = recipe.plan()
     gallery = Gallery(gallery_path, encoder=get_encoder(recipe.encoder, pm=pm), pm=pm)
     gallery.set_recipe(recipe.name)
     results = []
     for entry in plan:
-        items, emb = embed_items(gallery.encoder, load_many(entry["files"]), thumbnails=THUMBS_PER_SOURCE)
+        items, emb = embed_items(gallery.encoder, load_many(entry["files"]), thumbnails=THUMBS_PER_SOURCE, views=VIEWS)
         good = [it for it in items if it.error is None]
         if not good:
             raise AttribError(f"recipe source {entry['name']}: no readable image")
-        res = gallery.enroll(entry["name"], emb, [it.record for it in good], family=entry["family"], metadata=entry["metadata"])
+        records, views = [it.record for it in good], view_embeddings(good)
+        res = gallery.enroll(entry["name"], emb, records, family=entry["family"], metadata=entry["metadata"], views=views)
         res.failed = [{"path": it.path, "error": it.error} for it in items if it.error]
         results.append(res)
         if progress:

@@ -75,6 +75,7 @@ from attrib.evaluate import Dataset, run_protocol, split_sources
 from attrib.imageio import load_image
 from attrib.openset import measure_prior
 from attrib.scorenorm import ScoreNorm
+from attrib.views import JPEG_VIEW, VIEW_QUALITY, jpeg_quality, view_of
 
 VARIANTS = ("asis", "asis_jpeg75", "crop256", "jpeg75", "half")
 TILED = ("asis", "asis_jpeg75")  # variants also embedded tile by tile
@@ -84,6 +85,11 @@ JOINT = ("fp-joint1", "fp-joint2", "fp-joint3")  # one fit; fp-joint2 and fp-joi
 SELFDESC_RECIPE = {"fp-joint4": "fp-joint3"}
 SELFDESC_WEIGHT = 4.0  # the self-description's weight before the joint WCCN (3 and 5 measured the same on one shuffle)
 NORMED = ("fp-joint2", "fp-joint3")
+# views (:mod:`attrib.views`): the variant that is each enrollment variant re-saved as JPEG q75
+# (the ``jpeg`` view the gallery enrolls beside it), and the JPEG quality each query variant's file has
+# (None: PNG; ``asis``: the file's own, from its quantisation tables)
+VIEW_VARIANT = {"asis": "asis_jpeg75", "crop256": "jpeg75"}
+QUERY_QUALITY = {"asis_jpeg75": VIEW_QUALITY, "jpeg75": VIEW_QUALITY, "crop256": None, "half": None}
 COHORT_ZOO_IMAGES = 600  # fp-joint3's zoo cohort: at most this many zoo images (undegraded), drawn once
 # fp-joint3's output scale: scores are tanh(z / 20). Zoo and synthetic queries stand 30-60 cohort
 # deviations above their cohort means against their own source; tanh(z / 5) (fp-joint2's) pins
@@ -483,7 +489,28 @@ def pick_one_per_prompt(rows: list[dict], seed: int) -> np.ndarray:
     return np.sort([g[rng.integers(len(g))] for g in groups.values()])
 
 
-def run_fold(fold: Fold, encoder: str, variant: str, keep: np.ndarray, shots, trials: int, far: float | None = None) -> dict | None:
+def file_qualities(devset: Path, rows: list[dict]) -> list[int | None]:
+    """Each devset file's JPEG quality (:func:`attrib.views.jpeg_quality`; None: not a JPEG)."""
+    out = []
+    for row in rows:
+        with Image.open(devset / row["file"]) as img:
+            out.append(jpeg_quality(img))
+    return out
+
+
+def run_fold(
+    fold: Fold,
+    encoder: str,
+    variant: str,
+    keep: np.ndarray,
+    shots,
+    trials: int,
+    far: float | None = None,
+    qualities: list[int | None] | None = None,
+) -> dict | None:
+    """One fold's K-shot trials of ``encoder`` on query ``variant``. With ``qualities`` (each file's
+    JPEG quality), as the product does: every shot is enrolled in the ``jpeg`` view too and each
+    query is scored in the view of its file (:mod:`attrib.views`); without, in the plain view."""
     fd, labels = fold.fd, fold.labels
     enroll_variant = "asis" if variant in TILED else "crop256"
     ok = fold.feats[f"ok_{enroll_variant}"] & fold.feats[f"ok_{variant}"]
@@ -498,6 +525,10 @@ def run_fold(fold: Fold, encoder: str, variant: str, keep: np.ndarray, shots, tr
     ds = Dataset(names, [str(i) for i in idx], [str(i) for i in idx], fold.embed(encoder, enroll_variant, idx))
     queries = fold.embed(encoder, variant, idx)
     enc = SimpleNamespace(calibration=fold.prior(encoder), score_norm=fold.norms.get(encoder))
+    views = {}
+    if qualities is not None:
+        views["enroll_views"] = {JPEG_VIEW: fold.embed(encoder, VIEW_VARIANT[enroll_variant], idx)}
+        views["query_views"] = [view_of(QUERY_QUALITY.get(variant, qualities[i])) for i in idx]
     res = run_protocol(
         ds,
         enc,
@@ -510,6 +541,7 @@ def run_fold(fold: Fold, encoder: str, variant: str, keep: np.ndarray, shots, tr
         seed=fd["seed"],
         query_embeddings=queries,
         rejects=["real"],
+        **views,
     )
     return res
 
@@ -576,6 +608,14 @@ def main(argv=None) -> dict:
         action="store_true",
         help="drop the near-impostor model from the fold-fitted encoders' priors (thresholds at the impostor model's FAR point only)",
     )
+    ap.add_argument(
+        "--views",
+        choices=("on", "off", "both"),
+        default="on",
+        help="on (as attrib does): every shot also enrolled re-saved as JPEG q75 and each query scored in its file's view "
+        "(attrib.views); off: every query in the plain view (attrib before views); both: each run twice, the plain-view "
+        "runs as ENCODER-noviews, with the paired differences",
+    )
     ap.add_argument("--zoo", type=Path, help="a built zoo (attrib zoo build): enables fp-joint1 (fitted on it) and its zoo check")
     ap.add_argument("--cache", type=Path, default=Path("bench/out/real_features_v2.npz"))
     ap.add_argument("--out", type=Path, default=Path("bench/results/real_folds.json"))
@@ -598,6 +638,7 @@ def main(argv=None) -> dict:
             ap.error(f"{', '.join(SELFDESC_RECIPE)} need --zoo")
         feats_sd, zoo_sd = with_selfdesc(feats, zoo, *selfdesc_features(args.devset, rows, args.zoo, selfdesc_cache(args.cache, args.zoo)))
     variants = args.variant or list(VARIANTS)
+    qualities = None if args.views == "off" else file_qualities(args.devset, rows)
     runs: dict[str, list] = {}
     for seed in range(args.seeds):
         keep = pick_one_per_prompt(rows, seed)
@@ -618,19 +659,28 @@ def main(argv=None) -> dict:
                 for v in variants:
                     if enc == "size-format" and v != "asis":
                         continue
-                    res = run_fold(*by_encoder[enc], v, keep, shots, args.trials, args.far)
+                    res = run_fold(*by_encoder[enc], v, keep, shots, args.trials, args.far, qualities)
                     if res:
                         runs.setdefault(f"{enc}/{v}", []).append(res)
+                    if res and args.views == "both":
+                        runs.setdefault(f"{enc}-noviews/{v}", []).append(run_fold(*by_encoder[enc], v, keep, shots, args.trials, args.far))
             print(f"seed {seed} fold {fd['fold']}: known {len(fd['known'])}, unknown {len(fd['unknown'])}", file=sys.stderr)
     result = {
         "paired_vs_default": paired(runs, shots),
         "paired_vs_fp-joint1": paired(runs, shots, "fp-joint1"),
         "paired_vs_fp-joint3": paired(runs, shots, "fp-joint3"),
+        "paired_vs_no_views": {
+            enc: paired({k: r for k, r in runs.items() if k.split("/")[0] in (enc, f"{enc}-noviews")}, shots, f"{enc}-noviews")
+            for enc in encoders
+        }
+        if args.views == "both"
+        else {},
         "protocol": {k: getattr(args, k) for k in ("seeds", "folds", "trials")}
         | {
             "shots": shots,
             "far": args.far or 0.01,
             "near_floor": not args.no_near_floor,
+            "views": args.views,
             "alpha": ALPHA,
             "texture_reg": TEXTURE_REG,
             "selfdesc": SELFDESC | {"weight": SELFDESC_WEIGHT},

@@ -47,10 +47,11 @@ def on_disk(tmp_path):
     """evaluate._enroll_trial as it used to be: a real Gallery per trial, one enroll per source."""
     counter = iter(range(1000))
 
-    def enroll(ds, encoder, enroll_idx):
+    def enroll(ds, encoder, enroll_idx, views=None):
         g = Gallery(tmp_path / f"trial{next(counter)}", encoder=encoder)
         for s, ids in enroll_idx.items():
-            g.enroll(s, ds.embeddings[ids], [SampleRecord(ds.shas[i], origin=ds.paths[i]) for i in ids])
+            in_views = {v: e[ids] for v, e in views.items()} if views else None
+            g.enroll(s, ds.embeddings[ids], [SampleRecord(ds.shas[i], origin=ds.paths[i]) for i in ids], views=in_views)
         return g
 
     return enroll
@@ -65,6 +66,34 @@ def test_run_protocol_gives_the_figures_of_a_real_gallery(tmp_path, monkeypatch,
     monkeypatch.setattr(evaluate, "_enroll_trial", on_disk(tmp_path))
     assert run_protocol(ds, enc, ["s0", "s1", "s2", "s3"], ["s4", "s5"], **args) == in_memory
     assert in_memory["shots"]["22"]["auroc"] is not None
+
+
+def test_views_score_each_query_in_its_own_view_as_a_real_gallery_does(tmp_path, monkeypatch):
+    """Queries "re-compressed" (a fixed rotation of every embedding) score against prototypes of
+    the enrolled samples rotated the same way when they come in the jpeg view: every score is then
+    the clean one, and so is every figure; in the plain view attribution falls. The in-memory
+    trials answer as on-disk galleries enrolled with the same views."""
+    ds, enc = dataset(), WithPrior()
+    known, unknown = ["s0", "s1", "s2", "s3"], ["s4", "s5"]
+    args = dict(shots=(3, 22), trials=2, max_queries=6, seed=4)
+    rotation, _ = np.linalg.qr(np.random.default_rng(9).normal(size=(ds.embeddings.shape[1],) * 2))
+    moved = ds.embeddings @ rotation
+    clean = run_protocol(ds, enc, known, unknown, **args)
+    plain = run_protocol(ds, enc, known, unknown, query_embeddings=moved, **args)["shots"]["3"]
+    views = dict(enroll_views={"jpeg": moved}, query_views=["jpeg"] * len(ds.names))
+    matched = run_protocol(ds, enc, known, unknown, query_embeddings=moved, **args, **views)
+    assert plain["accuracy"] < clean["shots"]["3"]["accuracy"] - 0.2
+    for k in ("accuracy", "auroc", "tar"):  # the same cosines: the same figures
+        assert matched["shots"]["3"][k] == pytest.approx(clean["shots"]["3"][k], abs=1e-3)
+    # mixed views: clean queries in the plain view, moved ones in the jpeg view
+    mixed_q = np.where((np.arange(len(ds.names)) % 2 == 0)[:, None], ds.embeddings, moved)
+    mixed = dict(enroll_views={"jpeg": moved}, query_views=[None if i % 2 == 0 else "jpeg" for i in range(len(ds.names))])
+    in_memory = run_protocol(ds, enc, known, unknown, query_embeddings=mixed_q, rejects=["s5"], **args, **mixed)
+    assert in_memory["shots"]["3"]["accuracy"] == pytest.approx(clean["shots"]["3"]["accuracy"], abs=1e-3)
+    monkeypatch.setattr(evaluate, "_enroll_trial", on_disk(tmp_path))
+    assert run_protocol(ds, enc, known, unknown, query_embeddings=mixed_q, rejects=["s5"], **args, **mixed) == in_memory
+    with pytest.raises(Exception, match="query views"):
+        run_protocol(ds, enc, known, unknown, query_views=["jpeg"], **args)
 
 
 def test_memory_gallery_answers_as_a_gallery(tmp_path):

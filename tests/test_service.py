@@ -675,3 +675,31 @@ def test_schemathesis_against_openapi(live_server):
             except Exception as exc:  # collect every operation's failure, then report them all
                 failures.append(f"{op.method.upper()} {op.path} [{mode.value}]: {type(exc).__name__}: {str(exc)[:800]}")
     assert not failures, "\n\n".join(failures)
+
+
+def test_enroll_stores_views_and_identify_routes_jpeg_uploads(client, gallery, monkeypatch):
+    """The API enrolls each sample in the jpeg view too (as `attrib enroll`), and scores a JPEG
+    upload in it and a PNG upload in the plain view (attrib.views), through the shared search."""
+    import io
+
+    from PIL import Image
+
+    r = client.post("/v1/sources/src4/samples", files=files_for(query(4, 1), query(4, 2), query(4, 3)), headers=AUTH)
+    assert r.status_code == 200 and r.json()["enrolled"] == 3
+    g = Gallery(gallery, create=False)
+    assert g.store.count("sample_views") == 3 and g.store.views() == ["jpeg"]
+    g.close()
+    asked = []
+    real = Gallery.identify
+
+    def spy(self, embeddings, top_k=5, far=None, views=None):
+        asked.append(list(views) if views is not None else None)
+        return real(self, embeddings, top_k, far, views)
+
+    monkeypatch.setattr(Gallery, "identify", spy)
+    buf = io.BytesIO()
+    Image.fromarray(synthetic(4, 8)).save(buf, "JPEG", quality=70)
+    r = client.post("/v1/identify", files=files_for(("a.jpg", buf.getvalue(), "image/jpeg"), query(4, 9)))
+    assert r.status_code == 200, r.text
+    assert asked == [["jpeg", None]]
+    assert r.json()[0]["candidates"][0]["source"] == "src4"

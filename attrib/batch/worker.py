@@ -122,7 +122,8 @@ class Identifier:
         tap = None if self.runner is None else detector_tap(self.runner, found)
         tapped = items if tap is None else [tap(it) or it for it in items]
         items, emb = embed_items(self.encoder, tapped, batch_size=self.options.encode_batch)
-        decisions = self.gallery.identify(emb, top_k=self.options.top_k, far=self.options.far) if len(emb) else []
+        views = [it.view for it in items if it.error is None]
+        decisions = self.gallery.identify(emb, top_k=self.options.top_k, far=self.options.far, views=views) if len(emb) else []
         return identify_rows(items, decisions, found, self.judge)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from ..gallery import THUMBS_PER_SOURCE
-from ..pipeline import embed_items, expand_paths, load_many
+from ..pipeline import embed_items, expand_paths, load_many, view_embeddings
 from ..sources import FAMILIES
+from ..views import VIEWS
 from .common import echo_json, gallery_option, json_option, open_gallery, parse_meta, plugin_manager, progressbar
 
 
@@ -28,6 +29,9 @@ def enroll(ctx, source, family, parent, meta, encoder, batch_size, json_, paths)
     (same sha256) are skipped as duplicates; unreadable files are reported and skipped. The
     enrollment is atomic: if it fails or is interrupted, the gallery stays as it was.
 
+    Each sample is also embedded after a JPEG re-save (q75): JPEG queries are then compared with
+    like (README, "Views"). Enrollment embeds each image twice.
+
     \b
     Examples:
       attrib enroll --generator midjourney6 --family diffusion samples/
@@ -46,7 +50,7 @@ def enroll(ctx, source, family, parent, meta, encoder, batch_size, json_, paths)
         gallery.check_enroll_parent(source, parent, family)
     with progressbar(len(files), f"embedding {source}") as bar:
         items, emb = embed_items(
-            gallery.encoder, load_many(files), batch_size=batch_size, progress=bar.update, thumbnails=THUMBS_PER_SOURCE
+            gallery.encoder, load_many(files), batch_size=batch_size, progress=bar.update, thumbnails=THUMBS_PER_SOURCE, views=VIEWS
         )
     good = [it for it in items if it.error is None]
     failed = [{"path": it.path, "error": it.error} for it in items if it.error is not None]
@@ -58,7 +62,8 @@ def enroll(ctx, source, family, parent, meta, encoder, batch_size, json_, paths)
             for f in failed:
                 click.echo(f"  failed: {f['error']}", err=True)
         raise click.ClickException(msg)
-    result = gallery.enroll(source, emb, [it.record for it in good], family=family, metadata=meta, parent=parent)
+    records = [it.record for it in good]
+    result = gallery.enroll(source, emb, records, family=family, metadata=meta, parent=parent, views=view_embeddings(good))
     result.failed = failed
     if json_:
         echo_json(result.to_dict())

@@ -100,7 +100,7 @@ def eval_command(ctx, data_dir, encoder, shots, unknown, unknown_fraction, trial
     (family, line, leaf) and how often a query wrong at the leaf is right at its parent.
     """
     from ..encoders import get_encoder
-    from ..evaluate import embed_dataset, embed_post, run_protocol, split_sources
+    from ..evaluate import embed_dataset, embed_post, post_view, run_protocol, split_sources
     from ..pipeline import StageTimer
 
     reject, post = list(extra["reject"]), list(extra["post"])
@@ -126,7 +126,8 @@ def eval_command(ctx, data_dir, encoder, shots, unknown, unknown_fraction, trial
         with progressbar(len(ds.names), "post-processing") as bar:
             post_emb = embed_post(enc, ds, post, progress=bar.update)
         post_details = [] if want_details else None
-        res_post = run_protocol(ds, enc, known, unk, query_embeddings=post_emb, details=post_details, **args)
+        post_views = [post_view(post)] * len(ds.names)
+        res_post = run_protocol(ds, enc, known, unk, query_embeddings=post_emb, query_views=post_views, details=post_details, **args)
         robust = (res_post, post_details)
     res["encoder"] = enc.id
     res["data"] = str(data_dir)

@@ -40,7 +40,8 @@ def identify(ctx, top_k, far, keep_unknown, batch_size, no_detectors, detector_n
 
     The best-matching source is accepted only if its score clears that source's calibrated
     threshold (set for the false-accept rate --far); otherwise the answer is unknown. Each
-    answer reports the score, the threshold and the margin to the runner-up.
+    answer reports the score, the threshold and the margin to the runner-up. A JPEG file at
+    quality 90 or less is compared with the sources' samples re-saved as JPEG (README, "Views").
 
     With --json, one JSON object per image (JSON Lines): path, source (null when unknown),
     score, threshold, margin, candidates [{source, score}], error, detectors: each
@@ -56,7 +57,7 @@ def identify(ctx, top_k, far, keep_unknown, batch_size, no_detectors, detector_n
     tap = None if no_detectors else detector_tap(make_runner(ctx, detector_names, detector_timeout), found)
     items, emb = _embed_paths(gallery, paths, batch_size, on_item=tap)
     good = [it for it in items if it.error is None]
-    decisions = gallery.identify(emb, top_k=top_k, far=far) if len(emb) else []
+    decisions = gallery.identify(emb, top_k=top_k, far=far, views=[it.view for it in good]) if len(emb) else []
     if keep_unknown and len(emb):  # the same decisions: what is kept depends on the best candidate only
         gallery.keep_rejected(emb, [it.record for it in good], decisions)
     rows = report.identify_rows(items, decisions, found, _judge(ctx, gallery))
@@ -138,7 +139,8 @@ def verify(ctx, source, far, batch_size, json_, paths):
         return
     gallery.require_node(source)
     items, emb = _embed_paths(gallery, paths, batch_size)
-    rows = report.verify_rows(items, gallery.verify(emb, source, far) if len(emb) else [], source, far)
+    views = [it.view for it in items if it.error is None]
+    rows = report.verify_rows(items, gallery.verify(emb, source, far, views=views) if len(emb) else [], source, far)
     for r in rows:
         if json_:
             echo_jsonl(r)

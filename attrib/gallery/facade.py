@@ -27,6 +27,7 @@ from ..errors import EncoderMismatch, GalleryError, UnknownSource
 from ..index import VectorIndex
 from ..scorenorm import normalise
 from ..sources import FAMILIES, check_name
+from ..views import VIEWS, by_view
 from . import discovery, lineage, prototypes
 from .store import DB_NAME, EnrollResult, SampleRecord, Store, now
 
@@ -46,7 +47,7 @@ class Gallery:
         self.db = self.store.db
         self.encoder = self._bind(encoder, pm)
         self.dim = self.store.dim
-        self._proto_index: VectorIndex | None = None
+        self._proto_index: dict[str | None, VectorIndex | None] = {}  # per view
         self._proto_gen: int | None = None
         self._calibration: tuple[int, openset.Calibration] | None = None
         self._tree: tuple[int, lineage.Tree, dict[str, np.ndarray] | None] | None = None
@@ -259,24 +260,30 @@ class Gallery:
         family: str | None = None,
         metadata: dict[str, Any] | None = None,
         parent: str | None = None,
+        views: dict[str, np.ndarray] | None = None,
     ) -> EnrollResult:
         """Add embedded samples to ``source`` (created if new, under ``parent``) in one transaction.
 
         Images whose sha256 is already in the gallery are skipped and reported as duplicates.
         Prototypes and calibration are updated in the same transaction. A source under a parent
         takes its tree's family; an existing source keeps its parent (``parent`` must be it, or
-        None: move a source with :meth:`move_source`).
+        None: move a source with :meth:`move_source`). ``views``: the samples' embeddings in the
+        gallery's views (``{view: rows aligned with embeddings}``, :mod:`attrib.views`).
         """
-        return self.enroll_many([(source, embeddings, records, family, metadata, parent)])[0]
+        return self.enroll_many([(source, embeddings, records, family, metadata, parent, views)])[0]
 
     def enroll_many(self, batches: Sequence[tuple]) -> list[EnrollResult]:
         """Enroll several sources in one transaction, calibrating once at the end.
 
-        ``batches`` holds ``(source, embeddings, records, family, metadata[, parent])`` tuples.
+        ``batches`` holds ``(source, embeddings, records, family, metadata[, parent[, views]])`` tuples.
         """
-        batches = [(*b, None) if len(b) == 5 else tuple(b) for b in batches]
-        for source, embeddings, records, family, _, parent in batches:
+        batches = [tuple(b) + (None,) * (7 - len(b)) for b in batches]
+        for source, embeddings, records, family, _, parent, views in batches:
             self._check_batch(source, embeddings, records, family)
+            for view, emb in (views or {}).items():
+                if view not in VIEWS:
+                    raise GalleryError(f"unknown view {view!r}: one of {', '.join(VIEWS)}")
+                self._check_batch(source, emb, records, family)
             if parent is not None:
                 self.check_enroll_parent(source, parent, family)
             else:
@@ -284,11 +291,12 @@ class Gallery:
         results = []
         with self.store.transaction():
             touched = []
-            for source, embeddings, records, family, metadata, parent in batches:
+            for source, embeddings, records, family, metadata, parent, views in batches:
                 if parent is not None:
                     family = self.tree().family_of(parent)
                 new = self.store.upsert_source(source, family, metadata, parent=parent)
-                result = self.store.add_samples(source, np.asarray(embeddings, dtype=np.float32), records)
+                views = {v: np.asarray(e, dtype=np.float32) for v, e in (views or {}).items()}
+                result = self.store.add_samples(source, np.asarray(embeddings, dtype=np.float32), records, views)
                 results.append(result)
                 if result.enrolled or new:
                     self._rebuild_prototypes(source)
@@ -331,6 +339,10 @@ class Gallery:
             return
         centres, members = prototypes.prototypes_of(emb)
         self.store.replace_prototypes(source, centres, members)
+        for view in self.store.views():
+            emb = self.store.view_embeddings(source, view)
+            centres, members = prototypes.prototypes_of(emb) if len(emb) else (emb, [])
+            self.store.replace_view_prototypes(source, view, centres, members)
 
     # -- calibration -------------------------------------------------------------------------
     def _recalibrate(self, touched: Sequence[str]) -> None:
@@ -399,16 +411,25 @@ class Gallery:
         return self.store.prototypes()
 
     # -- search ------------------------------------------------------------------------------
-    def prototype_index(self) -> VectorIndex | None:
-        """The FAISS index of prototypes, loaded from cache or rebuilt if the gallery moved on."""
+    def view_prototypes(self, view: str | None) -> tuple[np.ndarray, list[str]]:
+        """Every prototype of ``view`` (None: the plain view) and its source, ordered by source: a
+        source with no sample in the view keeps its plain prototypes (:func:`prototypes.in_view`)."""
+        plain = self.prototypes()
+        return plain if view is None else prototypes.in_view(*plain, *self.store.view_prototypes(view))
+
+    def prototype_index(self, view: str | None = None) -> VectorIndex | None:
+        """The FAISS index of the prototypes of ``view`` (None: the plain view), loaded from cache or
+        rebuilt if the gallery moved on."""
         gen = self.generation
-        if self._proto_index is not None and self._proto_gen == gen:
-            return self._proto_index
-        cache = self.path / "index" / "prototypes.faiss"
+        if self._proto_gen != gen:
+            self._proto_index, self._proto_gen = {}, gen
+        if view in self._proto_index:
+            return self._proto_index[view]
+        cache = self.path / "index" / ("prototypes.faiss" if view is None else f"prototypes-{view}.faiss")
         expect = {"generation": gen, "encoder_id": self.encoder.id}
         index = VectorIndex.load(cache, expect)
         if index is None:
-            protos, labels = self.prototypes()
+            protos, labels = self.view_prototypes(view)
             if not len(protos):
                 return None
             index = VectorIndex.build(protos, labels)
@@ -416,27 +437,38 @@ class Gallery:
                 index.save(cache, expect)
             except OSError:
                 pass  # a read-only gallery still answers; it just rebuilds next time
-        self._proto_index, self._proto_gen = index, gen
+        self._proto_index[view] = index
         return index
 
-    def source_scores(self, embeddings: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
-        """Per query, ``(source, score)`` best first, each source scored by its best prototype."""
-        return prototypes.source_scores(self.prototype_index(), embeddings, top_k, self.encoder.score_norm)
+    def source_scores(self, embeddings: np.ndarray, top_k: int, views=None) -> list[list[tuple[str, float]]]:
+        """Per query, ``(source, score)`` best first, each source scored by its best prototype in the
+        query's view (``views``: one per query, None for the plain view; :mod:`attrib.views`)."""
+        emb = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+        norm = self.encoder.score_norm
+        return by_view(views, len(emb), lambda v, rows: prototypes.source_scores(self.prototype_index(v), emb[rows], top_k, norm))
 
-    def identify(self, embeddings: np.ndarray, top_k: int = 5, far: float | None = None) -> list[openset.Decision]:
-        """Open-set identification of each embedding: a source, or unknown (source None)."""
+    def identify(self, embeddings: np.ndarray, top_k: int = 5, far: float | None = None, views=None) -> list[openset.Decision]:
+        """Open-set identification of each embedding: a source, or unknown (source None); each
+        scored in its view (``views``: one per embedding, None for the plain view; :mod:`attrib.views`)."""
         far = self.far if far is None else far
         tree, vectors = self._lineage()
         norm = self.encoder.score_norm
-        if tree.active:
-            return lineage.identify(self.prototype_index(), self.calibration(), embeddings, top_k, far, tree, vectors, norm)
-        decisions = prototypes.identify(self.prototype_index(), self.calibration(), embeddings, top_k, far, norm)
-        lineage.flat_lineage(decisions, tree)
-        return decisions
+        emb = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
 
-    def verify(self, embeddings: np.ndarray, source: str, far: float | None = None) -> list[dict[str, Any]]:
+        def answer(view, rows):
+            index = self.prototype_index(view)
+            if tree.active:
+                return lineage.identify(index, self.calibration(), emb[rows], top_k, far, tree, vectors, norm)
+            decisions = prototypes.identify(index, self.calibration(), emb[rows], top_k, far, norm)
+            lineage.flat_lineage(decisions, tree)
+            return decisions
+
+        return by_view(views, len(emb), answer)
+
+    def verify(self, embeddings: np.ndarray, source: str, far: float | None = None, views=None) -> list[dict[str, Any]]:
         """1:1 verification against one source at false-accept rate ``far`` (an inner node or, in a
-        gallery with a tree, a family: against its subtree, at its threshold)."""
+        gallery with a tree, a family: against its subtree, at its threshold); each embedding held
+        to the source's prototypes in its view (``views``, as :meth:`identify`)."""
         key = self.require_node(source)
         far = self.far if far is None else far
         tree, vectors = self._lineage()
@@ -445,7 +477,15 @@ class Gallery:
             raise GalleryError(f"source {source!r} has no samples, nor has any source under it: nothing to verify against")
         thr = self.thresholds(far, sources=[key])[key]
         emb = np.atleast_2d(embeddings)
-        scores = normalise(self.encoder.score_norm, (emb @ protos.T).max(axis=1), emb)
+
+        def best(view, rows):
+            own = protos
+            if view is not None and key not in vectors:
+                own = self.store.view_prototypes(view, source)[0]
+                own = own if len(own) else protos
+            return list((emb[rows] @ own.T).max(axis=1))
+
+        scores = normalise(self.encoder.score_norm, np.array(by_view(views, len(emb), best)), emb)
         return [
             {"generator": source, "score": round(float(s), 6), "threshold": round(thr, 6), "accepted": bool(s >= thr), "far": far}
             for s in scores
@@ -505,6 +545,7 @@ class Gallery:
             "sources": self.store.count("sources"),
             "samples": self.store.count("samples"),
             "prototypes": self.store.count("prototypes"),
+            "views": {view: len(self.store.view_prototypes(view)[1]) for view in self.store.views()},  # prototypes per view
             "rejected": self.store.count("rejected"),
             "far": self.far,
         }

@@ -18,6 +18,7 @@ from .. import openset
 from ..index import VectorIndex
 from ..scorenorm import ScoreNorm
 from ..sources import check_name
+from ..views import by_view
 from . import lineage, prototypes
 
 
@@ -33,9 +34,11 @@ class MemoryGallery:
         norm: ScoreNorm | None = None,
         tree: lineage.Tree | None = None,
         vectors: dict[str, np.ndarray] | None = None,
+        view_indexes: dict[str, VectorIndex | None] | None = None,
     ):
         self.sources = sources
         self.index = index
+        self.view_indexes = view_indexes or {}  # per view (:mod:`attrib.views`): its prototypes' index
         self.calibration = calibration
         self.far = far
         self.norm = norm
@@ -45,13 +48,14 @@ class MemoryGallery:
     @classmethod
     def enroll(
         cls,
-        batches: Sequence[tuple[str, np.ndarray, Sequence[str]]],
+        batches: Sequence[tuple],
         prior: dict[str, Any] | None,
         tree: lineage.Tree | None = None,
         node_score: str = lineage.NODE_SCORE,
         norm: ScoreNorm | None = None,
     ) -> MemoryGallery:
-        """Enroll ``(source, embeddings, sha256s)`` batches, in order; ``prior`` is the encoder's
+        """Enroll ``(source, embeddings, sha256s[, {view: embeddings}])`` batches, in order (each
+        view's rows aligned with ``embeddings``: :mod:`attrib.views`); ``prior`` is the encoder's
         ``calibration``, ``norm`` its score normalisation (:mod:`attrib.scorenorm`) if it has one. ``tree`` (its sources: the enrolled ones and their ancestors, which may
         have no samples) makes it a tree gallery, its inner nodes scored by ``node_score``."""
         seen: set[str] = set()
@@ -59,15 +63,19 @@ class MemoryGallery:
         flat: list[np.ndarray] = []
         shas: list[str] = []
         owners: list[str] = []
+        view_rows: dict[str, dict[int, np.ndarray]] = {}  # per view: row of ``flat`` -> its view embedding
         dim = 0
-        for source, emb, batch_shas in batches:
+        for source, emb, batch_shas, *rest in batches:
             check_name(source)
             members.setdefault(source, [])
             emb = np.asarray(emb, dtype=np.float32)
             dim = emb.shape[1] if emb.ndim == 2 else dim
-            for vec, sha in zip(emb, batch_shas):
+            views = rest[0] if rest and rest[0] else {}
+            for i, (vec, sha) in enumerate(zip(emb, batch_shas)):
                 if sha not in seen:  # a duplicate image stays with the source that had it first
                     seen.add(sha)
+                    for view, vemb in views.items():
+                        view_rows.setdefault(view, {})[len(flat)] = np.asarray(vemb[i], np.float32)
                     members[source].append(len(flat))
                     flat.append(vec)
                     shas.append(sha)
@@ -83,6 +91,17 @@ class MemoryGallery:
         impostor = openset.impostor_models(samples[pick], [owners[i] for i in pick], vectors, names, norm)
         observed = {s: (impostor[s], openset.genuine_model(samples[members[s]], norm)) for s in impostor}
         index = VectorIndex.build(vectors, names) if len(vectors) else None
+        view_indexes = {}
+        for view, rows in view_rows.items():
+            view_vecs, view_names = [], []
+            for s in sorted(members):
+                own = [rows[i] for i in members[s] if i in rows]
+                if own:
+                    centres, _ = prototypes.prototypes_of(np.stack(own))
+                    view_vecs += list(centres)
+                    view_names += [s] * len(centres)
+            vv, vn = prototypes.in_view(vectors, names, np.array(view_vecs, np.float32), view_names)
+            view_indexes[view] = VectorIndex.build(vv, vn) if len(vv) else None
         node_vecs = None
         if tree is not None and tree.active:
             pool = (samples[pick], [owners[i] for i in pick])
@@ -92,21 +111,37 @@ class MemoryGallery:
 
             node_vecs = lineage.node_vectors(tree, tree.inner_keys(), vectors, names, samples_of, node_score)
             observed.update(lineage.node_models(tree, node_vecs, *pool, samples_of, norm))
-        return cls(sorted(members), index, openset.Calibration(observed, prior), tree=tree, vectors=node_vecs, norm=norm)
+        calibration = openset.Calibration(observed, prior)
+        return cls(sorted(members), index, calibration, tree=tree, vectors=node_vecs, norm=norm, view_indexes=view_indexes)
+
+    def index_of(self, view: str | None) -> VectorIndex | None:
+        """The prototypes' index of ``view`` (None, or a view not enrolled: the plain one)."""
+        return self.view_indexes.get(view, self.index) if view is not None else self.index
 
     def source_names(self) -> list[str]:
         return list(self.sources)
 
-    def source_scores(self, embeddings: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
-        return prototypes.source_scores(self.index, embeddings, top_k, self.norm)
+    def source_scores(self, embeddings: np.ndarray, top_k: int, views=None) -> list[list[tuple[str, float]]]:
+        embeddings = np.atleast_2d(embeddings)
+        return by_view(
+            views, len(embeddings), lambda v, rows: prototypes.source_scores(self.index_of(v), embeddings[rows], top_k, self.norm)
+        )
 
     def thresholds(self, far: float | None = None, sources=None) -> dict[str, float]:
         return self.calibration.thresholds(self.far if far is None else far, sources)
 
-    def identify(self, embeddings: np.ndarray, top_k: int = 5, far: float | None = None) -> list[openset.Decision]:
+    def identify(self, embeddings: np.ndarray, top_k: int = 5, far: float | None = None, views=None) -> list[openset.Decision]:
+        """Open-set identification of each embedding, each scored in its view (``views``: one per
+        embedding, None for the plain view; :mod:`attrib.views`)."""
         far = self.far if far is None else far
-        if self.tree is not None and self.tree.active:
-            return lineage.identify(self.index, self.calibration, embeddings, top_k, far, self.tree, self.vectors, self.norm)
-        decisions = prototypes.identify(self.index, self.calibration, embeddings, top_k, far, self.norm)
-        lineage.flat_lineage(decisions, self.tree)
-        return decisions
+        embeddings = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+
+        def answer(view, rows):
+            index = self.index_of(view)
+            if self.tree is not None and self.tree.active:
+                return lineage.identify(index, self.calibration, embeddings[rows], top_k, far, self.tree, self.vectors, self.norm)
+            decisions = prototypes.identify(index, self.calibration, embeddings[rows], top_k, far, self.norm)
+            lineage.flat_lineage(decisions, self.tree)
+            return decisions
+
+        return by_view(views, len(embeddings), answer)

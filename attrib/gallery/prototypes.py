@@ -9,6 +9,8 @@ an index: the gallery and evaluation run the same search.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .. import openset
@@ -41,6 +43,20 @@ def prototypes_of(emb: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarra
             centres.append(sel.mean(axis=0))
             members.append(len(sel))
     return l2_normalize(np.stack(centres)), np.array(members)
+
+
+def in_view(vectors: np.ndarray, names: Sequence[str], view_vectors: np.ndarray, view_names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """A view's prototypes (:mod:`attrib.views`), ordered by source: each source's prototypes in the
+    view (``view_vectors`` / ``view_names``), and for a source with none there (enrolled before
+    views, or by a caller that gave none) its plain ones (``vectors`` / ``names``)."""
+    have = set(view_names)
+    keep = [i for i, n in enumerate(names) if n not in have]
+    rows = [(n, v) for n, v in zip(view_names, view_vectors)] + [(names[i], vectors[i]) for i in keep]
+    rows.sort(key=lambda r: r[0])  # stable: each source's prototypes keep their order
+    dim = vectors.shape[1] if np.ndim(vectors) == 2 else 0
+    if not rows:
+        return np.zeros((0, dim), np.float32), []
+    return np.stack([np.asarray(v, np.float32) for _, v in rows]), [n for n, _ in rows]
 
 
 def source_scores(

@@ -84,6 +84,25 @@ def m004_lineage(db: sqlite_utils.Database) -> None:
     db["sources"].create_index(["parent"])
 
 
+@step
+def m005_views(db: sqlite_utils.Database) -> None:
+    """Each sample's embedding in the gallery's views (:mod:`attrib.views`: the sample re-saved as
+    JPEG), and each source's prototypes per view. Older samples have none: their sources are
+    matched in a view by their plain prototypes, as before."""
+    db["sample_views"].create(
+        {"sample_id": int, "source": str, "view": str, "embedding": bytes},
+        pk=("sample_id", "view"),
+        foreign_keys=[("sample_id", "samples", "id"), ("source", "sources", "name")],
+    )
+    db["sample_views"].create_index(["source", "view"])
+    db["view_prototypes"].create(
+        {"id": int, "source": str, "view": str, "idx": int, "embedding": bytes, "members": int},
+        pk="id",
+        foreign_keys=[("source", "sources", "name")],
+    )
+    db["view_prototypes"].create_index(["view", "source"])
+
+
 SCHEMA_VERSION = len(STEPS)
 
 

@@ -47,6 +47,7 @@ class GallerySnapshot:
     norm: ScoreNorm | None = None  # the encoder's score normalisation (scores are compared after it)
     tree: lineage.Tree | None = None  # parents and families: lineage of every answer
     node_vectors: dict[str, np.ndarray] = field(default_factory=dict)  # inner nodes' vectors (tree galleries)
+    views: dict[str, tuple[np.ndarray, tuple[str, ...]]] = field(default_factory=dict)  # per view: prototypes, labels
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -59,6 +60,12 @@ class GallerySnapshot:
         vectors = np.array(vectors, dtype=np.float32, copy=True)
         vectors.flags.writeable = False
         tree, node_vectors = gallery.lineage()
+        views = {}
+        for view in gallery.store.views():
+            vv, vl = gallery.view_prototypes(view)
+            vv = np.array(vv, dtype=np.float32, copy=True)
+            vv.flags.writeable = False
+            views[view] = (vv, tuple(vl))
         spec = gallery.setting("encoder_spec") or gallery.encoder.name
         snap = cls(
             path=str(gallery.path),
@@ -76,6 +83,7 @@ class GallerySnapshot:
             norm=gallery.encoder.score_norm,
             tree=tree,
             node_vectors=dict(node_vectors),
+            views=views,
         )
         if gallery.generation != generation:  # an enrollment landed while we read: read again
             return cls.from_gallery(gallery)
@@ -91,8 +99,16 @@ class GallerySnapshot:
         """A :class:`MemoryGallery` answering identify from this snapshot (built once per process)."""
         if "gallery" not in self._cache:
             index = VectorIndex.build(np.array(self.vectors), list(self.labels)) if len(self.vectors) else None
+            view_indexes = {v: VectorIndex.build(np.array(vv), list(vl)) if len(vv) else None for v, (vv, vl) in self.views.items()}
             self._cache["gallery"] = MemoryGallery(
-                list(self.sources), index, self.calibration(), self.far, norm=self.norm, tree=self.tree, vectors=self.node_vectors
+                list(self.sources),
+                index,
+                self.calibration(),
+                self.far,
+                norm=self.norm,
+                tree=self.tree,
+                vectors=self.node_vectors,
+                view_indexes=view_indexes,
             )
         return self._cache["gallery"]
 

@@ -180,7 +180,7 @@ class Store:
     def delete_source(self, name: str) -> int:
         """Delete a source and its rows (call inside :meth:`transaction`); returns its sample count."""
         n = self.db.execute("select count(*) from samples where source = ?", [name]).fetchone()[0]
-        for table in ("calibration", "prototypes", "samples"):
+        for table in ("calibration", "view_prototypes", "prototypes", "sample_views", "samples"):
             self.db.execute(f"delete from {table} where source = ?", [name])
         self.db.execute("delete from sources where name = ?", [name])
         return n
@@ -227,21 +227,25 @@ class Store:
         return from_blobs([r[1] for r in rows], self.dim)
 
     # -- samples -----------------------------------------------------------------------------
-    def add_samples(self, source: str, embeddings: np.ndarray, records: Sequence[SampleRecord]) -> EnrollResult:
-        """Insert samples of ``source``; images whose sha256 is already stored (or repeated in
-        ``records``) are skipped and reported as duplicates."""
+    def add_samples(
+        self, source: str, embeddings: np.ndarray, records: Sequence[SampleRecord], views: dict[str, np.ndarray] | None = None
+    ) -> EnrollResult:
+        """Insert samples of ``source``, with their embeddings in ``views`` (``{view: rows aligned
+        with embeddings}``); images whose sha256 is already stored (or repeated in ``records``) are
+        skipped and reported as duplicates."""
         result = EnrollResult(source)
         stamp = now()
         seen = self.sources_of([r.sha256 for r in records])
         thumbs_left = THUMBS_PER_SOURCE - self.thumbnail_count(source)
-        rows = []
-        for vec, rec in zip(embeddings, records):
+        rows, kept = [], []
+        for i, (vec, rec) in enumerate(zip(embeddings, records)):
             if rec.sha256 in seen:
                 result.duplicates.append({"path": rec.origin, "source": seen[rec.sha256]})
                 continue
             seen[rec.sha256] = source
             thumb = rec.thumbnail if thumbs_left > 0 else None
             thumbs_left -= thumb is not None
+            kept.append(i)
             rows.append(
                 {
                     "source": source,
@@ -256,6 +260,16 @@ class Store:
                 }
             )
         self.db["samples"].insert_all(rows, batch_size=500)
+        if views and rows:
+            ids = {sha: sid for sid, sha in self.db.execute("select id, sha256 from samples where source = ?", [source])}
+            self.db["sample_views"].insert_all(
+                [
+                    {"sample_id": ids[rows[j]["sha256"]], "source": source, "view": view, "embedding": to_blob(emb[i])}
+                    for view, emb in views.items()
+                    for j, i in enumerate(kept)
+                ],
+                batch_size=500,
+            )
         result.enrolled = len(rows)
         return result
 
@@ -287,6 +301,15 @@ class Store:
         blobs = [r[0] for r in self.db.execute("select embedding from samples where source = ? order by id", [source])]
         return from_blobs(blobs, self.dim)
 
+    def view_embeddings(self, source: str, view: str) -> np.ndarray:
+        """A source's sample embeddings in ``view`` (those samples that have one), in enrollment order."""
+        q = "select embedding from sample_views where source = ? and view = ? order by sample_id"
+        return from_blobs([r[0] for r in self.db.execute(q, [source, view])], self.dim)
+
+    def views(self) -> list[str]:
+        """The views some sample of the gallery is enrolled in."""
+        return [r[0] for r in self.db.execute("select distinct view from sample_views order by view")]
+
     def impostor_pool(self, limit: int) -> tuple[np.ndarray, list[str]]:
         """The first ``limit`` samples by sha256: a stable pseudo-random subset of the gallery
         (:func:`attrib.openset.impostor_pool` is the same rule over arrays)."""
@@ -306,6 +329,24 @@ class Store:
         self.db.execute("delete from prototypes where source = ?", [source])
         self.db["prototypes"].insert_all(
             [{"source": source, "idx": i, "embedding": to_blob(c), "members": int(m)} for i, (c, m) in enumerate(zip(centres, members))]
+        )
+
+    def view_prototypes(self, view: str, source: str | None = None) -> tuple[np.ndarray, list[str]]:
+        """``view``'s prototype vectors and their sources, ordered by source (all sources with
+        samples in the view, or one)."""
+        q, args = "select source, embedding from view_prototypes where view = ?", [view]
+        if source is not None:
+            q, args = q + " and source = ?", [view, source]
+        rows = self.db.execute(q + " order by source, idx", args).fetchall()
+        return from_blobs([r[1] for r in rows], self.dim), [r[0] for r in rows]
+
+    def replace_view_prototypes(self, source: str, view: str, centres: np.ndarray, members: Sequence[int]) -> None:
+        self.db.execute("delete from view_prototypes where source = ? and view = ?", [source, view])
+        self.db["view_prototypes"].insert_all(
+            [
+                {"source": source, "view": view, "idx": i, "embedding": to_blob(c), "members": int(m)}
+                for i, (c, m) in enumerate(zip(centres, members))
+            ]
         )
 
     def calibration(self) -> dict[str, tuple[dict | None, dict | None]]:

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import ImageError
 from ..imageio import load_image
 from ..pipeline import Item
+from ..views import view_images
 from . import schemas
 from .batching import EncoderUnavailable, QueueFull
 from .errors import ServiceError, one_line, validation_message
@@ -260,19 +261,28 @@ class Admitted:
         self._release()
 
 
-async def embed(state: ServiceState, items: list[Item], bulk: bool = False) -> tuple[list[Item], np.ndarray]:
+async def embed(state: ServiceState, items: list[Item], bulk: bool = False, views: Sequence[str] = ()) -> tuple[list[Item], np.ndarray]:
     """Embed the readable items through the shared micro-batcher; an image the encoder refuses
-    gets an error line. Returns (items embedded, their embeddings)."""
+    gets an error line. Returns (items embedded, their embeddings). ``views`` (enrollment): each
+    is also embedded in those views, into ``item.views`` (:func:`attrib.pipeline.view_embeddings`)."""
     good = [it for it in items if it.error is None]
     try:
         results = await state.batcher.embed([it.image.pixels for it in good], bulk=bulk)
+        in_views = {}
+        for view in views:
+            images = await asyncio.get_running_loop().run_in_executor(
+                state.decode_pool, view_images, [it.image.pixels for it in good], view
+            )
+            in_views[view] = await state.batcher.embed(images, bulk=bulk)
     except (QueueFull, EncoderUnavailable) as exc:
         raise ServiceError(503, str(exc), {"Retry-After": "1"}) from None
     done, vectors = [], []
-    for it, res in zip(good, results):
-        if isinstance(res, BaseException):
-            it.error = one_line(f"{it.path}: the encoder could not take this image ({type(res).__name__}: {res})")
+    for i, (it, res) in enumerate(zip(good, results)):
+        refused = next((r for r in [res, *(v[i] for v in in_views.values())] if isinstance(r, BaseException)), None)
+        if refused is not None:
+            it.error = one_line(f"{it.path}: the encoder could not take this image ({type(refused).__name__}: {refused})")
         else:
+            it.views = {view: v[i] for view, v in in_views.items()} or None
             done.append(it)
             vectors.append(res)
     state.metrics.count_images("enroll" if bulk else "query", "embedded", len(done))

@@ -249,6 +249,7 @@ class GalleryInfo(BaseModel):
     sources: int
     samples: int
     prototypes: int
+    views: dict[str, int] = Field(default_factory=dict, description="Prototypes per view (JPEG re-saves of the samples: README, Views).")
     rejected: int
     far: float
 

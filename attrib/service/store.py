@@ -106,13 +106,14 @@ class IdentifyBatcher:
 
     def __init__(self, store: GalleryStore):
         self.store = store
-        self._pending: list[tuple[np.ndarray, int, float | None, asyncio.Future]] = []
+        self._pending: list[tuple[np.ndarray, int, float | None, list | None, asyncio.Future]] = []
         self._scheduled = False
 
-    async def identify(self, embeddings: np.ndarray, top_k: int, far: float | None) -> list:
+    async def identify(self, embeddings: np.ndarray, top_k: int, far: float | None, views: list | None = None) -> list:
+        """Decisions for ``embeddings``, each scored in its view (``views``: :mod:`attrib.views`)."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self._pending.append((embeddings, top_k, far, fut))
+        self._pending.append((embeddings, top_k, far, views, fut))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)  # after the other requests woken in this turn have asked
@@ -121,17 +122,17 @@ class IdentifyBatcher:
     def _flush(self) -> None:
         self._scheduled = False
         batch, self._pending = self._pending, []
-        batch = [b for b in batch if not b[3].done()]
+        batch = [b for b in batch if not b[-1].done()]
         if not batch:
             return
-        task = asyncio.ensure_future(self.store.read(search_groups, [(e, k, f) for e, k, f, _ in batch]))
+        task = asyncio.ensure_future(self.store.read(search_groups, [b[:-1] for b in batch]))
 
         def done(t: asyncio.Future) -> None:
             try:
                 results = t.result()
             except BaseException as exc:  # the read itself failed: every request hears it
                 results = [exc] * len(batch)
-            for (_, _, _, fut), res in zip(batch, results):
+            for (*_, fut), res in zip(batch, results):
                 if fut.done():
                     continue
                 if isinstance(res, BaseException):
@@ -142,21 +143,29 @@ class IdentifyBatcher:
         task.add_done_callback(done)
 
 
+def _views(request: tuple) -> list:
+    """A search request's views, one per embedding (None: the plain view)."""
+    views = request[3] if len(request) > 3 else None
+    return list(views) if views is not None else [None] * len(request[0])
+
+
 class EmptyGallery(Exception):
     """Identify on a gallery without sources."""
 
 
-def search_groups(g: Gallery, requests: list[tuple[np.ndarray, int, float | None]]) -> list:
-    """Decisions for each ``(embeddings, top_k, far)`` request, searched per (top_k, far) group."""
+def search_groups(g: Gallery, requests: list[tuple]) -> list:
+    """Decisions for each ``(embeddings, top_k, far[, views])`` request, searched per (top_k, far)
+    group, each query in its view."""
     if g.db.execute("select 1 from sources limit 1").fetchone() is None:
         return [EmptyGallery("the gallery has no sources: enroll some first")] * len(requests)
     out: list = [None] * len(requests)
     groups: dict[tuple, list[int]] = {}
-    for i, (_, top_k, far) in enumerate(requests):
+    for i, (_, top_k, far, *_) in enumerate(requests):
         groups.setdefault((top_k, far), []).append(i)
     for (top_k, far), members in groups.items():
         emb = np.concatenate([requests[i][0] for i in members])
-        decisions = g.identify(emb, top_k=top_k, far=far)
+        views = [v for i in members for v in _views(requests[i])]
+        decisions = g.identify(emb, top_k=top_k, far=far, views=views)
         start = 0
         for i in members:
             n = len(requests[i][0])

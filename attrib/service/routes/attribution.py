@@ -69,7 +69,7 @@ async def identify_uploads(state: ServiceState, uploads: list, form: schemas.Ide
     if not good:
         raise none_readable(items)
     try:
-        decisions = await state.searches.identify(emb, form.top_k, form.far)
+        decisions = await state.searches.identify(emb, form.top_k, form.far, [it.view for it in good])
     except EmptyGallery as exc:
         raise ServiceError(409, str(exc)) from None
     if form.keep_unknown:
@@ -128,7 +128,8 @@ async def verify(request: Request, state: State):
         good, emb = await embed(state, items)
     if not good:
         raise none_readable(items)
-    results = await state.store.read(lambda g: g.verify(emb, source, far))
+    views = [it.view for it in good]
+    results = await state.store.read(lambda g: g.verify(emb, source, far, views=views))
     return answer(report.verify_rows(items, results, source, far))
 
 

@@ -10,7 +10,9 @@ from fastapi import APIRouter, Query, Request
 from ... import report
 from ...errors import GalleryError
 from ...gallery import THUMBS_PER_SOURCE
+from ...pipeline import view_embeddings
 from ...sources import check_name
+from ...views import VIEWS
 from .. import schemas
 from ..errors import ServiceError
 from ..intake import Admitted, embed, read_form
@@ -96,13 +98,15 @@ async def enroll(request: Request, state: State, name: SourceName):
     except ValueError as exc:
         raise ServiceError(422, f"meta: {exc}") from None
     async with Admitted(state, uploads, "enroll") as items:
-        good, emb = await embed(state, items, bulk=True)
+        good, emb = await embed(state, items, bulk=True, views=VIEWS)
         failed = [{"path": it.path, "error": it.error} for it in items if it.error is not None]
         if not good:
             raise ServiceError(422, f"no image could be read ({len(failed)} failed): nothing enrolled; first: {failed[0]['error']}")
         await asyncio.get_running_loop().run_in_executor(state.decode_pool, _thumbnails, good[:THUMBS_PER_SOURCE])
-        records = [it.record for it in good]
-    result = await state.store.write(lambda g: g.enroll(name, emb, records, family=form.family, metadata=metadata, parent=form.parent))
+        records, views = [it.record for it in good], view_embeddings(good)
+    result = await state.store.write(
+        lambda g: g.enroll(name, emb, records, family=form.family, metadata=metadata, parent=form.parent, views=views)
+    )
     result.failed = failed
     state.metrics.count_images("enroll", "enrolled", result.enrolled)
     return answer(result.to_dict())
