@@ -31,7 +31,8 @@ def identify_rows(
 
     ``items`` are :class:`attrib.pipeline.Item` (readable or not); ``decisions`` the open-set
     decisions of the readable ones, in their order; ``evidence`` maps ``id(item)`` to its
-    detectors' evidence. ``detectors`` is always there: ``[]`` when none ran or the image is
+    detectors' evidence. ``view`` is the view the image was scored in (:mod:`attrib.views`; None:
+    the plain view, or unreadable). ``detectors`` is always there: ``[]`` when none ran or the image is
     unreadable. ``verdict`` reconciles the decision with the evidence (:mod:`attrib.verdict`):
     ``judge(decision_dict, evidence)`` (a :class:`attrib.verdict.Judge`; default: the built-in
     rules alone).
@@ -53,9 +54,10 @@ def identify_rows(
                 "candidates": [],
                 "lineage": [],
                 "error": it.error,
+                "view": None,
             }
         else:
-            row = {"path": it.path, **next(decided).to_dict(), "error": None}
+            row = {"path": it.path, **next(decided).to_dict(), "error": None, "view": it.view}
         row["detectors"] = evidence.get(id(it), [])
         row["verdict"] = jsonable(judge(None if it.error is not None else row, row["detectors"]))
         rows.append(row)

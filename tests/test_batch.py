@@ -119,7 +119,8 @@ def read_rows(table):
 
 def _rows(paths, generation=1):
     return finish([{"path": p, "source": "a", "score": 0.5, "threshold": 0.4, "margin": 0.1, "candidates": [{"source": "a", "score": 0.5}],
-                    "error": None, "detectors": [], "verdict": {"label": "undetermined"}} for p in paths], generation, "enc")  # fmt: skip
+                    "lineage": ["other", "a"], "error": None, "view": None, "detectors": [], "verdict": {"label": "undetermined"}}
+                   for p in paths], generation, "enc")  # fmt: skip
 
 
 def test_outputs_keep_whole_parts_and_cut_half_lines(tmp_path):

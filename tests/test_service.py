@@ -703,3 +703,4 @@ def test_enroll_stores_views_and_identify_routes_jpeg_uploads(client, gallery, m
     assert r.status_code == 200, r.text
     assert asked == [["jpeg", None]]
     assert r.json()[0]["candidates"][0]["source"] == "src4"
+    assert [row["view"] for row in r.json()] == ["jpeg", None]

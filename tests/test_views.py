@@ -173,6 +173,7 @@ def test_cli_enrolls_views_and_routes_jpeg_queries(tmp_path, monkeypatch):
     assert asked == [["jpeg", None, None]]
     rows = [json.loads(line) for line in r.output.splitlines()]
     assert [row["source"] for row in rows][0] == "src0"
+    assert [row["view"] for row in rows] == ["jpeg", None, None]  # the answer says which view it was scored in
 
 
 def test_eval_embeds_views_and_routes_queries_as_the_product(tmp_path):

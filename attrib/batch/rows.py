@@ -17,7 +17,7 @@ from typing import Any
 from ..report import jsonable
 
 #: the fields of identify --json, in its order
-IDENTIFY_FIELDS = ("path", "source", "score", "threshold", "margin", "candidates", "error", "detectors", "verdict")
+IDENTIFY_FIELDS = ("path", "source", "score", "threshold", "margin", "candidates", "lineage", "error", "view", "detectors", "verdict")
 #: what batch adds to each row: the snapshot the answer came from
 RUN_FIELDS = ("gallery_generation", "encoder_id")
 JSON_COLUMNS = ("detectors", "verdict")
@@ -34,7 +34,9 @@ def schema():
             ("threshold", pa.float64()),
             ("margin", pa.float64()),
             ("candidates", pa.list_(pa.struct([("source", pa.string()), ("score", pa.float64())]))),
+            ("lineage", pa.list_(pa.string())),
             ("error", pa.string()),
+            ("view", pa.string()),
             ("detectors", pa.string()),
             ("verdict", pa.string()),
             ("gallery_generation", pa.int64()),

@@ -151,6 +151,11 @@ class IdentifyRow(BaseModel):
         "In a gallery with a tree, source may be an inner node or the family (the deepest node sure of the image)."
     )
     error: str | None = Field(description="Null, or one line saying why this image could not be read.")
+    view: str | None = Field(
+        None,
+        description="The view the image was scored in: `jpeg` for a JPEG file at quality 90 or less (compared with the sources' "
+        "samples re-saved as JPEG), null for the plain view or an unreadable image (README, Views).",
+    )
     detectors: list[DetectorEvidence] = Field(description="Each detector's evidence ([] when none ran or the image is unreadable).")
     verdict: Verdict = Field(description="One verdict from the decision and the evidence (undetermined for an unreadable image).")
 
