@@ -142,7 +142,7 @@ def embed_items(
         if batch:
             with timer.stage("encode", len(batch)):
                 vectors.append(encoder.embed([it.image.pixels for it in batch]))
-            embed_views(encoder, batch, views, timer)
+            embed_views(encoder, batch, views, vectors[-1], timer)
             for it in batch[: max(0, thumbnails - len(good))]:
                 it.make_thumbnail()
             good.extend(batch)
@@ -175,13 +175,18 @@ def embed_items(
     return all_items, emb
 
 
-def embed_views(encoder: Encoder, items: Sequence[Item], views: Sequence[str], timer: StageTimer | None = None) -> None:
-    """Embed decoded ``items`` in each of ``views`` (:mod:`attrib.views`) into ``item.views``."""
+def embed_views(encoder: Encoder, items: Sequence[Item], views: Sequence[str], plain: np.ndarray, timer: StageTimer | None = None) -> None:
+    """Embed decoded ``items`` in each of ``views`` (:mod:`attrib.views`) into ``item.views``; an
+    item whose file is already in a view (a JPEG at quality <= 90 for ``jpeg``) keeps its plain
+    embedding (``plain``, rows aligned with ``items``) there."""
     timer = timer or StageTimer()
     for view in views:
-        with timer.stage("views", len(items)):
-            emb = encoder.embed(view_images([it.image.pixels for it in items], view))
-        for it, vec in zip(items, emb):
+        redo = [i for i, it in enumerate(items) if it.view != view]
+        with timer.stage("views", len(redo)):
+            emb = encoder.embed(view_images([items[i].image.pixels for i in redo], view)) if redo else plain[:0]
+        vectors = np.array(plain, dtype=np.float32, copy=True)
+        vectors[redo] = emb
+        for it, vec in zip(items, vectors):
             it.views = (it.views or {}) | {view: vec}
 
 

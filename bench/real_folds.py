@@ -527,7 +527,11 @@ def run_fold(
     enc = SimpleNamespace(calibration=fold.prior(encoder), score_norm=fold.norms.get(encoder))
     views = {}
     if qualities is not None:
-        views["enroll_views"] = {JPEG_VIEW: fold.embed(encoder, VIEW_VARIANT[enroll_variant], idx)}
+        in_view = fold.embed(encoder, VIEW_VARIANT[enroll_variant], idx)
+        if enroll_variant == "asis":  # a file already a JPEG at quality <= 90 stands in the jpeg view as it is
+            already = np.array([view_of(qualities[i]) == JPEG_VIEW for i in idx])
+            in_view[already] = fold.embed(encoder, "asis", idx)[already]
+        views["enroll_views"] = {JPEG_VIEW: in_view}
         views["query_views"] = [view_of(QUERY_QUALITY.get(variant, qualities[i])) for i in idx]
     res = run_protocol(
         ds,

@@ -90,6 +90,10 @@ def test_views_score_each_query_in_its_own_view_as_a_real_gallery_does(tmp_path,
     mixed = dict(enroll_views={"jpeg": moved}, query_views=[None if i % 2 == 0 else "jpeg" for i in range(len(ds.names))])
     in_memory = run_protocol(ds, enc, known, unknown, query_embeddings=mixed_q, rejects=["s5"], **args, **mixed)
     assert in_memory["shots"]["3"]["accuracy"] == pytest.approx(clean["shots"]["3"]["accuracy"], abs=1e-3)
+    # the view's own calibration: shots noisier in the view than as they are
+    noisy = moved + 0.3 * np.random.default_rng(1).normal(size=moved.shape)
+    mixed["enroll_views"] = {"jpeg": noisy / np.linalg.norm(noisy, axis=1, keepdims=True)}
+    in_memory = run_protocol(ds, enc, known, unknown, query_embeddings=mixed_q, rejects=["s5"], **args, **mixed)
     monkeypatch.setattr(evaluate, "_enroll_trial", on_disk(tmp_path))
     assert run_protocol(ds, enc, known, unknown, query_embeddings=mixed_q, rejects=["s5"], **args, **mixed) == in_memory
     with pytest.raises(Exception, match="query views"):

@@ -191,3 +191,37 @@ def test_eval_embeds_views_and_routes_queries_as_the_product(tmp_path):
     assert embed_dataset(enc, tmp_path / "data", views=()).views is None
     assert post_view("jpeg75") == "jpeg" and post_view("resize0.5,jpeg50") == "jpeg"
     assert post_view("jpeg75,resize0.5") is None and post_view("jpeg95") is None and post_view("blur1.0") is None
+
+
+def test_each_view_has_its_own_calibration(tmp_path, embedded):
+    """Shots noisier in the jpeg view than as they are: their genuine scores there are lower, so
+    the view's thresholds are its own, stored beside the plain ones, and the snapshot has them."""
+    enc, emb = embedded
+    rng = np.random.default_rng(2)
+    g = Gallery(tmp_path / "g", encoder=enc)
+    for s in range(3):
+        noisy = emb[s][:6] + 0.08 * rng.normal(size=emb[s][:6].shape)
+        g.enroll(f"src{s}", emb[s][:6], recs(s, 6), views={"jpeg": noisy / np.linalg.norm(noisy, axis=1, keepdims=True)})
+    assert g.store.count("view_calibration") == 3
+    plain, in_view = g.calibration().thresholds(0.01), g.calibration("jpeg").thresholds(0.01)
+    assert set(plain) == set(in_view) and plain != in_view
+    assert GallerySnapshot.from_gallery(g).gallery().calibration_of("jpeg").thresholds(0.01) == pytest.approx(in_view)
+    q = emb[1][6:]
+    d = g.identify(q, views=["jpeg"] * len(q))[0]
+    assert d.threshold == pytest.approx(in_view[d.candidates[0]["source"]], abs=1e-5)
+    assert g.verify(q, "src1", views=["jpeg"] * len(q))[0]["threshold"] == pytest.approx(in_view["src1"], abs=1e-5)
+
+
+def test_a_jpeg_sample_stands_in_the_jpeg_view_as_it_is(tmp_path):
+    """A sample that is already a JPEG at quality <= 90 is not re-saved for the jpeg view (its
+    plain embedding is its view embedding); a PNG or a JPEG at 95 is."""
+    from attrib.pipeline import embed_items, load_many, view_embeddings
+
+    files = [tmp_path / "a.jpg", tmp_path / "b.jpg", write_png(tmp_path / "c.png", synthetic(2, 0))]
+    files[0].write_bytes(jpeg_bytes(synthetic(0, 0), 80))
+    files[1].write_bytes(jpeg_bytes(synthetic(1, 0), 95))
+    enc = get_encoder("residual")
+    items, emb = embed_items(enc, load_many(files), views=views.VIEWS)
+    in_view = view_embeddings(items)["jpeg"]
+    assert np.array_equal(in_view[0], emb[0])
+    assert not np.allclose(in_view[1], emb[1]) and not np.allclose(in_view[2], emb[2])

@@ -49,7 +49,7 @@ class Gallery:
         self.dim = self.store.dim
         self._proto_index: dict[str | None, VectorIndex | None] = {}  # per view
         self._proto_gen: int | None = None
-        self._calibration: tuple[int, openset.Calibration] | None = None
+        self._calibration: tuple[int, dict[str | None, openset.Calibration]] | None = None  # per view
         self._tree: tuple[int, lineage.Tree, dict[str, np.ndarray] | None] | None = None
 
     def _bind(self, encoder: Encoder | str | None, pm) -> Encoder:
@@ -339,9 +339,8 @@ class Gallery:
             return
         centres, members = prototypes.prototypes_of(emb)
         self.store.replace_prototypes(source, centres, members)
-        for view in self.store.views():
-            emb = self.store.view_embeddings(source, view)
-            centres, members = prototypes.prototypes_of(emb) if len(emb) else (emb, [])
+        for view in self.store.views():  # a sample enrolled without a view stands in it as it is
+            centres, members = prototypes.prototypes_of(self.store.view_embeddings(source, view))
             self.store.replace_view_prototypes(source, view, centres, members)
 
     # -- calibration -------------------------------------------------------------------------
@@ -363,9 +362,28 @@ class Gallery:
         families = self._calibrate_nodes(models, pool, pool_src)
         self.store.put_setting("family_calibration", families)
         self.store.replace_calibration(models)
+        for view in self.store.views():
+            self._recalibrate_view(view, touched)
         pair_imp, pair_gen = openset.pair_models(pool, pool_src)
         self.store.put_setting("pair_impostor", pair_imp.to_dict() if pair_imp else None)
         self.store.put_setting("pair_genuine", pair_gen.to_dict() if pair_gen else None)
+
+    def _recalibrate_view(self, view: str, touched: Sequence[str]) -> None:
+        """The models of every source in ``view`` (:mod:`attrib.views`), measured as the plain ones:
+        the view's impostor pool against its prototypes, and ``touched`` sources' own samples in it."""
+        norm = self.encoder.score_norm
+        pool, pool_src = self.store.impostor_pool(openset.IMPOSTOR_POOL, view)
+        impostor = openset.impostor_models(pool, pool_src, *self.view_prototypes(view), norm)
+        stored = self.store.view_calibration(view)
+        models = {}
+        for name, imp in impostor.items():
+            if name in touched or name not in stored:
+                gen = openset.genuine_model(self.store.view_embeddings(name, view), norm)
+                gen_dict = gen.to_dict() if gen else None
+            else:
+                gen_dict = stored[name][1]
+            models[name] = (imp.to_dict() if imp else None, gen_dict)
+        self.store.replace_calibration(models, view)
 
     def _calibrate_nodes(self, models: dict, pool: np.ndarray, pool_src: list[str]) -> dict | None:
         """In a tree gallery: the subtree models of inner sources (into ``models``, replacing
@@ -390,16 +408,23 @@ class Gallery:
         models.update({key: tuple(pair) for key, pair in (self.setting("family_calibration") or {}).items()})
         return models
 
-    def calibration(self) -> openset.Calibration:
-        """The stored score models pooled with the encoder's prior; cached per generation."""
+    def calibration(self, view: str | None = None) -> openset.Calibration:
+        """The stored score models (of ``view``, or the plain ones) pooled with the encoder's prior;
+        cached per generation. In a view, a source enrolled before views has its plain models, and
+        inner nodes and families keep theirs."""
         gen = self.generation
         if self._calibration is None or self._calibration[0] != gen:
+            self._calibration = (gen, {})
+        cache = self._calibration[1]
+        if view not in cache:
+            stored = self.stored_models()
+            if view is not None:
+                stored |= self.store.view_calibration(view)
             observed = {
-                name: (openset.ScoreModel.from_dict(imp), openset.ScoreModel.from_dict(genuine))
-                for name, (imp, genuine) in self.stored_models().items()
+                name: (openset.ScoreModel.from_dict(imp), openset.ScoreModel.from_dict(genuine)) for name, (imp, genuine) in stored.items()
             }
-            self._calibration = (gen, openset.Calibration(observed, self.encoder.calibration))
-        return self._calibration[1]
+            cache[view] = openset.Calibration(observed, self.encoder.calibration)
+        return cache[view]
 
     def thresholds(self, far: float | None = None, sources=None) -> dict[str, float]:
         """Thresholds at ``far`` of ``sources`` (default: all; a 10,000-source gallery asks for few).
@@ -456,10 +481,10 @@ class Gallery:
         emb = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
 
         def answer(view, rows):
-            index = self.prototype_index(view)
+            index, calibration = self.prototype_index(view), self.calibration(view)
             if tree.active:
-                return lineage.identify(index, self.calibration(), emb[rows], top_k, far, tree, vectors, norm)
-            decisions = prototypes.identify(index, self.calibration(), emb[rows], top_k, far, norm)
+                return lineage.identify(index, calibration, emb[rows], top_k, far, tree, vectors, norm)
+            decisions = prototypes.identify(index, calibration, emb[rows], top_k, far, norm)
             lineage.flat_lineage(decisions, tree)
             return decisions
 
@@ -475,20 +500,20 @@ class Gallery:
         protos = vectors[key] if key in vectors else self.store.prototypes(source)[0]
         if not len(protos):
             raise GalleryError(f"source {source!r} has no samples, nor has any source under it: nothing to verify against")
-        thr = self.thresholds(far, sources=[key])[key]
         emb = np.atleast_2d(embeddings)
 
-        def best(view, rows):
+        def held(view, rows):  # (score, threshold) of each row, in its view
             own = protos
             if view is not None and key not in vectors:
                 own = self.store.view_prototypes(view, source)[0]
                 own = own if len(own) else protos
-            return list((emb[rows] @ own.T).max(axis=1))
+            thr = self.calibration(view).thresholds(far, [key])[key]
+            scores = normalise(self.encoder.score_norm, (emb[rows] @ own.T).max(axis=1), emb[rows])
+            return [(float(s), thr) for s in scores]
 
-        scores = normalise(self.encoder.score_norm, np.array(by_view(views, len(emb), best)), emb)
         return [
-            {"generator": source, "score": round(float(s), 6), "threshold": round(thr, 6), "accepted": bool(s >= thr), "far": far}
-            for s in scores
+            {"generator": source, "score": round(s, 6), "threshold": round(thr, 6), "accepted": bool(s >= thr), "far": far}
+            for s, thr in by_view(views, len(emb), held)
         ]
 
     def pair_threshold(self, far: float | None = None) -> float:

@@ -35,10 +35,12 @@ class MemoryGallery:
         tree: lineage.Tree | None = None,
         vectors: dict[str, np.ndarray] | None = None,
         view_indexes: dict[str, VectorIndex | None] | None = None,
+        view_calibrations: dict[str, openset.Calibration] | None = None,
     ):
         self.sources = sources
         self.index = index
         self.view_indexes = view_indexes or {}  # per view (:mod:`attrib.views`): its prototypes' index
+        self.view_calibrations = view_calibrations or {}  # per view: its measured models and the prior
         self.calibration = calibration
         self.far = far
         self.norm = norm
@@ -91,17 +93,10 @@ class MemoryGallery:
         impostor = openset.impostor_models(samples[pick], [owners[i] for i in pick], vectors, names, norm)
         observed = {s: (impostor[s], openset.genuine_model(samples[members[s]], norm)) for s in impostor}
         index = VectorIndex.build(vectors, names) if len(vectors) else None
-        view_indexes = {}
-        for view, rows in view_rows.items():
-            view_vecs, view_names = [], []
-            for s in sorted(members):
-                own = [rows[i] for i in members[s] if i in rows]
-                if own:
-                    centres, _ = prototypes.prototypes_of(np.stack(own))
-                    view_vecs += list(centres)
-                    view_names += [s] * len(centres)
-            vv, vn = prototypes.in_view(vectors, names, np.array(view_vecs, np.float32), view_names)
-            view_indexes[view] = VectorIndex.build(vv, vn) if len(vv) else None
+        view_indexes, view_observed = {}, {}
+        for view, rows in view_rows.items():  # a sample without this view stands in it as it is
+            in_view = np.stack([rows.get(i, samples[i]) for i in range(len(samples))]) if len(samples) else samples
+            view_indexes[view], view_observed[view] = cls._view(in_view, members, owners, pick, norm)
         node_vecs = None
         if tree is not None and tree.active:
             pool = (samples[pick], [owners[i] for i in pick])
@@ -112,7 +107,38 @@ class MemoryGallery:
             node_vecs = lineage.node_vectors(tree, tree.inner_keys(), vectors, names, samples_of, node_score)
             observed.update(lineage.node_models(tree, node_vecs, *pool, samples_of, norm))
         calibration = openset.Calibration(observed, prior)
-        return cls(sorted(members), index, calibration, tree=tree, vectors=node_vecs, norm=norm, view_indexes=view_indexes)
+        nodes = {k: v for k, v in observed.items() if k not in members}  # inner nodes and families: the plain view's
+        view_calibrations = {view: openset.Calibration(obs | nodes, prior) for view, obs in view_observed.items()}
+        return cls(
+            sorted(members),
+            index,
+            calibration,
+            tree=tree,
+            vectors=node_vecs,
+            norm=norm,
+            view_indexes=view_indexes,
+            view_calibrations=view_calibrations,
+        )
+
+    @staticmethod
+    def _view(samples: np.ndarray, members: dict[str, list[int]], owners: list[str], pick: np.ndarray, norm) -> tuple:
+        """One view's prototype index and measured (impostor, genuine) models, from every sample's
+        embedding in it (rows of ``samples``), as the plain view's are measured."""
+        names, protos = [], []
+        for s in sorted(s for s in members if members[s]):
+            centres, _ = prototypes.prototypes_of(samples[members[s]])
+            protos.append(centres.astype(np.float32))
+            names += [s] * len(centres)
+        if not protos:
+            return None, {}
+        vectors = np.concatenate(protos)
+        impostor = openset.impostor_models(samples[pick], [owners[i] for i in pick], vectors, names, norm)
+        observed = {s: (impostor[s], openset.genuine_model(samples[members[s]], norm)) for s in impostor}
+        return VectorIndex.build(vectors, names), observed
+
+    def calibration_of(self, view: str | None) -> openset.Calibration:
+        """The calibration thresholds of ``view`` are read from (None, or a view not enrolled: the plain one)."""
+        return self.view_calibrations.get(view, self.calibration) if view is not None else self.calibration
 
     def index_of(self, view: str | None) -> VectorIndex | None:
         """The prototypes' index of ``view`` (None, or a view not enrolled: the plain one)."""
@@ -137,10 +163,10 @@ class MemoryGallery:
         embeddings = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
 
         def answer(view, rows):
-            index = self.index_of(view)
+            index, calibration = self.index_of(view), self.calibration_of(view)
             if self.tree is not None and self.tree.active:
-                return lineage.identify(index, self.calibration, embeddings[rows], top_k, far, self.tree, self.vectors, self.norm)
-            decisions = prototypes.identify(index, self.calibration, embeddings[rows], top_k, far, self.norm)
+                return lineage.identify(index, calibration, embeddings[rows], top_k, far, self.tree, self.vectors, self.norm)
+            decisions = prototypes.identify(index, calibration, embeddings[rows], top_k, far, self.norm)
             lineage.flat_lineage(decisions, self.tree)
             return decisions
 

@@ -87,8 +87,9 @@ def m004_lineage(db: sqlite_utils.Database) -> None:
 @step
 def m005_views(db: sqlite_utils.Database) -> None:
     """Each sample's embedding in the gallery's views (:mod:`attrib.views`: the sample re-saved as
-    JPEG), and each source's prototypes per view. Older samples have none: their sources are
-    matched in a view by their plain prototypes, as before."""
+    JPEG), and each source's prototypes and measured score models per view. Older samples have
+    none: they stand in a view as they are, and a source enrolled before views is matched in a
+    view by its plain prototypes and models until it is enrolled again."""
     db["sample_views"].create(
         {"sample_id": int, "source": str, "view": str, "embedding": bytes},
         pk=("sample_id", "view"),
@@ -101,6 +102,11 @@ def m005_views(db: sqlite_utils.Database) -> None:
         foreign_keys=[("source", "sources", "name")],
     )
     db["view_prototypes"].create_index(["view", "source"])
+    db["view_calibration"].create(
+        {"source": str, "view": str, "impostor": str, "genuine": str, "updated_at": str},
+        pk=("source", "view"),
+        foreign_keys=[("source", "sources", "name")],
+    )
 
 
 SCHEMA_VERSION = len(STEPS)

@@ -47,7 +47,8 @@ class GallerySnapshot:
     norm: ScoreNorm | None = None  # the encoder's score normalisation (scores are compared after it)
     tree: lineage.Tree | None = None  # parents and families: lineage of every answer
     node_vectors: dict[str, np.ndarray] = field(default_factory=dict)  # inner nodes' vectors (tree galleries)
-    views: dict[str, tuple[np.ndarray, tuple[str, ...]]] = field(default_factory=dict)  # per view: prototypes, labels
+    # per view (attrib.views): its prototypes, their sources and its stored (impostor, genuine) models
+    views: dict[str, tuple[np.ndarray, tuple[str, ...], dict]] = field(default_factory=dict)
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -65,7 +66,7 @@ class GallerySnapshot:
             vv, vl = gallery.view_prototypes(view)
             vv = np.array(vv, dtype=np.float32, copy=True)
             vv.flags.writeable = False
-            views[view] = (vv, tuple(vl))
+            views[view] = (vv, tuple(vl), gallery.stored_models() | gallery.store.view_calibration(view))
         spec = gallery.setting("encoder_spec") or gallery.encoder.name
         snap = cls(
             path=str(gallery.path),
@@ -89,17 +90,17 @@ class GallerySnapshot:
             return cls.from_gallery(gallery)
         return snap
 
-    def calibration(self) -> openset.Calibration:
-        models = {
-            name: (openset.ScoreModel.from_dict(imp), openset.ScoreModel.from_dict(gen)) for name, (imp, gen) in self.observed.items()
-        }
+    def calibration(self, view: str | None = None) -> openset.Calibration:
+        """The calibration of ``view`` (None: the plain one), as the gallery's :meth:`calibration`."""
+        observed = self.observed if view is None else self.views[view][2]
+        models = {name: (openset.ScoreModel.from_dict(imp), openset.ScoreModel.from_dict(gen)) for name, (imp, gen) in observed.items()}
         return openset.Calibration(models, self.prior)
 
     def gallery(self) -> MemoryGallery:
         """A :class:`MemoryGallery` answering identify from this snapshot (built once per process)."""
         if "gallery" not in self._cache:
             index = VectorIndex.build(np.array(self.vectors), list(self.labels)) if len(self.vectors) else None
-            view_indexes = {v: VectorIndex.build(np.array(vv), list(vl)) if len(vv) else None for v, (vv, vl) in self.views.items()}
+            view_indexes = {v: VectorIndex.build(np.array(vv), list(vl)) if len(vv) else None for v, (vv, vl, _) in self.views.items()}
             self._cache["gallery"] = MemoryGallery(
                 list(self.sources),
                 index,
@@ -109,6 +110,7 @@ class GallerySnapshot:
                 tree=self.tree,
                 vectors=self.node_vectors,
                 view_indexes=view_indexes,
+                view_calibrations={v: self.calibration(v) for v in self.views},
             )
         return self._cache["gallery"]
 

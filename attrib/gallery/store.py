@@ -180,7 +180,7 @@ class Store:
     def delete_source(self, name: str) -> int:
         """Delete a source and its rows (call inside :meth:`transaction`); returns its sample count."""
         n = self.db.execute("select count(*) from samples where source = ?", [name]).fetchone()[0]
-        for table in ("calibration", "view_prototypes", "prototypes", "sample_views", "samples"):
+        for table in ("calibration", "view_calibration", "view_prototypes", "prototypes", "sample_views", "samples"):
             self.db.execute(f"delete from {table} where source = ?", [name])
         self.db.execute("delete from sources where name = ?", [name])
         return n
@@ -302,18 +302,30 @@ class Store:
         return from_blobs(blobs, self.dim)
 
     def view_embeddings(self, source: str, view: str) -> np.ndarray:
-        """A source's sample embeddings in ``view`` (those samples that have one), in enrollment order."""
-        q = "select embedding from sample_views where source = ? and view = ? order by sample_id"
-        return from_blobs([r[0] for r in self.db.execute(q, [source, view])], self.dim)
+        """A source's sample embeddings in ``view``, in enrollment order: a sample enrolled without
+        that view stands in it as it is (its plain embedding)."""
+        q = (
+            "select coalesce(v.embedding, s.embedding) from samples s left join sample_views v on v.sample_id = s.id and v.view = ? "
+            "where s.source = ? order by s.id"
+        )
+        return from_blobs([r[0] for r in self.db.execute(q, [view, source])], self.dim)
 
     def views(self) -> list[str]:
         """The views some sample of the gallery is enrolled in."""
         return [r[0] for r in self.db.execute("select distinct view from sample_views order by view")]
 
-    def impostor_pool(self, limit: int) -> tuple[np.ndarray, list[str]]:
+    def impostor_pool(self, limit: int, view: str | None = None) -> tuple[np.ndarray, list[str]]:
         """The first ``limit`` samples by sha256: a stable pseudo-random subset of the gallery
-        (:func:`attrib.openset.impostor_pool` is the same rule over arrays)."""
-        rows = self.db.execute("select source, embedding from samples order by sha256 limit ?", [limit]).fetchall()
+        (:func:`attrib.openset.impostor_pool` is the same rule over arrays), in ``view`` (as
+        :meth:`view_embeddings`) or as they are."""
+        if view is None:
+            rows = self.db.execute("select source, embedding from samples order by sha256 limit ?", [limit]).fetchall()
+        else:
+            q = (
+                "select s.source, coalesce(v.embedding, s.embedding) from samples s left join sample_views v "
+                "on v.sample_id = s.id and v.view = ? order by s.sha256 limit ?"
+            )
+            rows = self.db.execute(q, [view, limit]).fetchall()
         return from_blobs([r[1] for r in rows], self.dim), [r[0] for r in rows]
 
     # -- prototypes and calibration ----------------------------------------------------------
@@ -356,15 +368,26 @@ class Store:
             for name, imp, gen in self.db.execute("select source, impostor, genuine from calibration")
         }
 
-    def replace_calibration(self, models: dict[str, tuple[dict | None, dict | None]]) -> None:
+    def replace_calibration(self, models: dict[str, tuple[dict | None, dict | None]], view: str | None = None) -> None:
+        """Replace the measured models of every source (in ``view``, or the plain ones)."""
         stamp = now()
         rows = [
             {"source": name, "impostor": json.dumps(imp), "genuine": json.dumps(gen), "updated_at": stamp}
             for name, (imp, gen) in models.items()
         ]
-        self.db.execute("delete from calibration")
+        if view is None:
+            self.db.execute("delete from calibration")
+            if rows:
+                self.db["calibration"].insert_all(rows, pk="source", batch_size=1000)
+            return
+        self.db.execute("delete from view_calibration where view = ?", [view])
         if rows:
-            self.db["calibration"].insert_all(rows, pk="source", batch_size=1000)
+            self.db["view_calibration"].insert_all([r | {"view": view} for r in rows], pk=("source", "view"), batch_size=1000)
+
+    def view_calibration(self, view: str) -> dict[str, tuple[dict | None, dict | None]]:
+        """``{source: (impostor model, genuine model)}`` measured in ``view``, as stored."""
+        q = "select source, impostor, genuine from view_calibration where view = ?"
+        return {name: (json.loads(imp) if imp else None, json.loads(gen) if gen else None) for name, imp, gen in self.db.execute(q, [view])}
 
     # -- rejected queries --------------------------------------------------------------------
     def add_rejected(self, rows: list[dict[str, Any]]) -> None:
