@@ -13,7 +13,7 @@ each view, and a query is scored in the view of its own file: a JPEG at or under
 measured score models (thresholds); score normalisation is the encoder's in both. A sample that is
 itself a JPEG at or under :data:`ROUTE_MAX_QUALITY` stands in the ``jpeg`` view as it is.
 
-The price, on the same folds: whole files as they are 0.92 -> 0.86 top-1, all of it in labels whose
+The price, on the same folds: whole files as they are 0.92 -> 0.87 top-1, all of it in labels whose
 every file is a q75 JPEG preview. Without views a q75 query shares its compression traces only with
 those labels' prototypes; with views every source has them (``docs/benchmarks.md``).
 
