@@ -169,6 +169,23 @@ def test_user_strings_are_escaped(client):
     assert 'data-label="&lt;img src=x onerror=alert(1)&gt;.png"' in frag and ">&lt;img src=x onerror=alert(1)&gt;.png</h2>" in frag
 
 
+def test_a_jpeg_upload_is_shown_against_the_jpeg_view(client):
+    """The page says a JPEG upload was compared with JPEG copies, and draws each candidate's
+    threshold of that view (the one its decision was held to)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(synthetic(1, 9)).save(buf, "JPEG", quality=70)
+    files = [("image", ("q.jpg", buf.getvalue(), "image/jpeg"))] + images(1, 1, start=10, prefix="p")
+    jpeg_card, png_card = client.post("/ui/identify?fragment=1", files=files).text.split("<article")[1:]
+    assert "re-saved as JPEG" in jpeg_card and "re-saved as JPEG" not in png_card
+    rows = client.post("/v1/identify", files=files).json()
+    assert [r["view"] for r in rows] == ["jpeg", None]
+    assert f"against threshold {rows[0]['threshold']:.3f}" in jpeg_card
+
+
 def test_detector_details_are_readable_rows():
     rows = readable({"score": 0.123456, "peaks": list(range(20)), "c2pa": {"claim": {"generator": "X"}, "valid": True}, "none": None})
     d = dict(rows)

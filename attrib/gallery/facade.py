@@ -426,10 +426,11 @@ class Gallery:
             cache[view] = openset.Calibration(observed, self.encoder.calibration)
         return cache[view]
 
-    def thresholds(self, far: float | None = None, sources=None) -> dict[str, float]:
-        """Thresholds at ``far`` of ``sources`` (default: all; a 10,000-source gallery asks for few).
-        A source not yet calibrated is held to the encoder's prior alone."""
-        return self.calibration().thresholds(self.far if far is None else far, sources)
+    def thresholds(self, far: float | None = None, sources=None, view: str | None = None) -> dict[str, float]:
+        """Thresholds at ``far`` of ``sources`` (default: all; a 10,000-source gallery asks for few)
+        in ``view`` (None: the plain one). A source not yet calibrated is held to the encoder's
+        prior alone."""
+        return self.calibration(view).thresholds(self.far if far is None else far, sources)
 
     def prototypes(self) -> tuple[np.ndarray, list[str]]:
         """Every prototype and its source, ordered by source."""

@@ -207,12 +207,16 @@ async def identify_fragment(request: Request, state: State, fragment: bool = Fal
 async def _results(state: ServiceState, done, far: float | None) -> list[dict[str, Any]]:
     rows = report.identify_rows(done.items, done.decisions, done.evidence, done.judge)
     wanted = sorted({c["source"] for r in rows for c in r["candidates"]})
-    thresholds, default_far = await state.store.read(lambda g: (g.thresholds(far, sources=wanted), g.far))
+    views = sorted({r["view"] for r in rows if r["view"] is not None})
+    # each candidate against its threshold in the view its image was scored in (attrib.views)
+    thresholds, default_far = await state.store.read(
+        lambda g: ({v: g.thresholds(far, sources=wanted, view=v) for v in [None, *views]}, g.far)
+    )
     gmap = await current_map(state)
     placed = iter(gmap.place(done.embeddings).tolist() if len(done.embeddings) and gmap.sources else [])
     for row in rows:
         row["far"] = default_far if far is None else far
         for c in row["candidates"]:
-            c["threshold"] = thresholds.get(c["source"])
+            c["threshold"] = thresholds[row["view"]].get(c["source"])
         row["xy"] = next(placed, None) if row["error"] is None else None
     return rows
