@@ -23,12 +23,13 @@ carries no quantisation table and is scored in the plain view.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
+
+from .degrade import Jpeg, apply_steps
 
 #: the view enrolled besides the plain one: each sample re-saved as JPEG at :data:`VIEW_QUALITY`
 JPEG_VIEW = "jpeg"
@@ -75,11 +76,10 @@ def view_of(quality: int | None) -> str | None:
 
 
 def resave(pixels: np.ndarray, quality: int = VIEW_QUALITY) -> np.ndarray:
-    """``pixels`` (H x W x 3 uint8) after a JPEG save at ``quality`` and a decode: the ``jpeg`` view."""
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8), "RGB").save(buf, "JPEG", quality=quality)
-    with Image.open(io.BytesIO(buf.getvalue())) as img:
-        return np.asarray(img.convert("RGB"))
+    """``pixels`` (H x W x 3 uint8) after a JPEG save at ``quality`` and a decode: the ``jpeg`` view
+    (:mod:`attrib.degrade`'s JPEG round trip, the zoo's and ``eval --post``'s)."""
+    image = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8), "RGB")
+    return np.asarray(apply_steps(image, [Jpeg(quality)])[0])
 
 
 def view_images(pixels: Sequence[np.ndarray], view: str) -> list[np.ndarray]:

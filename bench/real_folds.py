@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import os
 import re
@@ -80,7 +79,7 @@ from attrib.evaluate import Dataset, run_protocol, split_sources
 from attrib.imageio import load_image
 from attrib.openset import measure_prior
 from attrib.scorenorm import ScoreNorm
-from attrib.views import JPEG_VIEW, VIEW_QUALITY, jpeg_quality, view_of
+from attrib.views import JPEG_VIEW, VIEW_QUALITY, jpeg_quality, resave, view_of
 
 VARIANTS = ("asis", "asis_jpeg75", "crop256", "jpeg75", "half")
 TILED = ("asis", "asis_jpeg75")  # variants also embedded tile by tile
@@ -124,20 +123,14 @@ def prompt_group(row: dict, i: int) -> str:
     return f"{row['label']}:{m.group(0)}" if m else f"file{i}"
 
 
-def jpeg(pixels: np.ndarray, quality: int = 75) -> np.ndarray:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, "JPEG", quality=quality)
-    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-
-
 def variants_of(pixels: np.ndarray) -> dict[str, np.ndarray]:
     h, w = pixels.shape[:2]
-    out = {"asis": pixels, "asis_jpeg75": jpeg(pixels)}
+    out = {"asis": pixels, "asis_jpeg75": resave(pixels, 75)}
     if min(h, w) >= 256:
         oy, ox = (h - 256) // 2, (w - 256) // 2
         crop = np.ascontiguousarray(pixels[oy : oy + 256, ox : ox + 256])
         out["crop256"] = crop
-        out["jpeg75"] = jpeg(crop)
+        out["jpeg75"] = resave(crop, 75)
         out["half"] = np.asarray(Image.fromarray(crop).resize((128, 128), Image.BICUBIC))
     return out
 

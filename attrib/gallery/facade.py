@@ -350,15 +350,7 @@ class Gallery:
         pool, pool_src = self.store.impostor_pool(openset.IMPOSTOR_POOL)
         norm = self.encoder.score_norm
         impostor = openset.impostor_models(pool, pool_src, *self.store.prototypes(), norm)
-        stored = self.store.calibration()
-        models = {}
-        for name, imp in impostor.items():
-            if name in touched:
-                gen = openset.genuine_model(self.store.source_embeddings(name), norm)
-                gen_dict = gen.to_dict() if gen else None
-            else:
-                gen_dict = stored.get(name, (None, None))[1]
-            models[name] = (imp.to_dict() if imp else None, gen_dict)
+        models = self._source_models(impostor, self.store.calibration(), touched, self.store.source_embeddings)
         families = self._calibrate_nodes(models, pool, pool_src)
         self.store.put_setting("family_calibration", families)
         self.store.replace_calibration(models)
@@ -375,15 +367,23 @@ class Gallery:
         pool, pool_src = self.store.impostor_pool(openset.IMPOSTOR_POOL, view)
         impostor = openset.impostor_models(pool, pool_src, *self.view_prototypes(view), norm)
         stored = self.store.view_calibration(view)
+        remeasure = set(touched) | (set(impostor) - set(stored))  # and sources the view has no models of yet
+        models = self._source_models(impostor, stored, remeasure, lambda name: self.store.view_embeddings(name, view))
+        self.store.replace_calibration(models, view)
+
+    def _source_models(self, impostor: dict, stored: dict, remeasure, samples_of) -> dict[str, tuple[dict | None, dict | None]]:
+        """Per source: its impostor model and its genuine model, measured on ``samples_of(name)``
+        for the sources in ``remeasure``, kept from ``stored`` for the others (their samples did
+        not change), as dicts to store."""
         models = {}
         for name, imp in impostor.items():
-            if name in touched or name not in stored:
-                gen = openset.genuine_model(self.store.view_embeddings(name, view), norm)
+            if name in remeasure:
+                gen = openset.genuine_model(samples_of(name), self.encoder.score_norm)
                 gen_dict = gen.to_dict() if gen else None
             else:
-                gen_dict = stored[name][1]
+                gen_dict = stored.get(name, (None, None))[1]
             models[name] = (imp.to_dict() if imp else None, gen_dict)
-        self.store.replace_calibration(models, view)
+        return models
 
     def _calibrate_nodes(self, models: dict, pool: np.ndarray, pool_src: list[str]) -> dict | None:
         """In a tree gallery: the subtree models of inner sources (into ``models``, replacing

@@ -83,20 +83,14 @@ class MemoryGallery:
                     shas.append(sha)
                     owners.append(source)
         samples = np.array(flat, dtype=np.float32).reshape(len(flat), dim)
-        names, protos = [], []
-        for s in sorted(s for s in members if members[s]):  # ordered by source, as the store is
-            centres, _ = prototypes.prototypes_of(samples[members[s]])
-            protos.append(centres.astype(np.float32))
-            names += [s] * len(centres)
-        vectors = np.concatenate(protos) if protos else np.zeros((0, dim), np.float32)
         pick = openset.impostor_pool(shas)
-        impostor = openset.impostor_models(samples[pick], [owners[i] for i in pick], vectors, names, norm)
-        observed = {s: (impostor[s], openset.genuine_model(samples[members[s]], norm)) for s in impostor}
+        vectors, names, observed = cls._measure(samples, members, owners, pick, norm)
         index = VectorIndex.build(vectors, names) if len(vectors) else None
         view_indexes, view_observed = {}, {}
         for view, rows in view_rows.items():  # a sample without this view stands in it as it is
             in_view = np.stack([rows.get(i, samples[i]) for i in range(len(samples))]) if len(samples) else samples
-            view_indexes[view], view_observed[view] = cls._view(in_view, members, owners, pick, norm)
+            view_vectors, view_names, view_observed[view] = cls._measure(in_view, members, owners, pick, norm)
+            view_indexes[view] = VectorIndex.build(view_vectors, view_names) if len(view_vectors) else None
         node_vecs = None
         if tree is not None and tree.active:
             pool = (samples[pick], [owners[i] for i in pick])
@@ -121,20 +115,19 @@ class MemoryGallery:
         )
 
     @staticmethod
-    def _view(samples: np.ndarray, members: dict[str, list[int]], owners: list[str], pick: np.ndarray, norm) -> tuple:
-        """One view's prototype index and measured (impostor, genuine) models, from every sample's
-        embedding in it (rows of ``samples``), as the plain view's are measured."""
+    def _measure(samples: np.ndarray, members: dict[str, list[int]], owners: list[str], pick: np.ndarray, norm) -> tuple:
+        """Prototypes (vectors and their sources, ordered by source, as the store orders them) and
+        measured (impostor, genuine) models of one view, from every sample's embedding in it (rows
+        of ``samples``; the plain view: the samples as they are); ``pick``: the impostor pool's rows."""
         names, protos = [], []
         for s in sorted(s for s in members if members[s]):
             centres, _ = prototypes.prototypes_of(samples[members[s]])
             protos.append(centres.astype(np.float32))
             names += [s] * len(centres)
-        if not protos:
-            return None, {}
-        vectors = np.concatenate(protos)
+        vectors = np.concatenate(protos) if protos else np.zeros((0, samples.shape[1]), np.float32)
         impostor = openset.impostor_models(samples[pick], [owners[i] for i in pick], vectors, names, norm)
         observed = {s: (impostor[s], openset.genuine_model(samples[members[s]], norm)) for s in impostor}
-        return VectorIndex.build(vectors, names), observed
+        return vectors, names, observed
 
     def calibration_of(self, view: str | None) -> openset.Calibration:
         """The calibration thresholds of ``view`` are read from (None, or a view not enrolled: the plain one)."""
