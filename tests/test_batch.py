@@ -148,6 +148,12 @@ def test_outputs_keep_whole_parts_and_cut_half_lines(tmp_path):
         snap = GallerySnapshot("g", 2, "enc", "residual", 0.01, (), np.zeros((0, 4), np.float32), (), {}, {}, {})
         run_batch(["d"], ["d"], snap, BatchOptions(), open_output(str(jl)))
 
+    # parts written by an older attrib (without the view and lineage columns): refused, not mixed
+    old_parts = tmp_path / "old.parquet"
+    open_output(str(old_parts)).write(rows_to_table(_rows(["a"])).drop_columns(["view", "lineage"]))
+    with pytest.raises(OutputMismatch, match="lineage, view.*new --out"):
+        open_output(str(old_parts)).existing()
+
 
 # --------------------------------------------------------------------------- on Ray, on zoo images
 

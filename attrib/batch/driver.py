@@ -22,14 +22,11 @@ from typing import Any
 
 from ..errors import AttribError
 from ..gallery.snapshot import GallerySnapshot
+from .output import OutputMismatch
 from .worker import BatchOptions, Identifier
 
 #: at most this many blocks in the input dataset (a block is the unit Ray hands a worker)
 MAX_BLOCKS = 10_000
-
-
-class OutputMismatch(AttribError):
-    """The output was written against another gallery generation or encoder: resuming would mix answers."""
 
 
 @dataclass

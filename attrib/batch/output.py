@@ -29,6 +29,11 @@ from .inputs import is_uri
 DONE_COLUMNS = ("path", "source", "error", "gallery_generation", "encoder_id")
 
 
+class OutputMismatch(AttribError):
+    """The output holds answers that cannot be continued (another gallery generation or encoder,
+    or parts with other columns): resuming would mix them."""
+
+
 def _filesystem(out: str):
     from pyarrow import fs
 
@@ -79,9 +84,16 @@ class ParquetOutput:
         import pyarrow.parquet as pq
 
         done = []
+        columns = set(batch_rows.schema().names)
         for path in self._files():
             name = os.path.basename(path)
             if name.startswith("part-") and name.endswith(".parquet"):
+                missing = columns - set(pq.read_schema(path, filesystem=self.fs).names)
+                if missing:  # written by an older attrib: one folder would no longer read as one table
+                    raise OutputMismatch(
+                        f"{self.label} holds parts without the columns {', '.join(sorted(missing))} (written by an older attrib): "
+                        "resuming would mix two tables in one folder (use a new --out)"
+                    )
                 done += pq.read_table(path, columns=list(DONE_COLUMNS), filesystem=self.fs).to_pylist()
         return done
 
