@@ -19,7 +19,10 @@ Protocol (issue 11):
   whole file re-saved as JPEG q75), ``crop256`` (the central 256 px saved as PNG: no size or
   format cue, one tile), ``jpeg75`` (those crops re-saved as JPEG q75, queries only), ``half``
   (those crops resized 0.5x, queries only). Enrollment uses ``asis`` for the ``asis*`` variants
-  and ``crop256`` for the others.
+  and ``crop256`` for the others. Asked for by name only (``--variant``): ``jpeg85``, ``jpeg95``,
+  ``asis_jpeg85``, ``asis_jpeg95``, queries re-saved at the qualities on either side of attrib's
+  routing cut (a JPEG query at quality <= 90 is scored in the jpeg view); with
+  ``--route-max-quality Q`` the bench routes at Q instead, to measure the cut.
 * **encoders**: ``fp-wccn2`` (the default, as shipped), ``residual-tiles`` (its embedding averaged
   over 5 tiles), ``fp-fuse1`` and ``fp-fuse2`` (:mod:`attrib.encoders.fused`, their texture WCCN
   and prior refitted in each fold; ``fp-fuse2`` with 5 tiles, and tiles in its fit), and with
@@ -79,10 +82,14 @@ from attrib.evaluate import Dataset, run_protocol, split_sources
 from attrib.imageio import load_image
 from attrib.openset import measure_prior
 from attrib.scorenorm import ScoreNorm
-from attrib.views import JPEG_VIEW, VIEW_QUALITY, jpeg_quality, resave, view_of
+from attrib.views import JPEG_VIEW, ROUTE_MAX_QUALITY, jpeg_quality, resave, view_of
 
 VARIANTS = ("asis", "asis_jpeg75", "crop256", "jpeg75", "half")
-TILED = ("asis", "asis_jpeg75")  # variants also embedded tile by tile
+# queries re-saved at other JPEG qualities, on either side of attrib's routing cut (views.ROUTE_MAX_QUALITY):
+# measured only when asked (--variant), their features added to the caches then
+QUALITY_VARIANTS = ("asis_jpeg85", "asis_jpeg95", "jpeg85", "jpeg95")
+ALL_VARIANTS = VARIANTS + QUALITY_VARIANTS
+TILED = ("asis", "asis_jpeg75", "asis_jpeg85", "asis_jpeg95")  # variants also embedded tile by tile
 ENCODERS = ("fp-wccn2", "residual-tiles", "fp-fuse1", "fp-fuse2", "fp-joint1", "fp-joint2", "fp-joint3", "fp-joint4", "size-format")
 JOINT = ("fp-joint1", "fp-joint2", "fp-joint3")  # one fit; fp-joint2 and fp-joint3 add cohort score normalisation
 # encoders that are another's recipe over features with the self-description appended (:mod:`attrib.encoders.selfdesc`)
@@ -93,7 +100,7 @@ NORMED = ("fp-joint2", "fp-joint3")
 # (the ``jpeg`` view the gallery enrolls beside it), and the JPEG quality each query variant's file has
 # (None: PNG; ``asis``: the file's own, from its quantisation tables)
 VIEW_VARIANT = {"asis": "asis_jpeg75", "crop256": "jpeg75"}
-QUERY_QUALITY = {"asis_jpeg75": VIEW_QUALITY, "jpeg75": VIEW_QUALITY, "crop256": None, "half": None}
+QUERY_QUALITY = {"crop256": None, "half": None} | {v: int(v.rsplit("jpeg", 1)[1]) for v in ALL_VARIANTS if "jpeg" in v}
 COHORT_ZOO_IMAGES = 600  # fp-joint3's zoo cohort: at most this many zoo images (undegraded), drawn once
 # fp-joint3's output scale: scores are tanh(z / 20). Zoo and synthetic queries stand 30-60 cohort
 # deviations above their cohort means against their own source; tanh(z / 5) (fp-joint2's) pins
@@ -123,29 +130,39 @@ def prompt_group(row: dict, i: int) -> str:
     return f"{row['label']}:{m.group(0)}" if m else f"file{i}"
 
 
-def variants_of(pixels: np.ndarray) -> dict[str, np.ndarray]:
+def variants_of(pixels: np.ndarray, names=VARIANTS) -> dict[str, np.ndarray]:
+    """The variants ``names`` of one file's pixels (the crop variants only when it has 256 px)."""
     h, w = pixels.shape[:2]
-    out = {"asis": pixels, "asis_jpeg75": resave(pixels, 75)}
+    out = {"asis": pixels}
+    for v in names:
+        if v.startswith("asis_jpeg"):
+            out[v] = resave(pixels, QUERY_QUALITY[v])
     if min(h, w) >= 256:
         oy, ox = (h - 256) // 2, (w - 256) // 2
         crop = np.ascontiguousarray(pixels[oy : oy + 256, ox : ox + 256])
         out["crop256"] = crop
-        out["jpeg75"] = resave(crop, 75)
-        out["half"] = np.asarray(Image.fromarray(crop).resize((128, 128), Image.BICUBIC))
+        for v in names:
+            if v.startswith("jpeg"):
+                out[v] = resave(crop, QUERY_QUALITY[v])
+        if "half" in names:
+            out["half"] = np.asarray(Image.fromarray(crop).resize((128, 128), Image.BICUBIC))
     return out
 
 
-def extract(devset: Path, rows: list[dict], residual, texture: TextureStats, cache: Path) -> dict[str, np.ndarray]:
-    """Residual and texture features of every file and variant (cached)."""
-    if cache.exists():
-        return dict(np.load(cache))
-    feats: dict[str, list] = {f"{k}_{v}": [] for k in ("res", "tex") for v in VARIANTS}
-    feats.update({f"{k}_{v}": [] for k in ("rest", "text", "mask") for v in TILED})
-    ok = {v: [] for v in VARIANTS}
+def extract(devset: Path, rows: list[dict], residual, texture: TextureStats, cache: Path, variants=VARIANTS) -> dict[str, np.ndarray]:
+    """Residual and texture features of every file and variant (cached; variants missing from the
+    cache are computed and added to it)."""
+    have = dict(np.load(cache)) if cache.exists() else {}
+    todo = [v for v in variants if f"ok_{v}" not in have]
+    if not todo:
+        return have
+    feats: dict[str, list] = {f"{k}_{v}": [] for k in ("res", "tex") for v in todo}
+    feats.update({f"{k}_{v}": [] for k in ("rest", "text", "mask") for v in todo if v in TILED})
+    ok = {v: [] for v in todo}
     t0 = time.time()
     for i, row in enumerate(rows):
-        var = variants_of(load_image(devset / row["file"]).pixels)
-        for v in VARIANTS:
+        var = variants_of(load_image(devset / row["file"]).pixels, todo)
+        for v in todo:
             ok[v].append(v in var)
             img = var.get(v, var["asis"])
             feats[f"res_{v}"].append(residual.features_batch([img])[0])
@@ -159,8 +176,8 @@ def extract(devset: Path, rows: list[dict], residual, texture: TextureStats, cac
                 feats[f"mask_{v}"].append(mask)
         if i % 50 == 0:
             print(f"  features {i}/{len(rows)} ({time.time() - t0:.0f} s)", file=sys.stderr)
-    out = {k: np.stack(v) if k.startswith("mask") else np.stack(v).astype(np.float32) for k, v in feats.items()}
-    out.update({f"ok_{v}": np.array(ok[v]) for v in VARIANTS})
+    out = have | {k: np.stack(v) if k.startswith("mask") else np.stack(v).astype(np.float32) for k, v in feats.items()}
+    out.update({f"ok_{v}": np.array(ok[v]) for v in todo})
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **out)
     return out
@@ -252,29 +269,30 @@ def zoo_features(zoo_dir: Path, residual, texture: TextureStats, cache: Path) ->
     return out
 
 
-def selfdesc_features(devset: Path, rows: list[dict], zoo_dir: Path | None, cache: Path) -> tuple[dict, dict | None]:
+def selfdesc_features(devset: Path, rows: list[dict], zoo_dir: Path | None, cache: Path, variants=VARIANTS) -> tuple[dict, dict | None]:
     """Self-descriptions (:class:`attrib.encoders.selfdesc.SelfDescription`, default options) of
     every devset file and variant as :func:`extract` reads them (``sd_V``; ``sdt_V`` tile by tile
     for the tiled variants) and of every zoo image and copy as :func:`zoo_features` (``zoo:NAME``),
-    cached."""
-    if cache.exists():
-        data = dict(np.load(cache))
-    else:
+    cached (variants missing from the cache are added to it)."""
+    data = dict(np.load(cache)) if cache.exists() else {}
+    todo = [v for v in variants if f"sd_{v}" not in data]
+    if todo:
         sd = SelfDescription(**SELFDESC)
-        data: dict[str, list] = {f"sd_{v}": [] for v in VARIANTS} | {f"sdt_{v}": [] for v in TILED}
+        new: dict[str, list] = {f"sd_{v}": [] for v in todo} | {f"sdt_{v}": [] for v in todo if v in TILED}
         t0 = time.time()
         for i, row in enumerate(rows):
-            var = variants_of(load_image(devset / row["file"]).pixels)
-            images = [var.get(v, var["asis"]) for v in VARIANTS]
-            for v, f in zip(VARIANTS, sd.features_batch(images)):
-                data[f"sd_{v}"].append(f)
-            for v in TILED:
-                tiles = tiles_of(images[VARIANTS.index(v)])
-                data[f"sdt_{v}"].append(sd.features_batch(tiles + [tiles[0]] * (5 - len(tiles))))  # as extract pads
+            var = variants_of(load_image(devset / row["file"]).pixels, todo)
+            images = [var.get(v, var["asis"]) for v in todo]
+            for v, f in zip(todo, sd.features_batch(images)):
+                new[f"sd_{v}"].append(f)
+            for v, image in zip(todo, images):
+                if v in TILED:
+                    tiles = tiles_of(image)
+                    new[f"sdt_{v}"].append(sd.features_batch(tiles + [tiles[0]] * (5 - len(tiles))))  # as extract pads
             if i % 100 == 0:
                 print(f"  self-descriptions {i}/{len(rows)} ({time.time() - t0:.0f} s)", file=sys.stderr)
-        data = {k: np.stack(v).astype(np.float32) for k, v in data.items()}
-        if zoo_dir is not None:
+        data |= {k: np.stack(v).astype(np.float32) for k, v in new.items()}
+        if zoo_dir is not None and not any(k.startswith("zoo:") for k in data):
             data.update({f"zoo:{name}": sd.features_batch(batch) for name, batch in zoo_images(zoo_dir)})
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, **data)
@@ -293,10 +311,11 @@ def with_selfdesc(
     """Features and zoo features with ``weight`` x the self-description appended to the texture
     part (the joint fit concatenates ``[residual; texture]``: so ``[residual; texture; sd]``)."""
     out = dict(feats)
-    for v in VARIANTS:
-        out[f"tex_{v}"] = np.concatenate([feats[f"tex_{v}"], weight * sd[f"sd_{v}"]], 1)
-    for v in TILED:
-        out[f"text_{v}"] = np.concatenate([feats[f"text_{v}"], weight * sd[f"sdt_{v}"]], 2)
+    for v in ALL_VARIANTS:
+        if f"tex_{v}" in feats:
+            out[f"tex_{v}"] = np.concatenate([feats[f"tex_{v}"], weight * sd[f"sd_{v}"]], 1)
+        if f"text_{v}" in feats:
+            out[f"text_{v}"] = np.concatenate([feats[f"text_{v}"], weight * sd[f"sdt_{v}"]], 2)
     if zoo is None:
         return out, None
     return out, {s: np.concatenate([v, weight * sd_zoo[s]], 1) for s, v in zoo.items()}
@@ -505,6 +524,7 @@ def run_fold(
     trials: int,
     far: float | None = None,
     qualities: list[int | None] | None = None,
+    route_max_quality: int = ROUTE_MAX_QUALITY,
 ) -> dict | None:
     """One fold's K-shot trials of ``encoder`` on query ``variant``. With ``qualities`` (each file's
     JPEG quality), as the product does: every shot is enrolled in the ``jpeg`` view too and each
@@ -530,7 +550,8 @@ def run_fold(
             already = np.array([view_of(qualities[i]) == JPEG_VIEW for i in idx])
             in_view[already] = fold.embed(encoder, "asis", idx)[already]
         views["enroll_views"] = {JPEG_VIEW: in_view}
-        views["query_views"] = [view_of(QUERY_QUALITY.get(variant, qualities[i])) for i in idx]
+        quality = [QUERY_QUALITY.get(variant, qualities[i]) for i in idx]
+        views["query_views"] = [JPEG_VIEW if q is not None and q <= route_max_quality else None for q in quality]
     res = run_protocol(
         ds,
         enc,
@@ -598,7 +619,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--shots", default="1,3,5", help="K values, comma-separated")
     ap.add_argument("--trials", type=int, default=3, help="K-shot draws per fold")
     ap.add_argument("--encoder", action="append", help=f"one of {', '.join(ENCODERS)} (default: all)")
-    ap.add_argument("--variant", action="append", help=f"one of {', '.join(VARIANTS)} (default: all)")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        help=f"one of {', '.join(ALL_VARIANTS)} (default: {', '.join(VARIANTS)}; the others are queries re-saved at other "
+        "JPEG qualities, their features added to the caches when first asked for)",
+    )
+    ap.add_argument(
+        "--route-max-quality",
+        type=int,
+        help="score a JPEG query in the jpeg view up to this quality (default: attrib's, views.ROUTE_MAX_QUALITY): "
+        "to measure the routing cut",
+    )
     ap.add_argument(
         "--texture-weights",
         type=Path,
@@ -619,6 +651,7 @@ def main(argv=None) -> dict:
         "runs as ENCODER-noviews, with the paired differences",
     )
     ap.add_argument("--zoo", type=Path, help="a built zoo (attrib zoo build): enables fp-joint1 (fitted on it) and its zoo check")
+    ap.add_argument("--no-zoo-check", action="store_true", help="skip the zoo's held-out-architecture check of the --zoo encoders")
     ap.add_argument("--cache", type=Path, default=Path("bench/out/real_features_v2.npz"))
     ap.add_argument("--out", type=Path, default=Path("bench/results/real_folds.json"))
     args = ap.parse_args(argv)
@@ -627,7 +660,11 @@ def main(argv=None) -> dict:
     labels = np.array([r["label"] for r in rows])
     fp = get_encoder("fp-wccn2")
     weights = args.texture_weights or _wheel_weights()
-    feats = extract(args.devset, rows, fp.features, TextureStats(texture_backbone_from_file(weights)), args.cache)
+    variants = args.variant or list(VARIANTS)
+    if set(variants) - set(ALL_VARIANTS):
+        ap.error(f"unknown variant {sorted(set(variants) - set(ALL_VARIANTS))[0]}: one of {', '.join(ALL_VARIANTS)}")
+    extracted = list(VARIANTS) + [v for v in variants if v not in VARIANTS]  # the fits read VARIANTS
+    feats = extract(args.devset, rows, fp.features, TextureStats(texture_backbone_from_file(weights)), args.cache, extracted)
     meta = meta_features(rows)
     zoo = None
     if args.zoo:
@@ -638,9 +675,11 @@ def main(argv=None) -> dict:
     if any(e in SELFDESC_RECIPE for e in encoders):
         if zoo is None:
             ap.error(f"{', '.join(SELFDESC_RECIPE)} need --zoo")
-        feats_sd, zoo_sd = with_selfdesc(feats, zoo, *selfdesc_features(args.devset, rows, args.zoo, selfdesc_cache(args.cache, args.zoo)))
-    variants = args.variant or list(VARIANTS)
+        feats_sd, zoo_sd = with_selfdesc(
+            feats, zoo, *selfdesc_features(args.devset, rows, args.zoo, selfdesc_cache(args.cache, args.zoo), extracted)
+        )
     qualities = None if args.views == "off" else file_qualities(args.devset, rows)
+    route = ROUTE_MAX_QUALITY if args.route_max_quality is None else args.route_max_quality
     runs: dict[str, list] = {}
     for seed in range(args.seeds):
         keep = pick_one_per_prompt(rows, seed)
@@ -661,7 +700,7 @@ def main(argv=None) -> dict:
                 for v in variants:
                     if enc == "size-format" and v != "asis":
                         continue
-                    res = run_fold(*by_encoder[enc], v, keep, shots, args.trials, args.far, qualities)
+                    res = run_fold(*by_encoder[enc], v, keep, shots, args.trials, args.far, qualities, route)
                     if res:
                         runs.setdefault(f"{enc}/{v}", []).append(res)
                     if res and args.views == "both":
@@ -683,6 +722,7 @@ def main(argv=None) -> dict:
             "far": args.far or 0.01,
             "near_floor": not args.no_near_floor,
             "views": args.views,
+            "route_max_quality": route,
             "alpha": ALPHA,
             "texture_reg": TEXTURE_REG,
             "selfdesc": SELFDESC | {"weight": SELFDESC_WEIGHT},
@@ -691,7 +731,7 @@ def main(argv=None) -> dict:
         "results": {key: summarise(r) for key, r in runs.items()},
     }
     for enc in JOINT + tuple(SELFDESC_RECIPE):
-        if zoo and enc in encoders:
+        if zoo and enc in encoders and not args.no_zoo_check:
             f, z = (feats_sd, zoo_sd) if enc in SELFDESC_RECIPE else (feats, zoo)
             result[f"zoo_heldout_{enc}"] = zoo_heldout(z, args.zoo, f, labels, encoder=SELFDESC_RECIPE.get(enc, enc))
             print(f"{enc}, zoo architectures held out (5-shot): {result[f'zoo_heldout_{enc}']['mean']}", file=sys.stderr)
