@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
-from .views import jpeg_quality, view_of
+from .views import jpeg_quality, stands_in, view_of
 
 #: Default bound on width x height. 1e8 pixels is a 10k x 10k image (300 MB as RGB).
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -64,6 +64,11 @@ class LoadedImage:
     def view(self) -> str | None:
         """The view this image is scored in as a query (:func:`attrib.views.view_of`)."""
         return view_of(self.jpeg_quality)
+
+    @property
+    def stands_in(self) -> str | None:
+        """The view this image already stands in as a sample, as it is (:func:`attrib.views.stands_in`)."""
+        return stands_in(self.jpeg_quality)
 
     def __post_init__(self):
         if self.pixels is not None:

@@ -63,6 +63,11 @@ class Item:
         return self.image.view if self.image is not None else None
 
     @property
+    def stands_in(self) -> str | None:
+        """The view this image already stands in as a sample, as it is (:func:`attrib.views.stands_in`)."""
+        return self.image.stands_in if self.image is not None else None
+
+    @property
     def record(self) -> SampleRecord:
         img = self.image
         return SampleRecord(img.sha256, img.width, img.height, img.format, self.path, img.thumbnail)
@@ -177,11 +182,11 @@ def embed_items(
 
 def embed_views(encoder: Encoder, items: Sequence[Item], views: Sequence[str], plain: np.ndarray, timer: StageTimer | None = None) -> None:
     """Embed decoded ``items`` in each of ``views`` (:mod:`attrib.views`) into ``item.views``; an
-    item whose file is already in a view (a JPEG at quality <= 90 for ``jpeg``) keeps its plain
-    embedding (``plain``, rows aligned with ``items``) there."""
+    item whose file already stands in a view (:func:`attrib.views.stands_in`: a JPEG at quality
+    <= 90 for ``jpeg``) keeps its plain embedding (``plain``, rows aligned with ``items``) there."""
     timer = timer or StageTimer()
     for view in views:
-        redo = [i for i, it in enumerate(items) if it.view != view]
+        redo = [i for i, it in enumerate(items) if it.stands_in != view]
         with timer.stage("views", len(redo)):
             emb = encoder.embed(view_images([items[i].image.pixels for i in redo], view)) if redo else plain[:0]
         vectors = np.array(plain, dtype=np.float32, copy=True)

@@ -7,11 +7,18 @@ against prototypes of clean samples it looks like nobody enrolled: on the real-d
 top-1 under ``fp-joint4``. Scored against the same samples *re-saved the same way*, they reach
 0.76: the comparison is then between like and like. So each enrolled sample is also embedded
 after a JPEG re-save (the ``jpeg`` view, :data:`VIEW_QUALITY`), each source gets prototypes in
-each view, and a query is scored in the view of its own file: a JPEG at or under
-:data:`ROUTE_MAX_QUALITY` (its quality estimated from its quantisation tables,
-:func:`jpeg_quality`) in the ``jpeg`` view, anything else in the plain one. Each view has its own
-measured score models (thresholds); score normalisation is the encoder's in both. A sample that is
-itself a JPEG at or under :data:`ROUTE_MAX_QUALITY` stands in the ``jpeg`` view as it is.
+each view, and a query is scored in the view of its own file: a JPEG (at or under
+:data:`ROUTE_MAX_QUALITY`, which is every quality; its quality estimated from its quantisation
+tables, :func:`jpeg_quality`) in the ``jpeg`` view, anything else in the plain one. Each view has
+its own measured score models (thresholds); score normalisation is the encoder's in both. A sample
+that is itself a JPEG at or under :data:`AS_IS_MAX_QUALITY` stands in the ``jpeg`` view as it is
+(:func:`stands_in`); a finer one is re-saved.
+
+Why every JPEG: whole files re-saved at q95, scored in the plain view, are named as often as in the
+jpeg view (top-1 0.74 / 0.73, 9 folds) but the plain view's thresholds, measured on clean shots, let
+0.12 of unknown generators' files and 0.04 of camera photos through at a nominal FAR of 0.01; in the
+jpeg view 0.04 and 0.01. At q85 the jpeg view also names more (+0.06 top-1 on whole files, one
+shuffle). ``bench/real_folds.py --route-max-quality``.
 
 The price, on the same folds: whole files as they are 0.92 -> 0.87 top-1, all of it in labels whose
 every file is a q75 JPEG preview. Without views a q75 query shares its compression traces only with
@@ -35,8 +42,10 @@ from .degrade import Jpeg, apply_steps
 JPEG_VIEW = "jpeg"
 VIEWS = (JPEG_VIEW,)
 VIEW_QUALITY = 75
-#: JPEG queries at or under this estimated quality are scored in the ``jpeg`` view
-ROUTE_MAX_QUALITY = 90
+#: JPEG queries at or under this estimated quality are scored in the ``jpeg`` view: every JPEG
+ROUTE_MAX_QUALITY = 100
+#: a sample that is a JPEG at or under this quality stands in the ``jpeg`` view as it is (not re-saved)
+AS_IS_MAX_QUALITY = 90
 
 # the IJG (libjpeg) luminance quantisation table at quality 50, in natural order
 _IJG_LUMA = np.array(
@@ -73,6 +82,12 @@ def jpeg_quality(image: Image.Image) -> int | None:
 def view_of(quality: int | None) -> str | None:
     """The view a query of this JPEG quality (None: not a JPEG) is scored in; None is the plain view."""
     return JPEG_VIEW if quality is not None and quality <= ROUTE_MAX_QUALITY else None
+
+
+def stands_in(quality: int | None) -> str | None:
+    """The view a sample of this JPEG quality already stands in as it is (so it is not re-saved for
+    it), None when none: a JPEG at or under :data:`AS_IS_MAX_QUALITY` stands in the ``jpeg`` view."""
+    return JPEG_VIEW if quality is not None and quality <= AS_IS_MAX_QUALITY else None
 
 
 def resave(pixels: np.ndarray, quality: int = VIEW_QUALITY) -> np.ndarray:

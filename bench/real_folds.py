@@ -21,8 +21,8 @@ Protocol (issue 11):
   (those crops resized 0.5x, queries only). Enrollment uses ``asis`` for the ``asis*`` variants
   and ``crop256`` for the others. Asked for by name only (``--variant``): ``jpeg85``, ``jpeg95``,
   ``asis_jpeg85``, ``asis_jpeg95``, queries re-saved at the qualities on either side of attrib's
-  routing cut (a JPEG query at quality <= 90 is scored in the jpeg view); with
-  ``--route-max-quality Q`` the bench routes at Q instead, to measure the cut.
+  routing cut (attrib scored JPEG queries at quality <= 90 in the jpeg view until these said
+  every JPEG should be); with ``--route-max-quality Q`` the bench routes at Q instead.
 * **encoders**: ``fp-wccn2`` (the default, as shipped), ``residual-tiles`` (its embedding averaged
   over 5 tiles), ``fp-fuse1`` and ``fp-fuse2`` (:mod:`attrib.encoders.fused`, their texture WCCN
   and prior refitted in each fold; ``fp-fuse2`` with 5 tiles, and tiles in its fit), and with
@@ -82,7 +82,7 @@ from attrib.evaluate import Dataset, run_protocol, split_sources
 from attrib.imageio import load_image
 from attrib.openset import measure_prior
 from attrib.scorenorm import ScoreNorm
-from attrib.views import JPEG_VIEW, ROUTE_MAX_QUALITY, jpeg_quality, resave, view_of
+from attrib.views import JPEG_VIEW, ROUTE_MAX_QUALITY, jpeg_quality, resave, stands_in
 
 VARIANTS = ("asis", "asis_jpeg75", "crop256", "jpeg75", "half")
 # queries re-saved at other JPEG qualities, on either side of attrib's routing cut (views.ROUTE_MAX_QUALITY):
@@ -547,7 +547,7 @@ def run_fold(
     if qualities is not None:
         in_view = fold.embed(encoder, VIEW_VARIANT[enroll_variant], idx)
         if enroll_variant == "asis":  # a file already a JPEG at quality <= 90 stands in the jpeg view as it is
-            already = np.array([view_of(qualities[i]) == JPEG_VIEW for i in idx])
+            already = np.array([stands_in(qualities[i]) == JPEG_VIEW for i in idx])
             in_view[already] = fold.embed(encoder, "asis", idx)[already]
         views["enroll_views"] = {JPEG_VIEW: in_view}
         quality = [QUERY_QUALITY.get(variant, qualities[i]) for i in idx]

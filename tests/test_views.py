@@ -32,7 +32,9 @@ def test_jpeg_quality_is_read_from_the_quantisation_tables(quality):
     with Image.open(io.BytesIO(data)) as img:
         assert views.jpeg_quality(img) == quality
     assert load_image(data).jpeg_quality == quality
-    assert load_image(data).view == ("jpeg" if quality <= views.ROUTE_MAX_QUALITY else None)
+    # every JPEG query is scored in the jpeg view; only a sample at <= 90 stands there as it is
+    assert load_image(data).view == "jpeg"
+    assert load_image(data).stands_in == ("jpeg" if quality <= 90 else None)
 
 
 def test_lossless_files_and_arrays_are_in_the_plain_view(tmp_path):
@@ -40,7 +42,9 @@ def test_lossless_files_and_arrays_are_in_the_plain_view(tmp_path):
     png = write_png(tmp_path / "a.png", arr)
     assert load_image(png).jpeg_quality is None and load_image(png).view is None
     assert load_image(arr).view is None
-    assert views.view_of(None) is None and views.view_of(91) is None and views.view_of(90) == "jpeg"
+    assert views.view_of(None) is None and views.view_of(95) == views.view_of(100) == views.view_of(10) == "jpeg"
+    assert views.stands_in(None) is None and views.stands_in(91) is None and views.stands_in(90) == "jpeg"
+    assert load_image(png).stands_in is None
     # a JPEG with non-IJG tables (subsampling off, another encoder's tables) still gets an estimate
     data = jpeg_bytes(arr, 80, subsampling=0, qtables="web_low")
     assert load_image(data).jpeg_quality is not None
@@ -137,7 +141,8 @@ def test_sources_without_views_answer_in_the_view_by_their_plain_prototypes(tmp_
 
 def test_cli_enrolls_views_and_routes_jpeg_queries(tmp_path, monkeypatch):
     """`attrib enroll` stores each sample's jpeg view; `attrib identify` scores a q75 JPEG query in
-    it and a PNG query in the plain view (what the gallery was asked is checked, not the names)."""
+    it, a q97 JPEG too (every JPEG is), and a PNG query in the plain view (what the gallery was
+    asked is checked, not the names)."""
     data = tmp_path / "data"
     for s in range(2):
         for i in range(6):
@@ -170,10 +175,10 @@ def test_cli_enrolls_views_and_routes_jpeg_queries(tmp_path, monkeypatch):
         cli, ["--gallery", str(gal), "identify", "--json", "--no-detectors", str(q / "a.jpg"), str(q / "b.jpg"), str(q / "c.png")]
     )
     assert r.exit_code == 0, r.output
-    assert asked == [["jpeg", None, None]]
+    assert asked == [["jpeg", "jpeg", None]]
     rows = [json.loads(line) for line in r.output.splitlines()]
     assert [row["source"] for row in rows][0] == "src0"
-    assert [row["view"] for row in rows] == ["jpeg", None, None]  # the answer says which view it was scored in
+    assert [row["view"] for row in rows] == ["jpeg", "jpeg", None]  # the answer says which view it was scored in
 
 
 def test_eval_embeds_views_and_routes_queries_as_the_product(tmp_path):
@@ -190,7 +195,7 @@ def test_eval_embeds_views_and_routes_queries_as_the_product(tmp_path):
     assert sum(v is None for v in ds.query_views) == 6
     assert embed_dataset(enc, tmp_path / "data", views=()).views is None
     assert post_view("jpeg75") == "jpeg" and post_view("resize0.5,jpeg50") == "jpeg"
-    assert post_view("jpeg75,resize0.5") is None and post_view("jpeg95") is None and post_view("blur1.0") is None
+    assert post_view("jpeg75,resize0.5") is None and post_view("jpeg95") == "jpeg" and post_view("blur1.0") is None
 
 
 def test_each_view_has_its_own_calibration(tmp_path, embedded):

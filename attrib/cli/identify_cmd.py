@@ -41,7 +41,7 @@ def identify(ctx, top_k, far, keep_unknown, batch_size, no_detectors, detector_n
     The best-matching source is accepted only if its score clears that source's calibrated
     threshold (set for the false-accept rate --far); otherwise the answer is unknown. Each
     answer reports the score, the threshold and the margin to the runner-up. A JPEG file at
-    quality 90 or less is compared with the sources' samples re-saved as JPEG (README, "Views").
+    any quality is compared with the sources' samples re-saved as JPEG (README, "Views").
 
     With --json, one JSON object per image (JSON Lines): path, source (null when unknown),
     score, threshold, margin, candidates [{source, score}], error, detectors: each

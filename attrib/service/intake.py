@@ -269,8 +269,8 @@ async def embed(state: ServiceState, items: list[Item], bulk: bool = False, view
     try:
         results = await state.batcher.embed([it.image.pixels for it in good], bulk=bulk)
         in_views = {}
-        for view in views:  # an image already in the view (a JPEG at quality <= 90) keeps its plain embedding there
-            redo = [i for i, it in enumerate(good) if it.view != view]
+        for view in views:  # an image that already stands in the view (views.stands_in) keeps its plain embedding there
+            redo = [i for i, it in enumerate(good) if it.stands_in != view]
             pixels = [good[i].image.pixels for i in redo]
             images = await asyncio.get_running_loop().run_in_executor(state.decode_pool, view_images, pixels, view)
             done_view = dict(zip(redo, await state.batcher.embed(images, bulk=bulk)))

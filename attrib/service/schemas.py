@@ -153,7 +153,7 @@ class IdentifyRow(BaseModel):
     error: str | None = Field(description="Null, or one line saying why this image could not be read.")
     view: str | None = Field(
         None,
-        description="The view the image was scored in: `jpeg` for a JPEG file at quality 90 or less (compared with the sources' "
+        description="The view the image was scored in: `jpeg` for a JPEG file (compared with the sources' "
         "samples re-saved as JPEG), null for the plain view or an unreadable image (README, Views).",
     )
     detectors: list[DetectorEvidence] = Field(description="Each detector's evidence ([] when none ran or the image is unreadable).")
