@@ -19,10 +19,11 @@ Protocol (issue 11):
   whole file re-saved as JPEG q75), ``crop256`` (the central 256 px saved as PNG: no size or
   format cue, one tile), ``jpeg75`` (those crops re-saved as JPEG q75, queries only), ``half``
   (those crops resized 0.5x, queries only). Enrollment uses ``asis`` for the ``asis*`` variants
-  and ``crop256`` for the others. Asked for by name only (``--variant``): ``jpeg85``, ``jpeg95``,
-  ``asis_jpeg85``, ``asis_jpeg95``, queries re-saved at the qualities on either side of attrib's
-  routing cut (attrib scored JPEG queries at quality <= 90 in the jpeg view until these said
-  every JPEG should be); with ``--route-max-quality Q`` the bench routes at Q instead.
+  and ``crop256`` for the others. Asked for by name only (``--variant``): ``jpeg60``, ``jpeg85``,
+  ``jpeg95`` and ``asis_jpeg60``, ``asis_jpeg85``, ``asis_jpeg95``, queries re-saved at qualities
+  below and on either side of attrib's former routing cut (attrib scored JPEG queries at
+  quality <= 90 in the jpeg view until these said every JPEG should be); with
+  ``--route-max-quality Q`` the bench routes at Q instead.
 * **encoders**: ``fp-wccn2`` (the default, as shipped), ``residual-tiles`` (its embedding averaged
   over 5 tiles), ``fp-fuse1`` and ``fp-fuse2`` (:mod:`attrib.encoders.fused`, their texture WCCN
   and prior refitted in each fold; ``fp-fuse2`` with 5 tiles, and tiles in its fit), and with
@@ -87,9 +88,9 @@ from attrib.views import JPEG_VIEW, ROUTE_MAX_QUALITY, jpeg_quality, resave, sta
 VARIANTS = ("asis", "asis_jpeg75", "crop256", "jpeg75", "half")
 # queries re-saved at other JPEG qualities, on either side of attrib's routing cut (views.ROUTE_MAX_QUALITY):
 # measured only when asked (--variant), their features added to the caches then
-QUALITY_VARIANTS = ("asis_jpeg85", "asis_jpeg95", "jpeg85", "jpeg95")
+QUALITY_VARIANTS = ("asis_jpeg60", "asis_jpeg85", "asis_jpeg95", "jpeg60", "jpeg85", "jpeg95")
 ALL_VARIANTS = VARIANTS + QUALITY_VARIANTS
-TILED = ("asis", "asis_jpeg75", "asis_jpeg85", "asis_jpeg95")  # variants also embedded tile by tile
+TILED = ("asis", "asis_jpeg60", "asis_jpeg75", "asis_jpeg85", "asis_jpeg95")  # variants also embedded tile by tile
 ENCODERS = ("fp-wccn2", "residual-tiles", "fp-fuse1", "fp-fuse2", "fp-joint1", "fp-joint2", "fp-joint3", "fp-joint4", "size-format")
 JOINT = ("fp-joint1", "fp-joint2", "fp-joint3")  # one fit; fp-joint2 and fp-joint3 add cohort score normalisation
 # encoders that are another's recipe over features with the self-description appended (:mod:`attrib.encoders.selfdesc`)
