@@ -79,15 +79,16 @@ def jpeg_quality(image: Image.Image) -> int | None:
     return int(np.argmin(np.abs(_TABLES - np.sort(luma)).sum(1))) + 1
 
 
-def view_of(quality: int | None) -> str | None:
-    """The view a query of this JPEG quality (None: not a JPEG) is scored in; None is the plain view."""
-    return JPEG_VIEW if quality is not None and quality <= ROUTE_MAX_QUALITY else None
+def view_of(quality: int | None, max_quality: int = ROUTE_MAX_QUALITY) -> str | None:
+    """The view a query of this JPEG quality (None: not a JPEG) is scored in; None is the plain view.
+    ``max_quality``: the routing cut (the bench measures others)."""
+    return JPEG_VIEW if quality is not None and quality <= max_quality else None
 
 
 def stands_in(quality: int | None) -> str | None:
     """The view a sample of this JPEG quality already stands in as it is (so it is not re-saved for
     it), None when none: a JPEG at or under :data:`AS_IS_MAX_QUALITY` stands in the ``jpeg`` view."""
-    return JPEG_VIEW if quality is not None and quality <= AS_IS_MAX_QUALITY else None
+    return view_of(quality, AS_IS_MAX_QUALITY)
 
 
 def resave(pixels: np.ndarray, quality: int = VIEW_QUALITY) -> np.ndarray:

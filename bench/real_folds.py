@@ -83,7 +83,7 @@ from attrib.evaluate import Dataset, run_protocol, split_sources
 from attrib.imageio import load_image
 from attrib.openset import measure_prior
 from attrib.scorenorm import ScoreNorm
-from attrib.views import JPEG_VIEW, ROUTE_MAX_QUALITY, jpeg_quality, resave, stands_in
+from attrib.views import JPEG_VIEW, ROUTE_MAX_QUALITY, jpeg_quality, resave, stands_in, view_of
 
 VARIANTS = ("asis", "asis_jpeg75", "crop256", "jpeg75", "half")
 # queries re-saved at other JPEG qualities, on either side of attrib's routing cut (views.ROUTE_MAX_QUALITY):
@@ -551,8 +551,7 @@ def run_fold(
             already = np.array([stands_in(qualities[i]) == JPEG_VIEW for i in idx])
             in_view[already] = fold.embed(encoder, "asis", idx)[already]
         views["enroll_views"] = {JPEG_VIEW: in_view}
-        quality = [QUERY_QUALITY.get(variant, qualities[i]) for i in idx]
-        views["query_views"] = [JPEG_VIEW if q is not None and q <= route_max_quality else None for q in quality]
+        views["query_views"] = [view_of(QUERY_QUALITY.get(variant, qualities[i]), route_max_quality) for i in idx]
     res = run_protocol(
         ds,
         enc,
