@@ -35,7 +35,7 @@ from .encoders import Encoder
 from .errors import AttribError
 from .gallery import MemoryGallery
 from .gallery.lineage import NODE_SCORE, Tree
-from .pipeline import StageTimer, embed_items, expand_paths, load_many, view_embeddings
+from .pipeline import StageTimer, embed_items, expand_paths, load_many, query_embeddings, view_embeddings
 from .views import VIEWS, view_of
 
 
@@ -49,6 +49,9 @@ class Dataset:
     embeddings: np.ndarray
     views: dict[str, np.ndarray] | None = None  # each image's embeddings in the gallery's views (attrib.views)
     query_views: list[str | None] | None = None  # the view each image is scored in as a query (its file's)
+    # each image as it is scored as a query: its embedding in its view where the encoder has a fit of
+    # its own for that view (attrib.pipeline.query_embeddings); None: ``embeddings``
+    queries: np.ndarray | None = None
 
     def sources(self) -> list[str]:
         return sorted(set(self.names))
@@ -85,17 +88,23 @@ def embed_dataset(
         emb,
         view_embeddings(good),
         [it.view for it in good],
+        query_embeddings(good, emb) if any(it.own is not None for it in good) else None,
     )
 
 
-def post_view(post: str | Sequence[str]) -> str | None:
-    """The view a query post-processed by ``post`` is scored in: that of a JPEG file at the last
-    step's quality when the last step is ``jpegQ`` (the query is then that JPEG file), else the plain view."""
+def post_quality(post: str | Sequence[str]) -> int | None:
+    """The JPEG quality of a query post-processed by ``post``: the last step's when it is ``jpegQ``
+    (the query is then that JPEG file), else None (decoded pixels, as a PNG)."""
     from .degrade import parse_post
 
     steps = parse_post(post)
     last = steps[-1] if steps else ""
-    return view_of(int(last[4:])) if last.startswith("jpeg") else None
+    return int(last[4:]) if last.startswith("jpeg") else None
+
+
+def post_view(post: str | Sequence[str]) -> str | None:
+    """The view a query post-processed by ``post`` is scored in (:func:`post_quality`'s)."""
+    return view_of(post_quality(post))
 
 
 def split_sources(sources: Sequence[str], unknown: Sequence[str] | None, unknown_fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -150,7 +159,8 @@ def run_protocol(
     enrolled sample also in those views, each query scored in its own (:mod:`attrib.views`); by
     default ``ds``'s (its queries' only when they are its own embeddings)."""
     names = np.array(ds.names)
-    queries = ds.embeddings if query_embeddings is None else np.asarray(query_embeddings, np.float32)
+    own = ds.embeddings if ds.queries is None else ds.queries
+    queries = own if query_embeddings is None else np.asarray(query_embeddings, np.float32)
     if queries.shape != ds.embeddings.shape:
         raise AttribError(f"query_embeddings has shape {queries.shape}, the data set {ds.embeddings.shape}")
     enroll_views, qv = _trial_views(ds, enroll_views, query_views, own_queries=query_embeddings is None)
@@ -284,22 +294,23 @@ def _trial_detail(g, queries, names, idx: dict[str, Any], far, k: int, t: int, e
 def embed_post(encoder: Encoder, ds: Dataset, post: str | Sequence[str], progress=None) -> np.ndarray:
     """Embeddings of ``ds``'s images after the post-processing ``post`` (``jpeg75``,
     ``resize0.5``: :func:`attrib.degrade.parse_post`), rows aligned with ``ds``: the queries of a
-    robustness run (enroll clean, query re-encoded)."""
+    robustness run (enroll clean, query re-encoded), each in the view it is scored in (:func:`post_view`)."""
     from .degrade import parse_post, post_process
 
-    steps = parse_post(post)
+    steps, quality = parse_post(post), post_quality(post)
 
     def processed():
         for item in load_many(ds.paths):
             if item.image is not None:
                 item.image.pixels = post_process(item.image.pixels, steps)
+                item.image.jpeg_quality = quality  # the query is now that file
             yield item
 
     items, emb = embed_items(encoder, processed(), progress=progress)
     failed = [it.path for it in items if it.error is not None]
     if failed:
         raise AttribError(f"{failed[0]}: could not be read again for post-processing")
-    return emb
+    return query_embeddings(items, emb)
 
 
 def _enroll_trial(
@@ -311,10 +322,10 @@ def _enroll_trial(
     batches = [
         (s, ds.embeddings[ids], [ds.shas[i] for i in ids], {v: e[ids] for v, e in (views or {}).items()}) for s, ids in enroll_idx.items()
     ]
-    norm = getattr(encoder, "score_norm", None)
+    norm, heads = getattr(encoder, "score_norm", None), getattr(encoder, "view_heads", None)
     if tree is None:
-        return MemoryGallery.enroll(batches, encoder.calibration, norm=norm)
-    return MemoryGallery.enroll(batches, encoder.calibration, norm=norm, tree=tree, node_score=node_score or NODE_SCORE)
+        return MemoryGallery.enroll(batches, encoder.calibration, norm=norm, heads=heads)
+    return MemoryGallery.enroll(batches, encoder.calibration, norm=norm, tree=tree, node_score=node_score or NODE_SCORE, heads=heads)
 
 
 # -- lineage: accuracy per level ----------------------------------------------------------------

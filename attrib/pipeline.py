@@ -56,6 +56,9 @@ class Item:
     image: LoadedImage | None = None
     error: str | None = None
     views: dict[str, np.ndarray] | None = None  # its embeddings in the gallery's views (enrollment)
+    # its embedding in its own view (:attr:`view`) where the encoder has a fit for that view (a view
+    # head); None: its plain embedding is the one it is scored with (:func:`query_embeddings`)
+    own: np.ndarray | None = None
 
     @property
     def view(self) -> str | None:
@@ -135,7 +138,9 @@ def embed_items(
     ``progress`` is called with the number of items finished after each batch. The first
     ``thumbnails`` readable items keep a thumbnail (enrollment: the gallery stores a few).
     ``views`` (enrollment: :data:`attrib.views.VIEWS`): each good item is also embedded in those
-    views, into ``item.views`` (:func:`view_embeddings` gathers them), timed as ``views``.
+    views, into ``item.views`` (:func:`view_embeddings` gathers them), timed as ``views``. The
+    embeddings returned are the plain ones; an item scored in a view the encoder has a fit of its own
+    for also keeps its embedding there (``item.own``; :func:`query_embeddings` gathers what to score).
     """
     timer = timer or StageTimer()
     all_items: list[Item] = []
@@ -146,7 +151,10 @@ def embed_items(
     def flush():
         if batch:
             with timer.stage("encode", len(batch)):
-                vectors.append(encoder.embed([it.image.pixels for it in batch]))
+                plain, own = encoder.embed_in([it.image.pixels for it in batch], [it.view for it in batch])
+                vectors.append(plain)
+            for it, vec in zip(batch, own):
+                it.own = vec if encoder.has_head(it.view) else None
             embed_views(encoder, batch, views, vectors[-1], timer)
             for it in batch[: max(0, thumbnails - len(good))]:
                 it.make_thumbnail()
@@ -183,16 +191,28 @@ def embed_items(
 def embed_views(encoder: Encoder, items: Sequence[Item], views: Sequence[str], plain: np.ndarray, timer: StageTimer | None = None) -> None:
     """Embed decoded ``items`` in each of ``views`` (:mod:`attrib.views`) into ``item.views``; an
     item whose file already stands in a view (:func:`attrib.views.stands_in`: a JPEG at quality
-    <= 90 for ``jpeg``) keeps its plain embedding (``plain``, rows aligned with ``items``) there."""
+    <= 90 for ``jpeg``) is there as it is: its plain embedding (``plain``, rows aligned with
+    ``items``), or its own in the view (``item.own``) where the encoder has a fit for the view."""
     timer = timer or StageTimer()
     for view in views:
         redo = [i for i, it in enumerate(items) if it.stands_in != view]
         with timer.stage("views", len(redo)):
-            emb = encoder.embed(view_images([items[i].image.pixels for i in redo], view)) if redo else plain[:0]
+            emb = encoder.embed(view_images([items[i].image.pixels for i in redo], view), view) if redo else plain[:0]
         vectors = np.array(plain, dtype=np.float32, copy=True)
+        for i, it in enumerate(items):
+            if it.stands_in == view and it.own is not None:
+                vectors[i] = it.own
         vectors[redo] = emb
         for it, vec in zip(items, vectors):
             it.views = (it.views or {}) | {view: vec}
+
+
+def query_embeddings(items: Sequence[Item], plain: np.ndarray) -> np.ndarray:
+    """What good ``items`` are scored with as queries, each in its view: its own embedding there
+    (``item.own``) where it has one, else its plain one (``plain``, rows aligned with ``items``)."""
+    if not any(it.own is not None for it in items):
+        return plain
+    return np.stack([plain[i] if it.own is None else it.own for i, it in enumerate(items)]).astype(np.float32)
 
 
 def view_embeddings(items: Sequence[Item]) -> dict[str, np.ndarray] | None:

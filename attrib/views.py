@@ -24,6 +24,10 @@ The price, on the same folds: whole files as they are 0.92 -> 0.87 top-1, all of
 every file is a q75 JPEG preview. Without views a q75 query shares its compression traces only with
 those labels' prototypes; with views every source has them (``docs/benchmarks.md``).
 
+An encoder may have a fit of its own for a view (``view_heads``, :class:`attrib.encoders.base.ViewHead`):
+the view's samples and the queries scored in it are then embedded with it (``encoder.embed(images,
+view)``), and scored with its normalisation and prior (:func:`norm_in`, :func:`prior_in`).
+
 A query whose file was re-compressed and then saved losslessly (a JPEG screenshot saved as PNG)
 carries no quantisation table and is scored in the plain view.
 """
@@ -103,6 +107,20 @@ def view_images(pixels: Sequence[np.ndarray], view: str) -> list[np.ndarray]:
     if view != JPEG_VIEW:
         raise ValueError(f"unknown view {view!r}: one of {', '.join(VIEWS)}")
     return [resave(p) for p in pixels]
+
+
+def norm_in(encoder: Any, view: str | None) -> Any:
+    """The score normalisation scores in ``view`` (None: the plain one) take: the encoder's own for
+    that view where it has a head for it, else its plain one (None: raw cosines)."""
+    head = (getattr(encoder, "view_heads", None) or {}).get(view) if view is not None else None
+    return head.score_norm if head is not None else getattr(encoder, "score_norm", None)
+
+
+def prior_in(encoder: Any, view: str | None) -> dict | None:
+    """The calibration prior of ``view`` (None: the plain one): the encoder's own for that view where
+    it has a head for it, else its plain one."""
+    head = (getattr(encoder, "view_heads", None) or {}).get(view) if view is not None else None
+    return head.calibration if head is not None else getattr(encoder, "calibration", None)
 
 
 T = TypeVar("T")

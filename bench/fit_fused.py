@@ -4,7 +4,11 @@
 normalisation (:mod:`attrib.scorenorm`; the cohort: every devset image and camera photo through
 that fit; its prior measured out of fold with each fold's own cohort), and ``fp-joint3``: the same
 fit normalised against two cohorts (every devset image and camera photo as a 256 px crop, and
-zoo images; each query keeps its least z-score), its prior measured out of fold the same way. ``--name fp-fuse1``: the
+zoo images; each query keeps its least z-score), its prior measured out of fold the same way;
+``fp-joint4``: fp-joint3's recipe with the forensic self-description appended; ``fp-joint5``:
+fp-joint4 plus a fit of its own for the ``jpeg`` view (:mod:`attrib.views`; its WCCN on the crops
+re-saved at q75 and q85 and the tiles of whole files re-saved at q75, its cohort of crops re-saved
+at q75, its prior measured out of fold on whole files re-saved at q75). ``--name fp-fuse1``: the
 single-pass variant, measured by ``real_folds.py``, not shipped.
 
     python bench/fit_fused.py --name fp-fuse2 [--devset ../shared/devset]
@@ -36,12 +40,14 @@ import numpy as np
 from real_folds import (
     ALPHA,
     COHORT_ZOO_IMAGES,
+    FIT_ROWS,
     JOINT,
     JOINT_REG,
     SELFDESC,
     SELFDESC_RECIPE,
     SELFDESC_WEIGHT,
     TEXTURE_REG,
+    VIEW_FIT,
     ZOO_VARIANTS,
     Fold,
     _wheel_weights,
@@ -61,16 +67,17 @@ from attrib.encoders import get_encoder
 from attrib.encoders.fused import TextureStats, save_fused, texture_backbone_from_file
 from attrib.encoders.joint import save_joint
 from attrib.openset import measure_prior
+from attrib.views import JPEG_VIEW
 
 
-def out_of_fold_prior(name: str, feats, labels, meta, fp, shots: int = 5, zoo=None) -> dict:
+def out_of_fold_prior(name: str, feats, labels, meta, fp, shots: int = 5, zoo=None, view: str | None = None) -> dict:
     """Score models of generators the texture fit never saw: each of 3 label groups embedded by
     the fit without it (as the encoder embeds: tiles of the whole image for fp-fuse2, the central
-    crop for fp-fuse1), pooled."""
+    crop for fp-fuse1; with ``view``, that view's fit of the whole image re-saved as it does), pooled."""
     parts = []
-    variant = "crop256" if name == "fp-fuse1" else "asis"
+    variant = "crop256" if name == "fp-fuse1" else FIT_ROWS[view][1]
     for fd in make_folds(labels, 3, seed=0):
-        fold = Fold(fd, feats, labels, meta, fp, zoo=zoo, encoders=(name,), cross_priors=False)
+        fold = Fold(fd, feats, labels, meta, fp, zoo=zoo, encoders=(name,), cross_priors=False, view=view)
         idx = np.flatnonzero(np.isin(labels, fd["known"] + fd["unknown"]) & feats[f"ok_{variant}"])
         emb = fold.embed(name, variant, idx)
         parts.append(measure_prior(emb, labels[idx], shots, np.random.default_rng(0), norm=fold.norms.get(name)))
@@ -86,7 +93,7 @@ def overlay(folder: Path, base: Path, base_name: str, strict: bool = True) -> No
 
     from attrib.encoders.weights import WEIGHTS_NAME, read_numpy_weights
 
-    own, theirs = read_numpy_weights(folder / WEIGHTS_NAME), read_numpy_weights(base / WEIGHTS_NAME)
+    own, theirs = read_numpy_weights(folder / WEIGHTS_NAME), _merged(base)
     same = {key for key in set(own) & set(theirs) if np.array_equal(own[key], theirs[key])}
     differing = sorted(set(own) & set(theirs) - same)
     if strict and differing:
@@ -94,7 +101,25 @@ def overlay(folder: Path, base: Path, base_name: str, strict: bool = True) -> No
     save_file({k: v for k, v in own.items() if k not in same}, str(folder / WEIGHTS_NAME))
     config = json.loads((folder / "config.json").read_text())
     config["weights_from"] = f"../{base_name}"
+    if base_name in VIEW_FIT.values():  # a view fit over a shipped encoder: that one's weights over its own base's
+        config["weights_from"] = [*_bases(base), f"../{base_name}"]
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
+def _bases(folder: Path) -> list[str]:
+    """The ``weights_from`` siblings of shipped encoder ``folder``, as a list."""
+    bases = json.loads((folder / "config.json").read_text()).get("weights_from") or []
+    return [bases] if isinstance(bases, str) else list(bases)
+
+
+def _merged(folder: Path) -> dict:
+    """Every weight a shipped encoder folder reads (its siblings' under its own)."""
+    from attrib.encoders.weights import WEIGHTS_NAME, read_numpy_weights
+
+    out: dict = {}
+    for base in _bases(folder):
+        out |= read_numpy_weights((folder / base / WEIGHTS_NAME).resolve())
+    return out | read_numpy_weights(folder / WEIGHTS_NAME)
 
 
 def main(argv=None) -> Path:
@@ -103,10 +128,10 @@ def main(argv=None) -> Path:
     ap.add_argument(
         "--name",
         default="fp-fuse2",
-        choices=["fp-fuse1", "fp-fuse2", "fp-joint1", "fp-joint2", "fp-joint3", "fp-joint4"],
+        choices=["fp-fuse1", "fp-fuse2", "fp-joint1", "fp-joint2", "fp-joint3", "fp-joint4", "fp-joint5"],
         help="fp-fuse2: 5 tiles per image; fp-joint1: one WCCN over both feature sets, with --zoo; fp-joint2: fp-joint1 + cohort "
         "score normalisation; fp-joint3: fp-joint1 + two cohorts (real crops, zoo images); fp-joint4: fp-joint3's recipe with "
-        "the forensic self-description appended to the features",
+        "the forensic self-description appended to the features; fp-joint5: fp-joint4 plus its own fit for the jpeg view",
     )
     ap.add_argument("--zoo", type=Path, help="fp-joint1/2/3: the built zoo they are fitted on beside the devset")
     ap.add_argument("--cache", type=Path, default=Path("bench/out/real_features_v2.npz"))
@@ -142,6 +167,21 @@ def main(argv=None) -> Path:
     fold = Fold(everything | {"seed": 0, "fold": -1, "real_test": np.zeros(0, int)}, feats, labels, meta, fp, zoo=zoo, encoders=(recipe,))
     texture_fit = fold.tex_fit[recipe]
     prior = out_of_fold_prior(recipe, feats, labels, meta, fp, zoo=zoo)
+    views = None
+    if args.name in VIEW_FIT:  # its own fit for the jpeg view: WCCN, cohort and prior on what that view compares
+        vfold = Fold(
+            everything | {"seed": 0, "fold": -1, "real_test": np.zeros(0, int)},
+            feats,
+            labels,
+            meta,
+            fp,
+            zoo=zoo,
+            encoders=(recipe,),
+            view=JPEG_VIEW,
+        )
+        vprior = out_of_fold_prior(recipe, feats, labels, meta, fp, zoo=zoo, view=JPEG_VIEW)
+        vprior.pop("near_impostor")  # as the plain prior (below)
+        views = {JPEG_VIEW: {"fit": vfold.tex_fit[recipe], "score_norm": vfold.norms.get(recipe), "calibration": vprior}}
     if recipe in JOINT:
         # no near-impostor floor: on the real folds it held unknowns to 0.00-0.01 at a nominal 0.01
         # and named 14% of known whole images; without it, 0.04 and 45% (bench/results/
@@ -183,6 +223,15 @@ def main(argv=None) -> Path:
         if args.name in SELFDESC_RECIPE:
             selfdesc = SELFDESC | {"weight": SELFDESC_WEIGHT}
             extra["training"]["selfdesc"] = {"module": "attrib.encoders.selfdesc", "options": selfdesc, "recipe": recipe}
+        if views:
+            crops, whole = FIT_ROWS[JPEG_VIEW]
+            extra["training"]["views"] = {
+                JPEG_VIEW: {
+                    "fit": f"the same sources, as the view sees them: central crops re-saved as {', '.join(crops)}, every tile of {whole}",
+                    "cohorts": {"real": f"every central crop re-saved as {crops[0]}", "zoo": "as the plain fit's"},
+                    "prior": f"out of fold (3 label groups), whole files re-saved as {whole}",
+                }
+            }
         if norm is not None and args.name == "fp-joint2":
             cohort = np.flatnonzero(feats["ok_asis"])
             extra["training"]["score_norm"] = {
@@ -198,13 +247,28 @@ def main(argv=None) -> Path:
                 "rule": "each query keeps its least z-score over the cohorts",
             }
         folder = save_joint(
-            out, args.name, residual, state, texture_fit, tiles=5, calibration=prior, extra=extra, score_norm=norm, selfdesc=selfdesc
+            out,
+            args.name,
+            residual,
+            state,
+            texture_fit,
+            tiles=5,
+            calibration=prior,
+            extra=extra,
+            score_norm=norm,
+            selfdesc=selfdesc,
+            views=views,
         )
     else:
         tiles = 5 if args.name == "fp-fuse2" else 0
         folder = save_fused(out, args.name, fp, state, texture_fit, ALPHA, calibration=prior, extra=extra, tiles=tiles)
     if args.weights_from:
-        overlay(folder, Path("attrib/data/encoders") / args.weights_from, args.weights_from, strict=args.name not in SELFDESC_RECIPE)
+        overlay(
+            folder,
+            Path("attrib/data/encoders") / args.weights_from,
+            args.weights_from,
+            strict=args.name not in SELFDESC_RECIPE or args.name in VIEW_FIT,
+        )
     enc = get_encoder(str(folder))
     print(f"wrote {folder}: {enc.id}, dim {enc.dim}")
     return folder

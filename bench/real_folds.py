@@ -94,7 +94,12 @@ TILED = ("asis", "asis_jpeg60", "asis_jpeg75", "asis_jpeg85", "asis_jpeg95")  # 
 ENCODERS = ("fp-wccn2", "residual-tiles", "fp-fuse1", "fp-fuse2", "fp-joint1", "fp-joint2", "fp-joint3", "fp-joint4", "size-format")
 JOINT = ("fp-joint1", "fp-joint2", "fp-joint3")  # one fit; fp-joint2 and fp-joint3 add cohort score normalisation
 # encoders that are another's recipe over features with the self-description appended (:mod:`attrib.encoders.selfdesc`)
-SELFDESC_RECIPE = {"fp-joint4": "fp-joint3"}
+SELFDESC_RECIPE = {"fp-joint4": "fp-joint3", "fp-joint5": "fp-joint3"}
+# encoders that are another's plus a fit of their own for the jpeg view (:func:`joint_rows`' VIEW_FIT rows):
+# its own WCCN, cohort and prior, that the view's prototypes and queries are embedded and scored with
+VIEW_FIT = {"fp-joint5": "fp-joint4"}
+# the devset rows of a joint fit, per view: crop variants and the variant whose tiles are read
+FIT_ROWS = {None: (("crop256", "jpeg75", "half"), "asis"), JPEG_VIEW: (("jpeg75", "jpeg85"), "asis_jpeg75")}
 SELFDESC_WEIGHT = 4.0  # the self-description's weight before the joint WCCN (3 and 5 measured the same on one shuffle)
 NORMED = ("fp-joint2", "fp-joint3")
 # views (:mod:`attrib.views`): the variant that is each enrollment variant re-saved as JPEG q75
@@ -219,19 +224,25 @@ def make_folds(labels: np.ndarray, folds: int, seed: int) -> list[dict]:
     return out
 
 
-def joint_rows(feats: dict, sel: np.ndarray) -> np.ndarray:
+def joint_rows(feats: dict, sel: np.ndarray, view: str | None = None) -> np.ndarray:
     """fp-joint1's fit rows of devset images ``sel``: ``[residual; texture]`` of the central crop,
-    that crop re-saved as JPEG and resized, and every tile of the whole image."""
+    that crop re-saved as JPEG and resized, and every tile of the whole image. For the ``jpeg``
+    view's fit (``view``, :data:`FIT_ROWS`): the crop re-saved at q75 and q85, and every tile of the
+    whole image re-saved at q75: only what that view compares."""
+    crops, whole = FIT_ROWS[view]
     sel = sel[feats["ok_crop256"][sel]]
-    single = [np.concatenate([feats[f"res_{v}"][sel], feats[f"tex_{v}"][sel]], 1) for v in ("crop256", "jpeg75", "half")]
-    tiles = np.concatenate([feats["rest_asis"][sel], feats["text_asis"][sel]], 2)[feats["mask_asis"][sel]]
+    single = [np.concatenate([feats[f"res_{v}"][sel], feats[f"tex_{v}"][sel]], 1) for v in crops]
+    tiles = np.concatenate([feats[f"rest_{whole}"][sel], feats[f"text_{whole}"][sel]], 2)[feats[f"mask_{whole}"][sel]]
     return np.concatenate([*single, tiles])
 
 
-def fit_joint(feats: dict, labels: np.ndarray, idx: np.ndarray, real_idx, zoo: dict) -> tuple[np.ndarray, np.ndarray]:
-    """fp-joint1's WCCN on devset images ``idx`` (by label) + ``real_idx`` + every zoo source."""
-    bank = {f"dev:{lab}": joint_rows(feats, idx[labels[idx] == lab]) for lab in np.unique(labels[idx])}
-    bank["dev:real"] = joint_rows(feats, np.asarray(real_idx))
+def fit_joint(
+    feats: dict, labels: np.ndarray, idx: np.ndarray, real_idx, zoo: dict, view: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """fp-joint1's WCCN on devset images ``idx`` (by label) + ``real_idx`` + every zoo source (the
+    ``view``'s rows of the devset images: :func:`joint_rows`)."""
+    bank = {f"dev:{lab}": joint_rows(feats, idx[labels[idx] == lab], view) for lab in np.unique(labels[idx])}
+    bank["dev:real"] = joint_rows(feats, np.asarray(real_idx), view)
     bank.update({f"zoo:{s}": v for s, v in zoo.items()})
     return fit_wccn({k: v for k, v in bank.items() if len(v)}, JOINT_REG)
 
@@ -356,12 +367,12 @@ def cohort_norm(feats: dict, fit: tuple[np.ndarray, np.ndarray], idx: np.ndarray
     return ScoreNorm.from_cohort(joint_embed(feats, m, P, "asis", idx[feats["ok_asis"][idx]]))
 
 
-def two_cohort_norm(feats: dict, fit: tuple[np.ndarray, np.ndarray], idx: np.ndarray, zoo: dict) -> ScoreNorm:
-    """fp-joint3's score normalisation: a "real" cohort of devset images ``idx`` as 256 px crops and
-    a "zoo" cohort of images of the zoo sources ``zoo`` (undegraded, at most
-    ``COHORT_ZOO_IMAGES``), both through the joint fit ``(mean, P)``."""
+def two_cohort_norm(feats: dict, fit: tuple[np.ndarray, np.ndarray], idx: np.ndarray, zoo: dict, view: str | None = None) -> ScoreNorm:
+    """fp-joint3's score normalisation: a "real" cohort of devset images ``idx`` as 256 px crops
+    (in the ``jpeg`` ``view``: re-saved at q75) and a "zoo" cohort of images of the zoo sources
+    ``zoo`` (undegraded, at most ``COHORT_ZOO_IMAGES``), both through the joint fit ``(mean, P)``."""
     m, P = fit
-    crops = joint_embed(feats, m, P, "crop256", idx[feats["ok_crop256"][idx]])
+    crops = joint_embed(feats, m, P, FIT_ROWS[view][0][0], idx[feats["ok_crop256"][idx]])
     return ScoreNorm.from_cohorts({"real": crops, "zoo": l2_normalize((zoo_sample(zoo, COHORT_ZOO_IMAGES) - m) @ P)}, scale=JOINT3_SCALE)
 
 
@@ -372,10 +383,13 @@ def zoo_sample(zoo: dict, n: int) -> np.ndarray:
     return plain[np.sort(np.random.default_rng(0).permutation(len(plain))[:n])]
 
 
-def make_norm(encoder: str, feats: dict, fit: tuple[np.ndarray, np.ndarray], idx: np.ndarray, zoo: dict) -> ScoreNorm:
+def make_norm(
+    encoder: str, feats: dict, fit: tuple[np.ndarray, np.ndarray], idx: np.ndarray, zoo: dict, view: str | None = None
+) -> ScoreNorm:
     """The score normalisation of ``encoder`` (one of ``NORMED``) for a joint fit, its real cohort
-    drawn from devset images ``idx`` and its zoo cohort (fp-joint3) from the zoo sources ``zoo``."""
-    return cohort_norm(feats, fit, idx) if encoder == "fp-joint2" else two_cohort_norm(feats, fit, idx, zoo)
+    drawn from devset images ``idx`` and its zoo cohort (fp-joint3) from the zoo sources ``zoo``
+    (fp-joint3 in the ``jpeg`` ``view``: its real cohort re-saved)."""
+    return cohort_norm(feats, fit, idx) if encoder == "fp-joint2" else two_cohort_norm(feats, fit, idx, zoo, view)
 
 
 def pooled(models: list[dict]) -> dict:
@@ -387,7 +401,9 @@ def pooled(models: list[dict]) -> dict:
 
 
 class Fold:
-    """The encoders of one fold, fitted on its fit labels only."""
+    """The encoders of one fold, fitted on its fit labels only; with ``view`` (the joint encoders),
+    their fit for that view of :mod:`attrib.views` (:data:`FIT_ROWS`): its WCCN, cohort and prior
+    (measured on whole files re-saved as the view does)."""
 
     def __init__(
         self,
@@ -400,11 +416,12 @@ class Fold:
         zoo: dict | None = None,
         encoders: tuple[str, ...] = ENCODERS,
         cross_priors: bool = True,
+        view: str | None = None,
     ):
-        self.fd, self.feats, self.labels, self.fp, self.zoo = fd, feats, labels, fp, zoo
+        self.fd, self.feats, self.labels, self.fp, self.zoo, self.view = fd, feats, labels, fp, zoo, view
         self._fits: dict[tuple, tuple] = {}  # the JOINT encoders share every fit
         # per normalised encoder: (feats, fit, devset image indices) -> ScoreNorm
-        self.make_norm = {enc: (lambda f, fit, idx, enc=enc: make_norm(enc, f, fit, idx, self.zoo)) for enc in NORMED}
+        self.make_norm = {enc: (lambda f, fit, idx, enc=enc: make_norm(enc, f, fit, idx, self.zoo, view)) for enc in NORMED}
         fit_idx = np.flatnonzero(np.isin(labels, fd["fit"]))
         fitted = tuple(e for e in ("fp-fuse1", "fp-fuse2") + (JOINT if zoo else ()) if e in encoders)
         self.tex_fit = {enc: self.fit_texture(enc, fit_idx, fd["real_fit"]) for enc in fitted}
@@ -438,7 +455,7 @@ class Fold:
         if encoder in JOINT:
             key = (tuple(idx), tuple(np.asarray(real_idx)))
             if key not in self._fits:
-                self._fits[key] = fit_joint(self.feats, self.labels, idx, real_idx, self.zoo)
+                self._fits[key] = fit_joint(self.feats, self.labels, idx, real_idx, self.zoo, self.view)
             return self._fits[key]
         bank = {lab: rows(idx[self.labels[idx] == lab]) for lab in np.unique(self.labels[idx])}
         bank["real"] = rows(np.asarray(real_idx))
@@ -453,7 +470,7 @@ class Fold:
             fit_a = np.flatnonzero(np.isin(self.labels, a))
             tex_fit = self.fit_texture(encoder, fit_a, real[: len(real) // 2])
             idx = np.flatnonzero(np.isin(self.labels, b))
-            embs.append(self.embed(encoder, "crop256" if encoder == "fp-fuse1" else "asis", idx, tex_fit))
+            embs.append(self.embed(encoder, "crop256" if encoder == "fp-fuse1" else FIT_ROWS[self.view][1], idx, tex_fit))
             names.append(self.labels[idx])
             if encoder in NORMED:  # each half normalised by a cohort of the other half's images
                 norm = self.make_norm[encoder](self.feats, tex_fit, np.concatenate([fit_a, real[: len(real) // 2]]))
@@ -526,10 +543,13 @@ def run_fold(
     far: float | None = None,
     qualities: list[int | None] | None = None,
     route_max_quality: int = ROUTE_MAX_QUALITY,
+    view_fold: Fold | None = None,
 ) -> dict | None:
     """One fold's K-shot trials of ``encoder`` on query ``variant``. With ``qualities`` (each file's
     JPEG quality), as the product does: every shot is enrolled in the ``jpeg`` view too and each
-    query is scored in the view of its file (:mod:`attrib.views`); without, in the plain view."""
+    query is scored in the view of its file (:mod:`attrib.views`); without, in the plain view.
+    ``view_fold``: the encoder's fit for the ``jpeg`` view (:data:`VIEW_FIT`), that embeds the
+    view's shots and queries and holds its cohort and prior; without, the plain fit does."""
     fd, labels = fold.fd, fold.labels
     enroll_variant = "asis" if variant in TILED else "crop256"
     ok = fold.feats[f"ok_{enroll_variant}"] & fold.feats[f"ok_{variant}"]
@@ -546,12 +566,17 @@ def run_fold(
     enc = SimpleNamespace(calibration=fold.prior(encoder), score_norm=fold.norms.get(encoder))
     views = {}
     if qualities is not None:
-        in_view = fold.embed(encoder, VIEW_VARIANT[enroll_variant], idx)
+        vf = view_fold or fold
+        in_view = vf.embed(encoder, VIEW_VARIANT[enroll_variant], idx)
         if enroll_variant == "asis":  # a file already a JPEG at quality <= 90 stands in the jpeg view as it is
             already = np.array([stands_in(qualities[i]) == JPEG_VIEW for i in idx])
-            in_view[already] = fold.embed(encoder, "asis", idx)[already]
+            in_view[already] = vf.embed(encoder, "asis", idx)[already]
         views["enroll_views"] = {JPEG_VIEW: in_view}
         views["query_views"] = [view_of(QUERY_QUALITY.get(variant, qualities[i]), route_max_quality) for i in idx]
+        if view_fold is not None:
+            rows = np.flatnonzero([v == JPEG_VIEW for v in views["query_views"]])
+            queries[rows] = view_fold.embed(encoder, variant, idx[rows])
+            enc.view_heads = {JPEG_VIEW: SimpleNamespace(calibration=view_fold.prior(encoder), score_norm=view_fold.norms.get(encoder))}
     res = run_protocol(
         ds,
         enc,
@@ -688,19 +713,25 @@ def main(argv=None) -> dict:
             # (fold, the recipe's name in it) per encoder: a self-description encoder is its recipe
             # fitted in a fold of its own over the features with the self-description appended
             by_encoder = {enc: (fold, enc) for enc in encoders}
+            view_folds: dict[str, Fold] = {}
             for enc in encoders:
                 if enc in SELFDESC_RECIPE:
                     recipe = SELFDESC_RECIPE[enc]
-                    by_encoder[enc] = (Fold(fd, feats_sd, labels, meta, fp, zoo=zoo_sd, encoders=(recipe,)), recipe)
+                    base = by_encoder.get(VIEW_FIT.get(enc, enc), (None,))[0]  # an encoder with a view fit shares its base's plain fit
+                    if base is None or base is fold:
+                        base = Fold(fd, feats_sd, labels, meta, fp, zoo=zoo_sd, encoders=(recipe,))
+                    by_encoder[enc] = (base, recipe)
+                if enc in VIEW_FIT:
+                    view_folds[enc] = Fold(fd, feats_sd, labels, meta, fp, zoo=zoo_sd, encoders=(SELFDESC_RECIPE[enc],), view=JPEG_VIEW)
             if args.no_near_floor:
-                for f, _ in by_encoder.values():
+                for f, _ in list(by_encoder.values()) + [(f, None) for f in view_folds.values()]:
                     for prior in f.priors.values():
                         prior.pop("near_impostor", None)
             for enc in encoders:
                 for v in variants:
                     if enc == "size-format" and v != "asis":
                         continue
-                    res = run_fold(*by_encoder[enc], v, keep, shots, args.trials, args.far, qualities, route)
+                    res = run_fold(*by_encoder[enc], v, keep, shots, args.trials, args.far, qualities, route, view_folds.get(enc))
                     if res:
                         runs.setdefault(f"{enc}/{v}", []).append(res)
                     if res and args.views == "both":

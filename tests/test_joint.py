@@ -112,3 +112,223 @@ def test_joint_folder_with_score_norm_and_one_that_borrows_its_weights(joint_fol
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(EncoderError, match="weights_from '../nowhere' has no model.safetensors"):
         get_encoder(str(folder))
+
+
+@pytest.fixture(scope="module")
+def view_folder(joint_folder, checkpoint, tmp_path_factory):  # noqa: F811
+    """The joint test folder plus a fit of its own for the jpeg view (fp-joint5's layout): a WCCN
+    fitted on the same sources re-saved as JPEG, a cohort normalisation and a prior of its own."""
+    from attrib.scorenorm import ScoreNorm
+    from attrib.views import resave
+
+    state = texture_backbone_from_file(checkpoint[0])
+    base = get_encoder(str(joint_folder))
+    bank = {f"s{s}": base.features([resave(synthetic(s, i, 64)) for i in range(8)]) for s in range(5)}
+    fit = fit_wccn(bank, 0.01)
+    cohort = (base.features([resave(synthetic(s, i, 64)) for s in range(5) for i in range(20, 24)]) - fit[0]) @ fit[1]
+    norm = ScoreNorm.from_cohort(cohort / np.linalg.norm(cohort, axis=1, keepdims=True), rank=4)
+    prior = {"impostor": {"mu": 0.3, "sigma": 0.1, "n": 50}, "genuine": {"mu": 0.8, "sigma": 0.1, "n": 20}}
+    plain = json.loads((joint_folder / "config.json").read_text())
+    folder = tmp_path_factory.mktemp("enc") / "joint-views"
+    save_joint(
+        folder,
+        "joint-views",
+        plain["input"]["residual"],
+        state,
+        (base.mean, base.P),
+        tiles=5,
+        views={"jpeg": {"fit": fit, "score_norm": norm, "calibration": prior}},
+    )
+    return folder
+
+
+def test_a_view_head_embeds_and_scores_its_view_with_its_own_fit(joint_folder, view_folder):
+    """A folder with a jpeg view head: plain embeddings as the folder without it; in the view, the
+    same features through the view's WCCN; embed_in gives both from one read; the head carries its
+    normalisation and prior; the id is its own."""
+    from attrib.views import norm_in, prior_in
+
+    base, enc = get_encoder(str(joint_folder)), get_encoder(str(view_folder))
+    assert set(enc.view_heads) == {"jpeg"} and not base.view_heads and enc.id != base.id
+    imgs = [synthetic(1, 3, 120), synthetic(2, 4, 300)]
+    assert enc.embed(imgs) == pytest.approx(base.embed(imgs), abs=1e-5)
+    mean, P = enc.view_fits["jpeg"]
+    feats = enc.features(tiles_of(imgs[0]))
+    want = (feats - mean) @ P
+    want = (want / np.linalg.norm(want, axis=1, keepdims=True)).mean(axis=0)
+    in_view = enc.embed(imgs, "jpeg")
+    assert in_view[0] == pytest.approx(want / np.linalg.norm(want), abs=1e-4)
+    assert not np.allclose(in_view, enc.embed(imgs), atol=1e-3)
+    plain, own = enc.embed_in(imgs + [imgs[0]], ["jpeg", None, None])
+    assert plain == pytest.approx(enc.embed(imgs + [imgs[0]]), abs=1e-5)
+    assert own[0] == pytest.approx(in_view[0], abs=1e-5) and own[1:] == pytest.approx(plain[1:], abs=1e-6)
+    p2, o2 = base.embed_in(imgs, ["jpeg", "jpeg"])  # no head: the view is the plain one
+    assert np.array_equal(p2, o2)
+    assert norm_in(enc, "jpeg") is enc.view_heads["jpeg"].score_norm and norm_in(enc, None) is enc.score_norm is None
+    assert prior_in(enc, "jpeg")["impostor"]["mu"] == 0.3 and prior_in(enc, None) == enc.calibration
+    assert prior_in(base, "jpeg") == base.calibration
+
+
+def test_a_view_head_that_does_not_fit_fails_in_one_line(view_folder, tmp_path):
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    bad = tmp_path / "bad"
+    shutil.copytree(view_folder, bad)
+    config = json.loads((view_folder / "config.json").read_text())
+    config["views"] = {"png": config["views"]["jpeg"]}
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(EncoderError, match="unknown view 'png'"):
+        get_encoder(str(bad))
+    (bad / "config.json").write_text((view_folder / "config.json").read_text())
+    weights = load_file(str(view_folder / "model.safetensors"))
+    weights["views.jpeg.wccn.projection"] = weights["views.jpeg.wccn.projection"][:10]
+    save_file(weights, str(bad / "model.safetensors"))
+    with pytest.raises(EncoderError, match="jpeg' view's projection"):
+        get_encoder(str(bad))
+    del weights["views.jpeg.wccn.projection"]
+    save_file(weights, str(bad / "model.safetensors"))
+    with pytest.raises(EncoderError, match="lack"):
+        get_encoder(str(bad))
+
+
+def test_a_folder_may_borrow_weights_from_several_siblings(view_folder, tmp_path):
+    """``weights_from`` as a list: each sibling's weights read in order, this folder's on top (how
+    fp-joint5 takes fp-joint1's backbone and fp-joint4's WCCN and adds its view fit)."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    enc = get_encoder(str(view_folder))
+    weights = load_file(str(view_folder / "model.safetensors"))
+    for name, keep in (
+        ("a", lambda k: k.startswith("texture.")),
+        ("b", lambda k: k.startswith("wccn.")),
+        ("c", lambda k: k.startswith("views.")),
+    ):
+        (tmp_path / name).mkdir()
+        save_file({k: v for k, v in weights.items() if keep(k)}, str(tmp_path / name / "model.safetensors"))
+    shutil.copy(view_folder / "config.json", tmp_path / "c" / "config.json")
+    config = json.loads((view_folder / "config.json").read_text()) | {"weights_from": ["../a", "../b"]}
+    (tmp_path / "c" / "config.json").write_text(json.dumps(config))
+    split = get_encoder(str(tmp_path / "c"))
+    img = synthetic(3, 1, 90)
+    assert split.embed([img], "jpeg") == pytest.approx(enc.embed([img], "jpeg"), abs=1e-6)
+    assert split.id != enc.id
+
+
+def test_enroll_and_identify_use_the_view_head(view_folder, tmp_path, monkeypatch):
+    """With an encoder that has a jpeg view head, as a user runs it: `attrib enroll` stores each
+    sample's jpeg view through the head (a PNG re-saved, a q80 JPEG as it is), the view's models are
+    measured with the head's normalisation and pooled with its prior, and `attrib identify` scores a
+    JPEG query by its embedding through the head, a PNG query by its plain one; eval does the same."""
+    import io
+
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from attrib.cli import build_cli
+    from attrib.evaluate import embed_dataset
+    from attrib.gallery import Gallery
+    from attrib.gallery.snapshot import GallerySnapshot
+    from attrib.imageio import load_image
+    from attrib.views import resave
+
+    from .conftest import write_png
+
+    def jpeg(arr, quality):
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, "JPEG", quality=quality)
+        return buf.getvalue()
+
+    enc = get_encoder(str(view_folder))
+    data = tmp_path / "data"
+    for s in range(3):
+        for i in range(5):
+            write_png(data / f"src{s}" / f"{i}.png", synthetic(s, i, 96))
+    (data / "src0" / "9.jpg").write_bytes(jpeg(synthetic(0, 9, 96), 80))
+    runner, cli, gal = CliRunner(), build_cli(), tmp_path / "gal"
+    for s in range(3):
+        files = sorted(map(str, (data / f"src{s}").iterdir()))
+        r = runner.invoke(cli, ["--gallery", str(gal), "enroll", "--generator", f"src{s}", "--encoder", str(view_folder), *files])
+        assert r.exit_code == 0, r.output
+    g = Gallery(gal, create=False)
+    stored = g.store.view_embeddings("src0", "jpeg")
+    png, jpg = load_image(data / "src0" / "0.png").pixels, load_image(data / "src0" / "9.jpg").pixels
+    assert any(np.allclose(row, enc.embed([resave(png)], "jpeg")[0], atol=1e-4) for row in stored)
+    assert any(np.allclose(row, enc.embed([jpg], "jpeg")[0], atol=1e-4) for row in stored)
+    assert g.calibration("jpeg").prior["impostor"]["mu"] == 0.3 and g.calibration().prior == (enc.calibration or {})
+    snap = GallerySnapshot.from_gallery(g).gallery()  # what `attrib batch` answers from
+    assert snap.norm_of("jpeg") is g.encoder.view_heads["jpeg"].score_norm and snap.norm_of(None) is None
+    assert snap.calibration_of("jpeg").thresholds(0.01) == pytest.approx(g.thresholds(view="jpeg"))
+    q = tmp_path / "q"
+    q.mkdir()
+    (q / "a.jpg").write_bytes(jpeg(synthetic(1, 7, 96), 75))
+    write_png(q / "b.png", synthetic(2, 7, 96))
+    asked = []
+    real_identify = Gallery.identify
+
+    def spy(self, embeddings, top_k=5, far=None, views=None):
+        asked.append((np.array(embeddings), views))
+        return real_identify(self, embeddings, top_k, far, views)
+
+    monkeypatch.setattr(Gallery, "identify", spy)
+    r = runner.invoke(cli, ["--gallery", str(gal), "identify", "--json", "--no-detectors", str(q / "a.jpg"), str(q / "b.png")])
+    assert r.exit_code == 0, r.output
+    ((emb, views),) = asked
+    assert views == ["jpeg", None]
+    assert emb[0] == pytest.approx(enc.embed([load_image(q / "a.jpg").pixels], "jpeg")[0], abs=1e-4)
+    assert emb[1] == pytest.approx(enc.embed([load_image(q / "b.png").pixels])[0], abs=1e-4)
+    r = runner.invoke(cli, ["--gallery", str(gal), "verify", "--generator", "src1", "--json", str(q / "a.jpg")])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["threshold"] == pytest.approx(g.thresholds(sources=["src1"], view="jpeg")["src1"], abs=1e-5)
+    ds = embed_dataset(enc, data)
+    row = [p.rsplit("/", 1)[-1] for p in ds.paths].index("9.jpg")
+    assert ds.queries[row] == pytest.approx(enc.embed([jpg], "jpeg")[0], abs=1e-4)
+    assert ds.embeddings[row] == pytest.approx(enc.embed([jpg])[0], abs=1e-4)
+
+
+def test_the_service_embeds_and_scores_in_the_view_head(view_folder, tmp_path, monkeypatch):
+    """The HTTP API as the CLI: a sample that is a q80 JPEG stands in the jpeg view through the
+    head, and a JPEG upload is scored by its embedding through the head."""
+    import io
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from attrib.gallery import Gallery
+
+    from .test_service import AUTH, files_for, make_app
+
+    def jpeg(arr, quality):
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, "JPEG", quality=quality)
+        return buf.getvalue()
+
+    enc = get_encoder(str(view_folder))
+    path = tmp_path / "gal"
+    Gallery(path, encoder=enc).close()
+    asked = []
+    real_identify = Gallery.identify
+
+    def spy(self, embeddings, top_k=5, far=None, views=None):
+        asked.append((np.array(embeddings), views))
+        return real_identify(self, embeddings, top_k, far, views)
+
+    monkeypatch.setattr(Gallery, "identify", spy)
+    sample, upload = synthetic(1, 2, 96), synthetic(1, 8, 96)
+    with TestClient(make_app(path)) as client:
+        for s in range(2):
+            files = [(f"{i}.jpg", jpeg(synthetic(s, i, 96), 80), "image/jpeg") for i in range(4)]
+            r = client.post(f"/v1/sources/src{s}/samples", files=files_for(*files), headers=AUTH)
+            assert r.status_code == 200, r.text
+        r = client.post("/v1/identify", files=files_for(("a.jpg", jpeg(upload, 75), "image/jpeg")))
+        assert r.status_code == 200, r.text
+    g = Gallery(path, create=False)
+    from attrib.imageio import load_image
+
+    want = enc.embed([load_image(jpeg(sample, 80)).pixels], "jpeg")[0]
+    assert any(np.allclose(row, want, atol=1e-4) for row in g.store.view_embeddings("src1", "jpeg"))
+    ((emb, views),) = asked
+    assert views == ["jpeg"] and emb[0] == pytest.approx(enc.embed([load_image(jpeg(upload, 75)).pixels], "jpeg")[0], abs=1e-4)

@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import ImageError
 from ..gallery.snapshot import GallerySnapshot
 from ..imageio import DEFAULT_MAX_BYTES, load_image
-from ..pipeline import Item, detector_tap, embed_items
+from ..pipeline import Item, detector_tap, embed_items, query_embeddings
 from . import rows as batch_rows
 from .inputs import is_uri
 
@@ -122,8 +122,9 @@ class Identifier:
         tap = None if self.runner is None else detector_tap(self.runner, found)
         tapped = items if tap is None else [tap(it) or it for it in items]
         items, emb = embed_items(self.encoder, tapped, batch_size=self.options.encode_batch)
-        views = [it.view for it in items if it.error is None]
-        decisions = self.gallery.identify(emb, top_k=self.options.top_k, far=self.options.far, views=views) if len(emb) else []
+        good = [it for it in items if it.error is None]
+        queries, views = query_embeddings(good, emb), [it.view for it in good]
+        decisions = self.gallery.identify(queries, top_k=self.options.top_k, far=self.options.far, views=views) if len(emb) else []
         return identify_rows(items, decisions, found, self.judge)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import report
-from ..pipeline import detector_tap, embed_items, expand_paths, load_many
+from ..pipeline import detector_tap, embed_items, expand_paths, load_many, query_embeddings
 from .common import echo_jsonl, far_option, fmt, gallery_option, json_option, open_gallery, plugin_manager, progressbar
 from .detect_cmd import detector_options, make_runner
 
@@ -57,7 +57,7 @@ def identify(ctx, top_k, far, keep_unknown, batch_size, no_detectors, detector_n
     tap = None if no_detectors else detector_tap(make_runner(ctx, detector_names, detector_timeout), found)
     items, emb = _embed_paths(gallery, paths, batch_size, on_item=tap)
     good = [it for it in items if it.error is None]
-    decisions = gallery.identify(emb, top_k=top_k, far=far, views=[it.view for it in good]) if len(emb) else []
+    decisions = gallery.identify(query_embeddings(good, emb), top_k=top_k, far=far, views=[it.view for it in good]) if len(emb) else []
     if keep_unknown and len(emb):  # the same decisions: what is kept depends on the best candidate only
         gallery.keep_rejected(emb, [it.record for it in good], decisions)
     rows = report.identify_rows(items, decisions, found, _judge(ctx, gallery))
@@ -139,8 +139,9 @@ def verify(ctx, source, far, batch_size, json_, paths):
         return
     gallery.require_node(source)
     items, emb = _embed_paths(gallery, paths, batch_size)
-    views = [it.view for it in items if it.error is None]
-    rows = report.verify_rows(items, gallery.verify(emb, source, far, views=views) if len(emb) else [], source, far)
+    good = [it for it in items if it.error is None]
+    held = gallery.verify(query_embeddings(good, emb), source, far, views=[it.view for it in good]) if len(emb) else []
+    rows = report.verify_rows(items, held, source, far)
     for r in rows:
         if json_:
             echo_jsonl(r)

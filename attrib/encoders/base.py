@@ -5,6 +5,10 @@ encoder id, so embeddings of different encoders never mix.
 
 Subclasses implement :meth:`Encoder._embed_batch`; the base class owns :meth:`Encoder.embed`
 (input checks, batching, normalisation, dtype).
+
+An encoder may also have its own fit for a view of :mod:`attrib.views` (:attr:`Encoder.view_heads`:
+a :class:`ViewHead` per view, and :meth:`Encoder._embed_view_batch`): the view's prototypes and the
+queries scored in it are then embedded, normalised and calibrated with that fit, not the plain one.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -43,6 +48,16 @@ def load_builtin_calibration(encoder_id: str) -> dict[str, Any] | None:
     return json.loads(text).get(encoder_id)
 
 
+@dataclass(frozen=True)
+class ViewHead:
+    """An encoder's own scoring of one view (:mod:`attrib.views`), beside its embedding of it
+    (:meth:`Encoder._embed_view_batch`): its score normalisation (None: raw cosines) and its
+    calibration prior (as :attr:`Encoder.calibration`), both measured in that view."""
+
+    score_norm: Any = None
+    calibration: dict[str, Any] | None = None
+
+
 class Encoder(ABC):
     """Base class of every encoder, built-in or plugin-provided."""
 
@@ -60,6 +75,9 @@ class Encoder(ABC):
     #: how scores against a source are normalised (:class:`attrib.scorenorm.ScoreNorm`), or None for
     #: raw cosines; part of the encoder (its weights), so part of its id
     score_norm = None
+    #: views this encoder has a fit of its own for (:class:`ViewHead`); a view not here is embedded
+    #: and scored as the plain one (its images embedded by :meth:`_embed_batch`)
+    view_heads: dict[str, ViewHead] = {}
 
     def config(self) -> dict[str, Any]:
         """JSON-serialisable description of everything that changes the embedding."""
@@ -88,24 +106,65 @@ class Encoder(ABC):
     def _embed_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Embed a batch of H x W x 3 uint8 arrays (sizes may differ) -> (N, dim) float array."""
 
-    def embed(self, images: Iterable[np.ndarray]) -> np.ndarray:
-        """Embed images -> ``(N, dim)`` float32, each row L2-normalised."""
+    def _embed_view_batch(self, images: Sequence[np.ndarray], view: str) -> np.ndarray:
+        """Embed a batch in ``view``, one of :attr:`view_heads` (an encoder with heads implements it)."""
+        raise EncoderError(f"encoder {self.name} has a {view!r} view head but cannot embed in it")
+
+    def _embed_batch_in(self, images: Sequence[np.ndarray], views: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+        """A batch's plain embeddings and each image's in its own view (its plain one where the view
+        has no head). An encoder that can share work between the two overrides this."""
+        plain = np.asarray(self._embed_batch(images), dtype=np.float32)
+        own = plain.copy()
+        for view in {v for v in views if v in self.view_heads}:
+            rows = [i for i, v in enumerate(views) if v == view]
+            own[rows] = self._embed_view_batch([images[i] for i in rows], view)
+        return plain, own
+
+    def has_head(self, view: str | None) -> bool:
+        """Whether ``view`` is embedded and scored with a fit of its own (:attr:`view_heads`)."""
+        return view is not None and view in self.view_heads
+
+    def embed(self, images: Iterable[np.ndarray], view: str | None = None) -> np.ndarray:
+        """Embed images -> ``(N, dim)`` float32, each row L2-normalised; in ``view``
+        (:mod:`attrib.views`) with its own fit where the encoder has one (:attr:`view_heads`)."""
+        if not self.has_head(view):
+            return self._batched(images, lambda start, batch: (self._embed_batch(batch),))[0]
+        return self._batched(images, lambda start, batch: (self._embed_view_batch(batch, view),))[0]
+
+    def embed_in(self, images: Iterable[np.ndarray], views: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+        """Images' plain embeddings and each one's in its own view (``views``, one per image; None:
+        the plain one), as :meth:`embed` gives them; the two are equal where the view has no head."""
+        images = list(images)
+        if len(views) != len(images):
+            raise EncoderError(f"{len(views)} views for {len(images)} images")
+        if not any(self.has_head(v) for v in views):
+            plain = self.embed(images)
+            return plain, plain
+        plain, own = self._batched(images, lambda start, batch: self._embed_batch_in(batch, views[start : start + len(batch)]))
+        return plain, own
+
+    def _batched(self, images: Iterable[np.ndarray], embed_batch) -> tuple[np.ndarray, ...]:
+        """Checked, batched, L2-normalised outputs of ``embed_batch(start, batch)`` (a tuple of
+        arrays per batch, ``start`` its first image's position)."""
         images = list(images)
         for i, img in enumerate(images):
             if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
                 raise EncoderError(f"image {i}: expected H x W x 3 uint8, got {getattr(img, 'shape', type(img))}")
         if not images:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        out = []
+            return (np.zeros((0, self.dim), dtype=np.float32),) * 2
+        out: list[list[np.ndarray]] = []
         for start in range(0, len(images), self.batch_size):
-            vec = np.asarray(self._embed_batch(images[start : start + self.batch_size]), dtype=np.float32)
-            if vec.ndim != 2 or vec.shape[1] != self.dim:
-                raise EncoderError(f"encoder {self.name} returned shape {vec.shape}, expected (N, {self.dim})")
-            out.append(vec)
-        emb = l2_normalize(np.concatenate(out, axis=0))
-        if not np.all(np.isfinite(emb)):
+            parts = embed_batch(start, images[start : start + self.batch_size])
+            out = out or [[] for _ in parts]
+            for k, vec in enumerate(parts):
+                vec = np.asarray(vec, dtype=np.float32)
+                if vec.ndim != 2 or vec.shape[1] != self.dim:
+                    raise EncoderError(f"encoder {self.name} returned shape {vec.shape}, expected (N, {self.dim})")
+                out[k].append(vec)
+        embs = tuple(l2_normalize(np.concatenate(parts, axis=0)) for parts in out)
+        if not all(np.all(np.isfinite(e)) for e in embs):
             raise EncoderError(f"encoder {self.name} produced non-finite embeddings")
-        return emb
+        return embs
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "id": self.id, "dim": self.dim, "config": self.config()}

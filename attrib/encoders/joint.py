@@ -15,10 +15,17 @@ A folder whose ``input`` names ``selfdesc`` (``fp-joint4``) appends a third feat
 WCCN: each tile's forensic self-description (:mod:`attrib.encoders.selfdesc`, the coefficients of
 the linear model that predicts its residual from its neighbours), times ``selfdesc.weight``.
 
+A folder whose ``config.json`` names ``views`` (``fp-joint5``) holds a fit of its own for each of
+them (:mod:`attrib.views`, :class:`~attrib.encoders.base.ViewHead`): a WCCN fitted on the same
+sources as that view sees them (for ``jpeg``: crops and tiles re-saved as JPEG), its cohort score
+normalisation and its calibration prior. The view's samples and the queries scored in it are
+projected with it; the features are the same, so an image is read once for both.
+
 Weights (``model.safetensors``): ``wccn.mean``, ``wccn.projection`` (float16, as ``fp-wccn2``'s)
 and the texture backbone's first blocks (``texture.backbone.*``); nothing is downloaded. An
 encoder fitted with a cohort (``fp-joint2``) also holds its score normalisation
-(``score_norm.*``, :mod:`attrib.scorenorm`; ``score_norm`` in ``config.json``).
+(``score_norm.*``, :mod:`attrib.scorenorm`; ``score_norm`` in ``config.json``); a view's fit is
+under ``views.VIEW.`` (``views.jpeg.wccn.mean``, ``views.jpeg.score_norm.*``, ...).
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ import numpy as np
 
 from ..errors import EncoderError
 from ..scorenorm import ScoreNorm
-from .base import l2_normalize, tile_slices
+from ..views import VIEWS
+from .base import ViewHead, l2_normalize, tile_slices
 from .fused import TEXTURE_ARCH, TEXTURE_TAPS, TILE, TextureStats, tiles_of
 from .selfdesc import SelfDescription
 from .weights import FolderEncoder, folder_weights, write_numpy_folder
@@ -68,6 +76,26 @@ class JointEncoder(FolderEncoder):
         parts = [self.residual.dim, self.texture.dim] + ([self.selfdesc.dim] if self.selfdesc else [])
         if self.P.shape[0] != sum(parts) or self.P.shape[1] != self.dim:
             raise EncoderError(f"{folder}: a {self.P.shape} projection does not fit {' + '.join(map(str, parts))} features into {self.dim}")
+        self.view_fits: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # per view with a head: (mean, projection)
+        heads = {}
+        for view, spec in (config.get("views") or {}).items():
+            if view not in VIEWS:
+                raise EncoderError(f"{folder}: unknown view {view!r} in config.json: one of {', '.join(VIEWS)}")
+            pre = f"views.{view}."
+            try:
+                fit = (
+                    np.asarray(weights[pre + "wccn.mean"], np.float32),
+                    np.ascontiguousarray(weights[pre + "wccn.projection"], np.float32),
+                )
+            except KeyError as exc:
+                raise EncoderError(f"{folder}: the {view!r} view's weights lack {exc}") from None
+            if fit[0].shape != self.mean.shape or fit[1].shape != self.P.shape:
+                raise EncoderError(f"{folder}: the {view!r} view's projection is {fit[1].shape}, the plain one {self.P.shape}")
+            self.view_fits[view] = fit
+            heads[view] = ViewHead(
+                ScoreNorm.from_weights(weights, spec.get("score_norm"), prefix=pre + "score_norm."), spec.get("calibration")
+            )
+        self.view_heads = heads
 
     def features(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Raw ``[residual; texture]`` features of images (or tiles), and the weighted
@@ -77,14 +105,38 @@ class JointEncoder(FolderEncoder):
             parts.append(np.float32(self.selfdesc_weight) * self.selfdesc.features_batch(images))
         return np.concatenate(parts, axis=1)
 
-    def project(self, features: np.ndarray) -> np.ndarray:
-        """Raw features -> unit embeddings (one per row: one per tile)."""
-        return l2_normalize((np.asarray(features, np.float32) - self.mean) @ self.P)
+    def project(self, features: np.ndarray, view: str | None = None) -> np.ndarray:
+        """Raw features -> unit embeddings (one per row: one per tile), with ``view``'s fit where
+        the folder has one (:attr:`view_heads`), else the plain one."""
+        mean, P = self.view_fits.get(view, (self.mean, self.P)) if view is not None else (self.mean, self.P)
+        return l2_normalize((np.asarray(features, np.float32) - mean) @ P)
+
+    def _tile_features(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[slice]]:
+        """Every tile's raw features (one pass for the batch) and each image's rows among them."""
+        per_image = [tiles_of(img, TILE, self.tiles) for img in images]
+        return self.features([t for tiles in per_image for t in tiles]), tile_slices([len(t) for t in per_image])
 
     def _embed_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        per_image = [tiles_of(img, TILE, self.tiles) for img in images]
-        emb = self.project(self.features([t for tiles in per_image for t in tiles]))  # one product for the batch
-        return np.stack([emb[s].mean(axis=0) for s in tile_slices([len(t) for t in per_image])])
+        feats, slices = self._tile_features(images)
+        emb = self.project(feats)
+        return np.stack([emb[s].mean(axis=0) for s in slices])
+
+    def _embed_view_batch(self, images: Sequence[np.ndarray], view: str) -> np.ndarray:
+        feats, slices = self._tile_features(images)
+        emb = self.project(feats, view)
+        return np.stack([emb[s].mean(axis=0) for s in slices])
+
+    def _embed_batch_in(self, images: Sequence[np.ndarray], views: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+        feats, slices = self._tile_features(images)  # read once, projected with each fit
+        emb = self.project(feats)
+        plain = np.stack([emb[s].mean(axis=0) for s in slices])
+        own = plain.copy()
+        for view in {v for v in views if self.has_head(v)}:
+            rows = [i for i, v in enumerate(views) if v == view]
+            tiles = np.concatenate([np.arange(slices[i].start, slices[i].stop) for i in rows])
+            vemb = self.project(feats[tiles], view)
+            own[rows] = np.stack([vemb[s].mean(axis=0) for s in tile_slices([slices[i].stop - slices[i].start for i in rows])])
+        return plain, own
 
 
 def save_joint(
@@ -98,11 +150,13 @@ def save_joint(
     extra: dict[str, Any] | None = None,
     score_norm: ScoreNorm | None = None,
     selfdesc: dict[str, Any] | None = None,
+    views: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """Write a ``residual-texture-wccn`` folder from a WCCN ``(mean, P)`` over ``[residual;
     texture]`` features (``[residual; texture; weight * self-description]`` with ``selfdesc``, the
     :class:`~attrib.encoders.selfdesc.SelfDescription` options and ``weight``), with its cohort
-    score normalisation if given; returns the folder."""
+    score normalisation if given; ``views``: per view, its own ``fit`` (a WCCN ``(mean, P)`` of
+    the same shape), ``score_norm`` and ``calibration`` (the module docstring); returns the folder."""
     mean, P = fit
     weights = {"wccn.mean": np.asarray(mean, np.float32), "wccn.projection": np.ascontiguousarray(P, np.float16)}
     weights.update({f"texture.backbone.{k}": np.ascontiguousarray(v, np.float32) for k, v in texture_state.items()})
@@ -125,6 +179,17 @@ def save_joint(
         config["score_norm"] = score_norm.config()
     if calibration:
         config["calibration"] = calibration
+    for view, head in (views or {}).items():
+        pre = f"views.{view}."
+        vmean, vP = head["fit"]
+        weights.update({pre + "wccn.mean": np.asarray(vmean, np.float32), pre + "wccn.projection": np.ascontiguousarray(vP, np.float16)})
+        spec: dict[str, Any] = {}
+        if head.get("score_norm") is not None:
+            weights.update(head["score_norm"].weights(pre + "score_norm."))
+            spec["score_norm"] = head["score_norm"].config()
+        if head.get("calibration"):
+            spec["calibration"] = head["calibration"]
+        config.setdefault("views", {})[view] = spec
     config.update(extra or {})
     return write_numpy_folder(folder, config, weights)
 

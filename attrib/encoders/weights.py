@@ -98,20 +98,26 @@ def read_numpy_weights(path: Path, required: tuple[str, ...] = ()) -> dict:
 
 def folder_weights(config: dict[str, Any], path: Path, folder: Path, required: tuple[str, ...] = ()) -> tuple[dict, str]:
     """An encoder folder's numpy weights and their hash. A folder whose ``config.json`` names
-    ``weights_from`` (a sibling folder, relative to this one) holds only what it adds: the
-    sibling's ``model.safetensors`` is read first, this folder's on top, and the hash covers both
-    files (``fp-joint2`` is ``fp-joint1``'s 13 MB of weights plus 150 kB of score normalisation)."""
-    base = config.get("weights_from")
-    if not base:
+    ``weights_from`` (a sibling folder, relative to this one, or a list of them) holds only what it
+    adds: the siblings' ``model.safetensors`` are read first, in order, this folder's on top, and the
+    hash covers every file (``fp-joint2`` is ``fp-joint1``'s 13 MB of weights plus 150 kB of score
+    normalisation)."""
+    bases = config.get("weights_from")
+    if not bases:
         return read_numpy_weights(path, required), sha256_file(path)
-    base_path = (Path(folder) / base / WEIGHTS_NAME).resolve()
-    if not base_path.is_file():
-        raise EncoderError(f"{folder}: weights_from {base!r} has no {WEIGHTS_NAME}")
-    weights = read_numpy_weights(base_path) | read_numpy_weights(path)
+    weights: dict = {}
+    digests = []
+    for base in [bases] if isinstance(bases, str) else list(bases):  # in order, each on top of the last
+        base_path = (Path(folder) / base / WEIGHTS_NAME).resolve()
+        if not base_path.is_file():
+            raise EncoderError(f"{folder}: weights_from {base!r} has no {WEIGHTS_NAME}")
+        weights |= read_numpy_weights(base_path)
+        digests.append(sha256_file(base_path))
+    weights |= read_numpy_weights(path)
     missing = [k for k in required if k not in weights]
     if missing:
         raise EncoderError(f"{path}: weights do not load ({missing[0]!r})")
-    digest = hashlib.sha256((sha256_file(base_path) + sha256_file(path)).encode()).hexdigest()
+    digest = hashlib.sha256("".join(digests + [sha256_file(path)]).encode()).hexdigest()
     return weights, digest
 
 

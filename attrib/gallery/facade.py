@@ -27,7 +27,7 @@ from ..errors import EncoderMismatch, GalleryError, UnknownSource
 from ..index import VectorIndex
 from ..scorenorm import normalise
 from ..sources import FAMILIES, check_name
-from ..views import VIEWS, by_view
+from ..views import VIEWS, by_view, norm_in, prior_in
 from . import discovery, lineage, prototypes
 from .store import DB_NAME, EnrollResult, SampleRecord, Store, now
 
@@ -350,7 +350,7 @@ class Gallery:
         pool, pool_src = self.store.impostor_pool(openset.IMPOSTOR_POOL)
         norm = self.encoder.score_norm
         impostor = openset.impostor_models(pool, pool_src, *self.store.prototypes(), norm)
-        models = self._source_models(impostor, self.store.calibration(), touched, self.store.source_embeddings)
+        models = self._source_models(impostor, self.store.calibration(), touched, self.store.source_embeddings, norm)
         families = self._calibrate_nodes(models, pool, pool_src)
         self.store.put_setting("family_calibration", families)
         self.store.replace_calibration(models)
@@ -362,23 +362,24 @@ class Gallery:
 
     def _recalibrate_view(self, view: str, touched: Sequence[str]) -> None:
         """The models of every source in ``view`` (:mod:`attrib.views`), measured as the plain ones:
-        the view's impostor pool against its prototypes, and ``touched`` sources' own samples in it."""
-        norm = self.encoder.score_norm
+        the view's impostor pool against its prototypes, and ``touched`` sources' own samples in it,
+        with the view's score normalisation (its own where the encoder has a head for it)."""
+        norm = norm_in(self.encoder, view)
         pool, pool_src = self.store.impostor_pool(openset.IMPOSTOR_POOL, view)
         impostor = openset.impostor_models(pool, pool_src, *self.view_prototypes(view), norm)
         stored = self.store.view_calibration(view)
         remeasure = set(touched) | (set(impostor) - set(stored))  # and sources the view has no models of yet
-        models = self._source_models(impostor, stored, remeasure, lambda name: self.store.view_embeddings(name, view))
+        models = self._source_models(impostor, stored, remeasure, lambda name: self.store.view_embeddings(name, view), norm)
         self.store.replace_calibration(models, view)
 
-    def _source_models(self, impostor: dict, stored: dict, remeasure, samples_of) -> dict[str, tuple[dict | None, dict | None]]:
+    def _source_models(self, impostor: dict, stored: dict, remeasure, samples_of, norm) -> dict[str, tuple[dict | None, dict | None]]:
         """Per source: its impostor model and its genuine model, measured on ``samples_of(name)``
         for the sources in ``remeasure``, kept from ``stored`` for the others (their samples did
         not change), as dicts to store."""
         models = {}
         for name, imp in impostor.items():
             if name in remeasure:
-                gen = openset.genuine_model(samples_of(name), self.encoder.score_norm)
+                gen = openset.genuine_model(samples_of(name), norm)
                 gen_dict = gen.to_dict() if gen else None
             else:
                 gen_dict = stored.get(name, (None, None))[1]
@@ -409,8 +410,8 @@ class Gallery:
         return models
 
     def calibration(self, view: str | None = None) -> openset.Calibration:
-        """The stored score models (of ``view``, or the plain ones) pooled with the encoder's prior;
-        cached per generation. In a view, a source enrolled before views has its plain models, and
+        """The stored score models (of ``view``, or the plain ones) pooled with the encoder's prior
+        (of the view: :func:`attrib.views.prior_in`); cached per generation. In a view, a source enrolled before views has its plain models, and
         inner nodes and families keep theirs."""
         gen = self.generation
         if self._calibration is None or self._calibration[0] != gen:
@@ -423,7 +424,7 @@ class Gallery:
             observed = {
                 name: (openset.ScoreModel.from_dict(imp), openset.ScoreModel.from_dict(genuine)) for name, (imp, genuine) in stored.items()
             }
-            cache[view] = openset.Calibration(observed, self.encoder.calibration)
+            cache[view] = openset.Calibration(observed, prior_in(self.encoder, view))
         return cache[view]
 
     def thresholds(self, far: float | None = None, sources=None, view: str | None = None) -> dict[str, float]:
@@ -470,19 +471,19 @@ class Gallery:
         """Per query, ``(source, score)`` best first, each source scored by its best prototype in the
         query's view (``views``: one per query, None for the plain view; :mod:`attrib.views`)."""
         emb = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
-        norm = self.encoder.score_norm
-        return by_view(views, len(emb), lambda v, rows: prototypes.source_scores(self.prototype_index(v), emb[rows], top_k, norm))
+        return by_view(
+            views, len(emb), lambda v, rows: prototypes.source_scores(self.prototype_index(v), emb[rows], top_k, norm_in(self.encoder, v))
+        )
 
     def identify(self, embeddings: np.ndarray, top_k: int = 5, far: float | None = None, views=None) -> list[openset.Decision]:
         """Open-set identification of each embedding: a source, or unknown (source None); each
         scored in its view (``views``: one per embedding, None for the plain view; :mod:`attrib.views`)."""
         far = self.far if far is None else far
         tree, vectors = self._lineage()
-        norm = self.encoder.score_norm
         emb = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
 
         def answer(view, rows):
-            index, calibration = self.prototype_index(view), self.calibration(view)
+            index, calibration, norm = self.prototype_index(view), self.calibration(view), norm_in(self.encoder, view)
             if tree.active:
                 return lineage.identify(index, calibration, emb[rows], top_k, far, tree, vectors, norm)
             decisions = prototypes.identify(index, calibration, emb[rows], top_k, far, norm)
@@ -509,7 +510,7 @@ class Gallery:
                 own = self.store.view_prototypes(view, source)[0]
                 own = own if len(own) else protos
             thr = self.calibration(view).thresholds(far, [key])[key]
-            scores = normalise(self.encoder.score_norm, (emb[rows] @ own.T).max(axis=1), emb[rows])
+            scores = normalise(norm_in(self.encoder, view), (emb[rows] @ own.T).max(axis=1), emb[rows])
             return [(float(s), thr) for s in scores]
 
         return [

@@ -36,8 +36,10 @@ class MemoryGallery:
         vectors: dict[str, np.ndarray] | None = None,
         view_indexes: dict[str, VectorIndex | None] | None = None,
         view_calibrations: dict[str, openset.Calibration] | None = None,
+        view_norms: dict[str, ScoreNorm | None] | None = None,
     ):
         self.sources = sources
+        self.view_norms = view_norms or {}  # per view with a score normalisation of its own (an encoder's view head)
         self.index = index
         self.view_indexes = view_indexes or {}  # per view (:mod:`attrib.views`): its prototypes' index
         self.view_calibrations = view_calibrations or {}  # per view: its measured models and the prior
@@ -55,11 +57,15 @@ class MemoryGallery:
         tree: lineage.Tree | None = None,
         node_score: str = lineage.NODE_SCORE,
         norm: ScoreNorm | None = None,
+        heads: dict[str, Any] | None = None,
     ) -> MemoryGallery:
         """Enroll ``(source, embeddings, sha256s[, {view: embeddings}])`` batches, in order (each
         view's rows aligned with ``embeddings``: :mod:`attrib.views`); ``prior`` is the encoder's
-        ``calibration``, ``norm`` its score normalisation (:mod:`attrib.scorenorm`) if it has one. ``tree`` (its sources: the enrolled ones and their ancestors, which may
+        ``calibration``, ``norm`` its score normalisation (:mod:`attrib.scorenorm`) if it has one,
+        ``heads`` its ``view_heads`` (a view with one is normalised and calibrated with its own).
+        ``tree`` (its sources: the enrolled ones and their ancestors, which may
         have no samples) makes it a tree gallery, its inner nodes scored by ``node_score``."""
+        heads = heads or {}
         seen: set[str] = set()
         members: dict[str, list[int]] = {}  # rows of ``flat`` per source, in enrollment order
         flat: list[np.ndarray] = []
@@ -87,9 +93,10 @@ class MemoryGallery:
         vectors, names, observed = cls._measure(samples, members, owners, pick, norm)
         index = VectorIndex.build(vectors, names) if len(vectors) else None
         view_indexes, view_observed = {}, {}
+        view_norms = {view: head.score_norm for view, head in heads.items()}
         for view, rows in view_rows.items():  # a sample without this view stands in it as it is
             in_view = np.stack([rows.get(i, samples[i]) for i in range(len(samples))]) if len(samples) else samples
-            view_vectors, view_names, view_observed[view] = cls._measure(in_view, members, owners, pick, norm)
+            view_vectors, view_names, view_observed[view] = cls._measure(in_view, members, owners, pick, view_norms.get(view, norm))
             view_indexes[view] = VectorIndex.build(view_vectors, view_names) if len(view_vectors) else None
         node_vecs = None
         if tree is not None and tree.active:
@@ -102,7 +109,10 @@ class MemoryGallery:
             observed.update(lineage.node_models(tree, node_vecs, *pool, samples_of, norm))
         calibration = openset.Calibration(observed, prior)
         nodes = {k: v for k, v in observed.items() if k not in members}  # inner nodes and families: the plain view's
-        view_calibrations = {view: openset.Calibration(obs | nodes, prior) for view, obs in view_observed.items()}
+        view_calibrations = {
+            view: openset.Calibration(obs | nodes, heads[view].calibration if view in heads else prior)
+            for view, obs in view_observed.items()
+        }
         return cls(
             sorted(members),
             index,
@@ -112,6 +122,7 @@ class MemoryGallery:
             norm=norm,
             view_indexes=view_indexes,
             view_calibrations=view_calibrations,
+            view_norms={v: n for v, n in view_norms.items() if v in view_indexes},
         )
 
     @staticmethod
@@ -133,6 +144,10 @@ class MemoryGallery:
         """The calibration thresholds of ``view`` are read from (None, or a view not enrolled: the plain one)."""
         return self.view_calibrations.get(view, self.calibration) if view is not None else self.calibration
 
+    def norm_of(self, view: str | None) -> ScoreNorm | None:
+        """The score normalisation of ``view`` (its own where the encoder has a head for it)."""
+        return self.view_norms.get(view, self.norm) if view is not None else self.norm
+
     def index_of(self, view: str | None) -> VectorIndex | None:
         """The prototypes' index of ``view`` (None, or a view not enrolled: the plain one)."""
         return self.view_indexes.get(view, self.index) if view is not None else self.index
@@ -143,7 +158,7 @@ class MemoryGallery:
     def source_scores(self, embeddings: np.ndarray, top_k: int, views=None) -> list[list[tuple[str, float]]]:
         embeddings = np.atleast_2d(embeddings)
         return by_view(
-            views, len(embeddings), lambda v, rows: prototypes.source_scores(self.index_of(v), embeddings[rows], top_k, self.norm)
+            views, len(embeddings), lambda v, rows: prototypes.source_scores(self.index_of(v), embeddings[rows], top_k, self.norm_of(v))
         )
 
     def thresholds(self, far: float | None = None, sources=None) -> dict[str, float]:
@@ -157,9 +172,10 @@ class MemoryGallery:
 
         def answer(view, rows):
             index, calibration = self.index_of(view), self.calibration_of(view)
+            norm = self.norm_of(view)
             if self.tree is not None and self.tree.active:
-                return lineage.identify(index, calibration, embeddings[rows], top_k, far, self.tree, self.vectors, self.norm)
-            decisions = prototypes.identify(index, calibration, embeddings[rows], top_k, far, self.norm)
+                return lineage.identify(index, calibration, embeddings[rows], top_k, far, self.tree, self.vectors, norm)
+            decisions = prototypes.identify(index, calibration, embeddings[rows], top_k, far, norm)
             lineage.flat_lineage(decisions, self.tree)
             return decisions
 

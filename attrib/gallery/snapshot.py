@@ -49,6 +49,8 @@ class GallerySnapshot:
     node_vectors: dict[str, np.ndarray] = field(default_factory=dict)  # inner nodes' vectors (tree galleries)
     # per view (attrib.views): its prototypes, their sources and its stored (impostor, genuine) models
     views: dict[str, tuple[np.ndarray, tuple[str, ...], dict]] = field(default_factory=dict)
+    # per view the encoder has a head for (its ``view_heads``): that view's score normalisation and prior
+    view_scoring: dict[str, tuple[ScoreNorm | None, dict | None]] = field(default_factory=dict)
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -85,6 +87,7 @@ class GallerySnapshot:
             tree=tree,
             node_vectors=dict(node_vectors),
             views=views,
+            view_scoring={v: (head.score_norm, head.calibration) for v, head in (gallery.encoder.view_heads or {}).items()},
         )
         if gallery.generation != generation:  # an enrollment landed while we read: read again
             return cls.from_gallery(gallery)
@@ -94,7 +97,7 @@ class GallerySnapshot:
         """The calibration of ``view`` (None: the plain one), as the gallery's :meth:`calibration`."""
         observed = self.observed if view is None else self.views[view][2]
         models = {name: (openset.ScoreModel.from_dict(imp), openset.ScoreModel.from_dict(gen)) for name, (imp, gen) in observed.items()}
-        return openset.Calibration(models, self.prior)
+        return openset.Calibration(models, self.view_scoring[view][1] if view in self.view_scoring else self.prior)
 
     def gallery(self) -> MemoryGallery:
         """A :class:`MemoryGallery` answering identify from this snapshot (built once per process)."""
@@ -111,6 +114,7 @@ class GallerySnapshot:
                 vectors=self.node_vectors,
                 view_indexes=view_indexes,
                 view_calibrations={v: self.calibration(v) for v in self.views},
+                view_norms={v: norm for v, (norm, _) in self.view_scoring.items()},
             )
         return self._cache["gallery"]
 

@@ -43,21 +43,33 @@ class EncoderUnavailable(Exception):
     """The encoder process died during a batch (it is being replaced)."""
 
 
-def embed_isolated(encoder, images: list[np.ndarray]) -> tuple[list, float]:
-    """Embed ``images``; if the batch fails, each image alone, so only the bad one fails.
-    Returns (one vector or exception per image, seconds). ``encoder`` None: this process's."""
+def embed_isolated(encoder, images: list[np.ndarray], views: Sequence[str | None] | None = None) -> tuple[list, float]:
+    """Embed ``images``, each also in its view (``views``; :meth:`attrib.encoders.base.Encoder.embed_in`);
+    if the batch fails, each image alone, so only the bad one fails. Returns (per image its (plain,
+    own-view) embeddings or the exception, seconds). ``encoder`` None: this process's."""
     enc = encoder if encoder is not None else _process_encoder
+    views = list(views) if views is not None else [None] * len(images)
     t0 = time.perf_counter()
     try:
-        out: list = list(enc.embed(images))
+        out: list = list(zip(*_embed_in(enc, images, views)))
     except Exception:
         out = []
-        for img in images:
+        for img, view in zip(images, views):
             try:
-                out.append(enc.embed([img])[0])
+                plain, own = _embed_in(enc, [img], [view])
+                out.append((plain[0], own[0]))
             except Exception as exc:
                 out.append(exc)
     return out, time.perf_counter() - t0
+
+
+def _embed_in(enc, images: list[np.ndarray], views: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """``enc.embed_in`` where a view has a head; else its plain embeddings, twice (any object with
+    ``embed`` serves)."""
+    if any(getattr(enc, "has_head", lambda v: False)(v) for v in views):
+        return enc.embed_in(images, views)
+    plain = enc.embed(images)
+    return plain, plain
 
 
 # -- encoder processes -----------------------------------------------------------------------------
@@ -136,6 +148,7 @@ class EncoderProcesses:
 class _Job:
     image: np.ndarray
     future: asyncio.Future
+    view: str | None = None  # the view it is also embedded in (attrib.views; an encoder's view head)
 
 
 class MicroBatcher:
@@ -192,8 +205,12 @@ class MicroBatcher:
                     job.future.set_exception(EncoderUnavailable("the service is shutting down"))
         await asyncio.get_running_loop().run_in_executor(None, self.runner.shutdown)
 
-    async def embed(self, images: Sequence[np.ndarray], bulk: bool = False) -> list[np.ndarray | Exception]:
-        """Embeddings of ``images`` in order; an image the encoder refused gives its exception."""
+    async def embed(
+        self, images: Sequence[np.ndarray], bulk: bool = False, views: Sequence[str | None] | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray] | Exception]:
+        """Per image in order: its plain embedding and its embedding in its view (``views``, one per
+        image, default none: the two are the same; :meth:`attrib.encoders.base.Encoder.embed_in`),
+        or, for an image the encoder refused, the exception."""
         if not images:
             return []
         if self._task is None or self._task.done():
@@ -201,7 +218,7 @@ class MicroBatcher:
         if self.queued + len(images) > self.max_queued:
             raise QueueFull(f"{self.queued} images are waiting for the encoder; try again shortly")
         loop = asyncio.get_running_loop()
-        jobs = [_Job(img, loop.create_future()) for img in images]
+        jobs = [_Job(img, loop.create_future(), view) for img, view in zip(images, views or [None] * len(images))]
         (self._bulk if bulk else self._interactive).extend(jobs)
         self._wake.set()
         try:
@@ -242,7 +259,7 @@ class MicroBatcher:
             self._bulk_running += bulk
             executor = self.runner.executor
             try:
-                fut = loop.run_in_executor(executor, self.runner.fn, [j.image for j in batch])
+                fut = loop.run_in_executor(executor, self.runner.fn, [j.image for j in batch], [j.view for j in batch])
             except (BrokenExecutor, RuntimeError) as exc:  # broken or shut down before submit
                 fut = loop.create_future()
                 fut.set_exception(exc)

@@ -263,18 +263,24 @@ class Admitted:
 
 async def embed(state: ServiceState, items: list[Item], bulk: bool = False, views: Sequence[str] = ()) -> tuple[list[Item], np.ndarray]:
     """Embed the readable items through the shared micro-batcher; an image the encoder refuses
-    gets an error line. Returns (items embedded, their embeddings). ``views`` (enrollment): each
-    is also embedded in those views, into ``item.views`` (:func:`attrib.pipeline.view_embeddings`)."""
+    gets an error line. Returns (items embedded, their plain embeddings); an item scored in a view
+    the encoder has a head for keeps its embedding there (``item.own``:
+    :func:`attrib.pipeline.query_embeddings`). ``views`` (enrollment): each is also embedded in those
+    views, into ``item.views`` (:func:`attrib.pipeline.view_embeddings`)."""
     good = [it for it in items if it.error is None]
+
+    def part(res, k):  # the plain (0) or own-view (1) embedding of a result, or its exception
+        return res if isinstance(res, BaseException) else res[k]
+
     try:
-        results = await state.batcher.embed([it.image.pixels for it in good], bulk=bulk)
+        results = await state.batcher.embed([it.image.pixels for it in good], bulk=bulk, views=[it.view for it in good])
         in_views = {}
-        for view in views:  # an image that already stands in the view (views.stands_in) keeps its plain embedding there
+        for view in views:  # an image that already stands in the view (views.stands_in) is there as it is
             redo = [i for i, it in enumerate(good) if it.stands_in != view]
             pixels = [good[i].image.pixels for i in redo]
             images = await asyncio.get_running_loop().run_in_executor(state.decode_pool, view_images, pixels, view)
-            done_view = dict(zip(redo, await state.batcher.embed(images, bulk=bulk)))
-            in_views[view] = [done_view.get(i, results[i]) for i in range(len(good))]
+            done_view = dict(zip(redo, (part(r, 1) for r in await state.batcher.embed(images, bulk=bulk, views=[view] * len(images)))))
+            in_views[view] = [done_view.get(i, part(results[i], 1)) for i in range(len(good))]
     except (QueueFull, EncoderUnavailable) as exc:
         raise ServiceError(503, str(exc), {"Retry-After": "1"}) from None
     done, vectors = [], []
@@ -284,8 +290,9 @@ async def embed(state: ServiceState, items: list[Item], bulk: bool = False, view
             it.error = one_line(f"{it.path}: the encoder could not take this image ({type(refused).__name__}: {refused})")
         else:
             it.views = {view: v[i] for view, v in in_views.items()} or None
+            it.own = res[1] if state.encoder.has_head(it.view) else None
             done.append(it)
-            vectors.append(res)
+            vectors.append(res[0])
     state.metrics.count_images("enroll" if bulk else "query", "embedded", len(done))
     dim = state.encoder.dim
     return done, (np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, dim), np.float32))

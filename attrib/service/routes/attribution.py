@@ -13,6 +13,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 
 from ... import report
+from ...pipeline import query_embeddings
 from ...verdict import camera_sources, default_judge
 from .. import schemas
 from ..errors import ServiceError
@@ -69,7 +70,7 @@ async def identify_uploads(state: ServiceState, uploads: list, form: schemas.Ide
     if not good:
         raise none_readable(items)
     try:
-        decisions = await state.searches.identify(emb, form.top_k, form.far, [it.view for it in good])
+        decisions = await state.searches.identify(query_embeddings(good, emb), form.top_k, form.far, [it.view for it in good])
     except EmptyGallery as exc:
         raise ServiceError(409, str(exc)) from None
     if form.keep_unknown:
@@ -129,7 +130,8 @@ async def verify(request: Request, state: State):
     if not good:
         raise none_readable(items)
     views = [it.view for it in good]
-    results = await state.store.read(lambda g: g.verify(emb, source, far, views=views))
+    queries = query_embeddings(good, emb)
+    results = await state.store.read(lambda g: g.verify(queries, source, far, views=views))
     return answer(report.verify_rows(items, results, source, far))
 
 
