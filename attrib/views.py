@@ -10,9 +10,10 @@ after a JPEG re-save (the ``jpeg`` view, :data:`VIEW_QUALITY`), each source gets
 each view, and a query is scored in the view of its own file: a JPEG (at or under
 :data:`ROUTE_MAX_QUALITY`, which is every quality; its quality estimated from its quantisation
 tables, :func:`jpeg_quality`) in the ``jpeg`` view, anything else in the plain one. Each view has
-its own measured score models (thresholds); score normalisation is the encoder's in both. A sample
-that is itself a JPEG at or under :data:`AS_IS_MAX_QUALITY` stands in the ``jpeg`` view as it is
-(:func:`stands_in`); a finer one is re-saved.
+its own measured score models (thresholds); the embedding and the score normalisation are the
+encoder's plain ones in both unless it has a head for the view (below). A sample that is itself a
+JPEG at or under :data:`AS_IS_MAX_QUALITY` stands in the ``jpeg`` view as it is (:func:`stands_in`);
+a finer one is re-saved.
 
 Why every JPEG: whole files re-saved at q95, scored in the plain view, are named as often as in the
 jpeg view (top-1 0.74 / 0.73, 9 folds) but the plain view's thresholds, measured on clean shots, let

@@ -741,6 +741,7 @@ def main(argv=None) -> dict:
         "paired_vs_default": paired(runs, shots),
         "paired_vs_fp-joint1": paired(runs, shots, "fp-joint1"),
         "paired_vs_fp-joint3": paired(runs, shots, "fp-joint3"),
+        "paired_vs_fp-joint4": paired(runs, shots, "fp-joint4"),
         "paired_vs_no_views": {
             enc: paired({k: r for k, r in runs.items() if k.split("/")[0] in (enc, f"{enc}-noviews")}, shots, f"{enc}-noviews")
             for enc in encoders

@@ -100,3 +100,10 @@ python bench/demo_check.py --encoder fp-joint3 --encoder fp-joint4 --out bench/o
 # copies under their own calibration): fp-joint4 with and without, same folds; its rows (fp-joint4 and
 # fp-joint4-noviews) and paired_vs_no_views merged into real_folds.json (the other encoders: --views off).
 python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint4 --views both --out bench/out/rf_views.json
+
+# View heads (attrib/encoders/base.py ViewHead): fp-joint5 = fp-joint4 + a fit of its own for the jpeg view
+# (WCCN on crops re-saved q75/q85 and tiles of whole files re-saved q75, a cohort of crops re-saved q75, a
+# prior measured out of fold on whole files re-saved q75). Paired with fp-joint4 (both with views), 9 folds:
+python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint4 --encoder fp-joint5 --variant asis --variant asis_jpeg75 \
+  --variant jpeg75 --no-zoo-check --out bench/results/real_folds_viewfit.json   # its plain fit is fp-joint4's: same zoo check
+python bench/fit_fused.py --name fp-joint5 --zoo "$ZOO/z6" --weights-from fp-joint4 --metrics bench/results/real_folds_viewfit.json

@@ -13,6 +13,7 @@ from attrib.errors import EncoderError
 
 from .conftest import synthetic
 from .test_fused import checkpoint  # noqa: F401  (the module-scoped fixture)
+from .test_views import jpeg_bytes
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +143,21 @@ def view_folder(joint_folder, checkpoint, tmp_path_factory):  # noqa: F811
     return folder
 
 
+def spy_identify(monkeypatch) -> list:
+    """What every Gallery.identify call is asked: (embeddings, views) per call, in a list."""
+    from attrib.gallery import Gallery
+
+    asked = []
+    real_identify = Gallery.identify
+
+    def spy(self, embeddings, top_k=5, far=None, views=None):
+        asked.append((np.array(embeddings), views))
+        return real_identify(self, embeddings, top_k, far, views)
+
+    monkeypatch.setattr(Gallery, "identify", spy)
+    return asked
+
+
 def test_a_view_head_embeds_and_scores_its_view_with_its_own_fit(joint_folder, view_folder):
     """A folder with a jpeg view head: plain embeddings as the folder without it; in the view, the
     same features through the view's WCCN; embed_in gives both from one read; the head carries its
@@ -223,10 +239,7 @@ def test_enroll_and_identify_use_the_view_head(view_folder, tmp_path, monkeypatc
     sample's jpeg view through the head (a PNG re-saved, a q80 JPEG as it is), the view's models are
     measured with the head's normalisation and pooled with its prior, and `attrib identify` scores a
     JPEG query by its embedding through the head, a PNG query by its plain one; eval does the same."""
-    import io
-
     from click.testing import CliRunner
-    from PIL import Image
 
     from attrib.cli import build_cli
     from attrib.evaluate import embed_dataset
@@ -237,17 +250,12 @@ def test_enroll_and_identify_use_the_view_head(view_folder, tmp_path, monkeypatc
 
     from .conftest import write_png
 
-    def jpeg(arr, quality):
-        buf = io.BytesIO()
-        Image.fromarray(arr).save(buf, "JPEG", quality=quality)
-        return buf.getvalue()
-
     enc = get_encoder(str(view_folder))
     data = tmp_path / "data"
     for s in range(3):
         for i in range(5):
             write_png(data / f"src{s}" / f"{i}.png", synthetic(s, i, 96))
-    (data / "src0" / "9.jpg").write_bytes(jpeg(synthetic(0, 9, 96), 80))
+    (data / "src0" / "9.jpg").write_bytes(jpeg_bytes(synthetic(0, 9, 96), 80))
     runner, cli, gal = CliRunner(), build_cli(), tmp_path / "gal"
     for s in range(3):
         files = sorted(map(str, (data / f"src{s}").iterdir()))
@@ -264,16 +272,9 @@ def test_enroll_and_identify_use_the_view_head(view_folder, tmp_path, monkeypatc
     assert snap.calibration_of("jpeg").thresholds(0.01) == pytest.approx(g.thresholds(view="jpeg"))
     q = tmp_path / "q"
     q.mkdir()
-    (q / "a.jpg").write_bytes(jpeg(synthetic(1, 7, 96), 75))
+    (q / "a.jpg").write_bytes(jpeg_bytes(synthetic(1, 7, 96), 75))
     write_png(q / "b.png", synthetic(2, 7, 96))
-    asked = []
-    real_identify = Gallery.identify
-
-    def spy(self, embeddings, top_k=5, far=None, views=None):
-        asked.append((np.array(embeddings), views))
-        return real_identify(self, embeddings, top_k, far, views)
-
-    monkeypatch.setattr(Gallery, "identify", spy)
+    asked = spy_identify(monkeypatch)
     r = runner.invoke(cli, ["--gallery", str(gal), "identify", "--json", "--no-detectors", str(q / "a.jpg"), str(q / "b.png")])
     assert r.exit_code == 0, r.output
     ((emb, views),) = asked
@@ -292,43 +293,28 @@ def test_enroll_and_identify_use_the_view_head(view_folder, tmp_path, monkeypatc
 def test_the_service_embeds_and_scores_in_the_view_head(view_folder, tmp_path, monkeypatch):
     """The HTTP API as the CLI: a sample that is a q80 JPEG stands in the jpeg view through the
     head, and a JPEG upload is scored by its embedding through the head."""
-    import io
-
     from fastapi.testclient import TestClient
-    from PIL import Image
 
     from attrib.gallery import Gallery
 
     from .test_service import AUTH, files_for, make_app
 
-    def jpeg(arr, quality):
-        buf = io.BytesIO()
-        Image.fromarray(arr).save(buf, "JPEG", quality=quality)
-        return buf.getvalue()
-
     enc = get_encoder(str(view_folder))
     path = tmp_path / "gal"
     Gallery(path, encoder=enc).close()
-    asked = []
-    real_identify = Gallery.identify
-
-    def spy(self, embeddings, top_k=5, far=None, views=None):
-        asked.append((np.array(embeddings), views))
-        return real_identify(self, embeddings, top_k, far, views)
-
-    monkeypatch.setattr(Gallery, "identify", spy)
+    asked = spy_identify(monkeypatch)
     sample, upload = synthetic(1, 2, 96), synthetic(1, 8, 96)
     with TestClient(make_app(path)) as client:
         for s in range(2):
-            files = [(f"{i}.jpg", jpeg(synthetic(s, i, 96), 80), "image/jpeg") for i in range(4)]
+            files = [(f"{i}.jpg", jpeg_bytes(synthetic(s, i, 96), 80), "image/jpeg") for i in range(4)]
             r = client.post(f"/v1/sources/src{s}/samples", files=files_for(*files), headers=AUTH)
             assert r.status_code == 200, r.text
-        r = client.post("/v1/identify", files=files_for(("a.jpg", jpeg(upload, 75), "image/jpeg")))
+        r = client.post("/v1/identify", files=files_for(("a.jpg", jpeg_bytes(upload, 75), "image/jpeg")))
         assert r.status_code == 200, r.text
     g = Gallery(path, create=False)
     from attrib.imageio import load_image
 
-    want = enc.embed([load_image(jpeg(sample, 80)).pixels], "jpeg")[0]
+    want = enc.embed([load_image(jpeg_bytes(sample, 80)).pixels], "jpeg")[0]
     assert any(np.allclose(row, want, atol=1e-4) for row in g.store.view_embeddings("src1", "jpeg"))
     ((emb, views),) = asked
-    assert views == ["jpeg"] and emb[0] == pytest.approx(enc.embed([load_image(jpeg(upload, 75)).pixels], "jpeg")[0], abs=1e-4)
+    assert views == ["jpeg"] and emb[0] == pytest.approx(enc.embed([load_image(jpeg_bytes(upload, 75)).pixels], "jpeg")[0], abs=1e-4)
