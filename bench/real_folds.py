@@ -89,7 +89,12 @@ VARIANTS = ("asis", "asis_jpeg75", "crop256", "jpeg75", "half")
 # queries re-saved at other JPEG qualities, on either side of attrib's routing cut (views.ROUTE_MAX_QUALITY):
 # measured only when asked (--variant), their features added to the caches then
 QUALITY_VARIANTS = ("asis_jpeg60", "asis_jpeg85", "asis_jpeg95", "jpeg60", "jpeg85", "jpeg95")
+# the central crop flipped (h: left-right, v: up-down, t: transposed): with --flips, a crop's embedding is the
+# mean of its own and these copies' (on both sides, and in the cohort); features added to the caches when asked for
+FLIPS = {"h": lambda a: a[:, ::-1], "v": lambda a: a[::-1], "t": lambda a: a.transpose(1, 0, 2)}
+FLIP_VARIANTS = tuple(f"crop256_{o}" for o in FLIPS)
 ALL_VARIANTS = VARIANTS + QUALITY_VARIANTS
+CROP_FLIPS = ""  # the flips a crop256 embedding averages over (--flips; main sets it)
 TILED = ("asis", "asis_jpeg60", "asis_jpeg75", "asis_jpeg85", "asis_jpeg95")  # variants also embedded tile by tile
 ENCODERS = ("fp-wccn2", "residual-tiles", "fp-fuse1", "fp-fuse2", "fp-joint1", "fp-joint2", "fp-joint3", "fp-joint4", "size-format")
 JOINT = ("fp-joint1", "fp-joint2", "fp-joint3")  # one fit; fp-joint2 and fp-joint3 add cohort score normalisation
@@ -152,6 +157,9 @@ def variants_of(pixels: np.ndarray, names=VARIANTS) -> dict[str, np.ndarray]:
                 out[v] = resave(crop, QUERY_QUALITY[v])
         if "half" in names:
             out["half"] = np.asarray(Image.fromarray(crop).resize((128, 128), Image.BICUBIC))
+        for v in names:
+            if v in FLIP_VARIANTS:
+                out[v] = np.ascontiguousarray(FLIPS[v[-1]](crop))
     return out
 
 
@@ -248,8 +256,10 @@ def fit_joint(
 
 
 def joint_embed(feats: dict, m: np.ndarray, P: np.ndarray, variant: str, idx: np.ndarray) -> np.ndarray:
-    if variant not in TILED:
-        return l2_normalize((np.concatenate([feats[f"res_{variant}"][idx], feats[f"tex_{variant}"][idx]], 1) - m) @ P)
+    if variant not in TILED:  # one image; a crop256 with CROP_FLIPS: the mean of it and its flipped copies
+        copies = [variant] + ([f"crop256_{o}" for o in CROP_FLIPS] if variant == "crop256" else [])
+        rows = [np.concatenate([feats[f"res_{v}"][idx], feats[f"tex_{v}"][idx]], 1) for v in copies]
+        return l2_normalize(sum(l2_normalize((x - m) @ P) for x in rows))
     x = np.concatenate([feats[f"rest_{variant}"][idx], feats[f"text_{variant}"][idx]], 2)
     return l2_normalize((l2_normalize((x - m) @ P) * feats[f"mask_{variant}"][idx][..., None]).sum(1))
 
@@ -323,7 +333,7 @@ def with_selfdesc(
     """Features and zoo features with ``weight`` x the self-description appended to the texture
     part (the joint fit concatenates ``[residual; texture]``: so ``[residual; texture; sd]``)."""
     out = dict(feats)
-    for v in ALL_VARIANTS:
+    for v in ALL_VARIANTS + FLIP_VARIANTS:
         if f"tex_{v}" in feats:
             out[f"tex_{v}"] = np.concatenate([feats[f"tex_{v}"], weight * sd[f"sd_{v}"]], 1)
         if f"text_{v}" in feats:
@@ -600,6 +610,8 @@ def summarise(runs: list[dict]) -> dict:
     for k in runs[0]["shots"]:
         rows = [r["shots"][k] for r in runs]
         out[k] = {key: _stat([r.get(key) for r in rows]) for key in keys}
+        # each fold's figure, in fold order (seed, fold): to pair two runs over the same folds
+        out[k]["folds"] = {key: [r.get(key) for r in rows] for key in ("accuracy", "auroc", "tar", "observed_far", "attributed")}
         per: dict[str, list] = {}
         for r in rows:
             for s, v in r["per_source"].items():
@@ -675,6 +687,12 @@ def main(argv=None) -> dict:
         "(attrib.views); off: every query in the plain view (attrib before views); both: each run twice, the plain-view "
         "runs as ENCODER-noviews, with the paired differences",
     )
+    ap.add_argument(
+        "--flips",
+        default="",
+        help="embed each 256 px crop (shots, queries, the cohort) as the mean of its embedding and those of its flipped "
+        "copies: letters of h (left-right), v (up-down), t (transposed); their features added to the caches when first asked for",
+    )
     ap.add_argument("--zoo", type=Path, help="a built zoo (attrib zoo build): enables fp-joint1 (fitted on it) and its zoo check")
     ap.add_argument("--no-zoo-check", action="store_true", help="skip the zoo's held-out-architecture check of the --zoo encoders")
     ap.add_argument("--cache", type=Path, default=Path("bench/out/real_features_v2.npz"))
@@ -689,6 +707,12 @@ def main(argv=None) -> dict:
     if set(variants) - set(ALL_VARIANTS):
         ap.error(f"unknown variant {sorted(set(variants) - set(ALL_VARIANTS))[0]}: one of {', '.join(ALL_VARIANTS)}")
     extracted = list(VARIANTS) + [v for v in variants if v not in VARIANTS]  # the fits read VARIANTS
+    if args.flips:
+        global CROP_FLIPS
+        if set(args.flips) - set(FLIPS):
+            ap.error(f"--flips takes letters of {''.join(FLIPS)}, not {args.flips!r}")
+        CROP_FLIPS = args.flips
+        extracted += [f"crop256_{o}" for o in args.flips]
     feats = extract(args.devset, rows, fp.features, TextureStats(texture_backbone_from_file(weights)), args.cache, extracted)
     meta = meta_features(rows)
     zoo = None
@@ -755,6 +779,7 @@ def main(argv=None) -> dict:
             "near_floor": not args.no_near_floor,
             "views": args.views,
             "route_max_quality": route,
+            "crop_flips": args.flips,
             "alpha": ALPHA,
             "texture_reg": TEXTURE_REG,
             "selfdesc": SELFDESC | {"weight": SELFDESC_WEIGHT},
