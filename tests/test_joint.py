@@ -166,6 +166,7 @@ def test_a_view_head_embeds_and_scores_its_view_with_its_own_fit(joint_folder, v
 
     base, enc = get_encoder(str(joint_folder)), get_encoder(str(view_folder))
     assert set(enc.view_heads) == {"jpeg"} and not base.view_heads and enc.id != base.id
+    assert enc.describe()["view_heads"] == ["jpeg"] and "view_heads" not in base.describe()
     imgs = [synthetic(1, 3, 120), synthetic(2, 4, 300)]
     assert enc.embed(imgs) == pytest.approx(base.embed(imgs), abs=1e-5)
     mean, P = enc.view_fits["jpeg"]

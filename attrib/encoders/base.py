@@ -167,7 +167,10 @@ class Encoder(ABC):
         return embs
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "id": self.id, "dim": self.dim, "config": self.config()}
+        out = {"name": self.name, "id": self.id, "dim": self.dim, "config": self.config()}
+        if self.view_heads:
+            out["view_heads"] = sorted(self.view_heads)
+        return out
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id}>"
