@@ -88,7 +88,7 @@ def embed_dataset(
         emb,
         view_embeddings(good),
         [it.view for it in good],
-        query_embeddings(good, emb) if any(it.own is not None for it in good) else None,
+        query_embeddings(good, emb),
     )
 
 

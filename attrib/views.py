@@ -110,17 +110,23 @@ def view_images(pixels: Sequence[np.ndarray], view: str) -> list[np.ndarray]:
     return [resave(p) for p in pixels]
 
 
+def head_of(encoder: Any, view: str | None) -> Any:
+    """The encoder's head for ``view`` (its ``view_heads`` entry), None for the plain view or a view
+    it has none for (any encoder object serves)."""
+    return (getattr(encoder, "view_heads", None) or {}).get(view) if view is not None else None
+
+
 def norm_in(encoder: Any, view: str | None) -> Any:
     """The score normalisation scores in ``view`` (None: the plain one) take: the encoder's own for
     that view where it has a head for it, else its plain one (None: raw cosines)."""
-    head = (getattr(encoder, "view_heads", None) or {}).get(view) if view is not None else None
+    head = head_of(encoder, view)
     return head.score_norm if head is not None else getattr(encoder, "score_norm", None)
 
 
 def prior_in(encoder: Any, view: str | None) -> dict | None:
     """The calibration prior of ``view`` (None: the plain one): the encoder's own for that view where
     it has a head for it, else its plain one."""
-    head = (getattr(encoder, "view_heads", None) or {}).get(view) if view is not None else None
+    head = head_of(encoder, view)
     return head.calibration if head is not None else getattr(encoder, "calibration", None)
 
 

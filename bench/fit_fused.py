@@ -91,9 +91,10 @@ def overlay(folder: Path, base: Path, base_name: str, strict: bool = True) -> No
     values of (those read on top of the base's); ``strict``: refuse if a shared array differs."""
     from safetensors.numpy import save_file
 
-    from attrib.encoders.weights import WEIGHTS_NAME, read_numpy_weights
+    from attrib.encoders.weights import WEIGHTS_NAME, folder_weights, read_numpy_weights, weights_from
 
-    own, theirs = read_numpy_weights(folder / WEIGHTS_NAME), _merged(base)
+    base_config = json.loads((base / "config.json").read_text())
+    own, theirs = read_numpy_weights(folder / WEIGHTS_NAME), folder_weights(base_config, base / WEIGHTS_NAME, base)[0]
     same = {key for key in set(own) & set(theirs) if np.array_equal(own[key], theirs[key])}
     differing = sorted(set(own) & set(theirs) - same)
     if strict and differing:
@@ -102,24 +103,8 @@ def overlay(folder: Path, base: Path, base_name: str, strict: bool = True) -> No
     config = json.loads((folder / "config.json").read_text())
     config["weights_from"] = f"../{base_name}"
     if base_name in VIEW_FIT.values():  # a view fit over a shipped encoder: that one's weights over its own base's
-        config["weights_from"] = [*_bases(base), f"../{base_name}"]
+        config["weights_from"] = [*weights_from(base_config), f"../{base_name}"]
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-
-
-def _bases(folder: Path) -> list[str]:
-    """The ``weights_from`` siblings of shipped encoder ``folder``, as a list."""
-    bases = json.loads((folder / "config.json").read_text()).get("weights_from") or []
-    return [bases] if isinstance(bases, str) else list(bases)
-
-
-def _merged(folder: Path) -> dict:
-    """Every weight a shipped encoder folder reads (its siblings' under its own)."""
-    from attrib.encoders.weights import WEIGHTS_NAME, read_numpy_weights
-
-    out: dict = {}
-    for base in _bases(folder):
-        out |= read_numpy_weights((folder / base / WEIGHTS_NAME).resolve())
-    return out | read_numpy_weights(folder / WEIGHTS_NAME)
 
 
 def main(argv=None) -> Path:

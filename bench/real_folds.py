@@ -74,7 +74,7 @@ import numpy as np
 from PIL import Image
 
 from attrib.encoders import get_encoder
-from attrib.encoders.base import l2_normalize
+from attrib.encoders.base import ViewHead, l2_normalize
 from attrib.encoders.fused import TextureStats, fit_texture, fuse, texture_backbone_from_file, tiles_of
 from attrib.encoders.selfdesc import DEFAULT as SELFDESC
 from attrib.encoders.selfdesc import SelfDescription
@@ -586,7 +586,7 @@ def run_fold(
         if view_fold is not None:
             rows = np.flatnonzero([v == JPEG_VIEW for v in views["query_views"]])
             queries[rows] = view_fold.embed(encoder, variant, idx[rows])
-            enc.view_heads = {JPEG_VIEW: SimpleNamespace(calibration=view_fold.prior(encoder), score_norm=view_fold.norms.get(encoder))}
+            enc.view_heads = {JPEG_VIEW: ViewHead(view_fold.norms.get(encoder), view_fold.prior(encoder))}
     res = run_protocol(
         ds,
         enc,

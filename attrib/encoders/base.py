@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EncoderError
+from ..views import by_view
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -114,11 +115,11 @@ class Encoder(ABC):
         """A batch's plain embeddings and each image's in its own view (its plain one where the view
         has no head). An encoder that can share work between the two overrides this."""
         plain = np.asarray(self._embed_batch(images), dtype=np.float32)
-        own = plain.copy()
-        for view in {v for v in views if v in self.view_heads}:
-            rows = [i for i, v in enumerate(views) if v == view]
-            own[rows] = self._embed_view_batch([images[i] for i in rows], view)
-        return plain, own
+
+        def in_view(view, rows):
+            return self._embed_view_batch([images[i] for i in rows], view) if self.has_head(view) else plain[rows]
+
+        return plain, np.stack(by_view(views, len(images), in_view)).astype(np.float32)
 
     def has_head(self, view: str | None) -> bool:
         """Whether ``view`` is embedded and scored with a fit of its own (:attr:`view_heads`)."""

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import EncoderError
 from ..scorenorm import ScoreNorm
-from ..views import VIEWS
+from ..views import VIEWS, by_view
 from .base import ViewHead, l2_normalize, tile_slices
 from .fused import TEXTURE_ARCH, TEXTURE_TAPS, TILE, TextureStats, tiles_of
 from .selfdesc import SelfDescription
@@ -116,27 +116,29 @@ class JointEncoder(FolderEncoder):
         per_image = [tiles_of(img, TILE, self.tiles) for img in images]
         return self.features([t for tiles in per_image for t in tiles]), tile_slices([len(t) for t in per_image])
 
-    def _embed_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        feats, slices = self._tile_features(images)
-        emb = self.project(feats)
-        return np.stack([emb[s].mean(axis=0) for s in slices])
-
-    def _embed_view_batch(self, images: Sequence[np.ndarray], view: str) -> np.ndarray:
-        feats, slices = self._tile_features(images)
+    def _embed_tiles(self, feats: np.ndarray, slices: Sequence[slice], view: str | None = None) -> np.ndarray:
+        """Each image's embedding (``slices``: its rows of ``feats``): the mean of its tiles' unit
+        embeddings with ``view``'s fit (:meth:`project`)."""
         emb = self.project(feats, view)
         return np.stack([emb[s].mean(axis=0) for s in slices])
 
+    def _embed_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        return self._embed_tiles(*self._tile_features(images))
+
+    def _embed_view_batch(self, images: Sequence[np.ndarray], view: str) -> np.ndarray:
+        return self._embed_tiles(*self._tile_features(images), view)
+
     def _embed_batch_in(self, images: Sequence[np.ndarray], views: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
         feats, slices = self._tile_features(images)  # read once, projected with each fit
-        emb = self.project(feats)
-        plain = np.stack([emb[s].mean(axis=0) for s in slices])
-        own = plain.copy()
-        for view in {v for v in views if self.has_head(v)}:
-            rows = [i for i, v in enumerate(views) if v == view]
+        plain = self._embed_tiles(feats, slices)
+
+        def in_view(view, rows):
+            if not self.has_head(view):
+                return plain[rows]
             tiles = np.concatenate([np.arange(slices[i].start, slices[i].stop) for i in rows])
-            vemb = self.project(feats[tiles], view)
-            own[rows] = np.stack([vemb[s].mean(axis=0) for s in tile_slices([slices[i].stop - slices[i].start for i in rows])])
-        return plain, own
+            return self._embed_tiles(feats[tiles], tile_slices([slices[i].stop - slices[i].start for i in rows]), view)
+
+        return plain, np.stack(by_view(views, len(images), in_view))
 
 
 def save_joint(

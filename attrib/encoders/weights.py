@@ -96,18 +96,25 @@ def read_numpy_weights(path: Path, required: tuple[str, ...] = ()) -> dict:
     return weights
 
 
+def weights_from(config: dict[str, Any]) -> list[str]:
+    """The sibling folders an encoder folder's ``config.json`` takes weights from (``weights_from``:
+    one name or a list of them), in the order they are read."""
+    bases = config.get("weights_from") or []
+    return [bases] if isinstance(bases, str) else list(bases)
+
+
 def folder_weights(config: dict[str, Any], path: Path, folder: Path, required: tuple[str, ...] = ()) -> tuple[dict, str]:
     """An encoder folder's numpy weights and their hash. A folder whose ``config.json`` names
     ``weights_from`` (a sibling folder, relative to this one, or a list of them) holds only what it
     adds: the siblings' ``model.safetensors`` are read first, in order, this folder's on top, and the
     hash covers every file (``fp-joint2`` is ``fp-joint1``'s 13 MB of weights plus 150 kB of score
     normalisation)."""
-    bases = config.get("weights_from")
+    bases = weights_from(config)
     if not bases:
         return read_numpy_weights(path, required), sha256_file(path)
     weights: dict = {}
     digests = []
-    for base in [bases] if isinstance(bases, str) else list(bases):  # in order, each on top of the last
+    for base in bases:  # in order, each on top of the last
         base_path = (Path(folder) / base / WEIGHTS_NAME).resolve()
         if not base_path.is_file():
             raise EncoderError(f"{folder}: weights_from {base!r} has no {WEIGHTS_NAME}")
