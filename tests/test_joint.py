@@ -115,6 +115,39 @@ def test_joint_folder_with_score_norm_and_one_that_borrows_its_weights(joint_fol
         get_encoder(str(folder))
 
 
+def test_a_flips_folder_reads_a_one_tile_image_with_its_flipped_copies(joint_folder, tmp_path):
+    """``input.flips`` (fp-joint6): an image of one tile (a 256 px crop, anything smaller) is read
+    as itself and its flipped copies, their unit embeddings averaged; an image of several tiles is
+    read as before. Another reading is another encoder id; a bad letter fails in one line."""
+    import shutil
+
+    from attrib.encoders.fused import FLIPS
+
+    base = get_encoder(str(joint_folder))
+    folder = tmp_path / "joint-flips"
+    shutil.copytree(joint_folder, folder)
+    config = json.loads((joint_folder / "config.json").read_text())
+    config["input"]["flips"] = "hvt"
+    (folder / "config.json").write_text(json.dumps(config))
+    enc = get_encoder(str(folder))
+    assert enc.flips == "hvt" and enc.id != base.id
+    crop = synthetic(2, 5, 200)
+    reads = [crop] + [np.ascontiguousarray(FLIPS[f](crop)) for f in "hvt"]
+    assert reads[3].shape == (200, 200, 3) and np.array_equal(reads[3][:, :, 0], crop[:, :, 0].T)
+    want = base.project(base.features(reads)).mean(axis=0)
+    got = enc.embed([crop])[0]
+    assert got == pytest.approx(want / np.linalg.norm(want), abs=1e-5)
+    assert not np.allclose(got, base.embed([crop])[0], atol=1e-3)  # the flips do change the reading
+    big = np.concatenate([synthetic(0, 0, 300), synthetic(2, 1, 300)], axis=1)  # several tiles: unchanged
+    assert enc.embed([big, crop]) == pytest.approx(np.stack([base.embed([big])[0], got]), abs=1e-5)
+    plain, own = enc.embed_in([crop, big], [None, "jpeg"])
+    assert plain == pytest.approx(own, abs=1e-6) and plain[0] == pytest.approx(got, abs=1e-5)
+    config["input"]["flips"] = "hx"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(EncoderError, match="flips are letters of hvt"):
+        get_encoder(str(folder))
+
+
 @pytest.fixture(scope="module")
 def view_folder(joint_folder, checkpoint, tmp_path_factory):  # noqa: F811
     """The joint test folder plus a fit of its own for the jpeg view (fp-joint5's layout): a WCCN

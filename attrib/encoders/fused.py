@@ -208,6 +208,31 @@ def tiles_of(image: np.ndarray, size: int = TILE, count: int = len(TILE_CENTRES)
     return out
 
 
+#: the flipped copies a one-tile image may be read as besides itself (``flips`` in a joint folder's
+#: ``input``): left-right, up-down, transposed; each maps a tile's 8 x 8 JPEG grid onto itself
+FLIPS = {
+    "h": lambda a: a[:, ::-1],
+    "v": lambda a: a[::-1],
+    "t": lambda a: a.transpose(1, 0, *range(2, a.ndim)),
+}
+
+
+def check_flips(flips: str) -> str:
+    """``flips`` if every letter names one of :data:`FLIPS` once, else ValueError."""
+    if set(flips) - set(FLIPS) or len(set(flips)) != len(flips):
+        raise ValueError(f"flips are letters of {''.join(FLIPS)}, each once, not {flips!r}")
+    return flips
+
+
+def with_flips(tiles: list[np.ndarray], flips: str) -> list[np.ndarray]:
+    """An image's tiles (:func:`tiles_of`), and when it is one tile, that tile's ``flips`` copies
+    after it (contiguous arrays): a crop gets more than one reading to average, a larger image
+    keeps its tiles as they are."""
+    if len(tiles) != 1 or not flips:
+        return tiles
+    return tiles + [np.ascontiguousarray(FLIPS[f](tiles[0])) for f in flips]
+
+
 def pool_tiles(residual: np.ndarray, texture: np.ndarray, alpha: float) -> np.ndarray:
     """One image's tiles' unit branch embeddings (n, R) and (n, T) -> its fused embedding: each
     branch averaged over the tiles, then :func:`fuse`."""

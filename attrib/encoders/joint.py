@@ -21,6 +21,11 @@ sources as that view sees them (for ``jpeg``: crops and tiles re-saved as JPEG),
 normalisation and its calibration prior. The view's samples and the queries scored in it are
 projected with it; the features are the same, so an image is read once for both.
 
+A folder whose ``input`` names ``flips`` (``fp-joint6``: ``"hvt"``) reads an image that is one tile
+(a 256 px crop, anything up to 256 px) as that tile and its flipped copies (left-right, up-down,
+transposed: :data:`attrib.encoders.fused.FLIPS`) and averages their unit embeddings as it averages a
+larger image's tiles; an image of several tiles is read as before. Its cohort was read the same way.
+
 Weights (``model.safetensors``): ``wccn.mean``, ``wccn.projection`` (float16, as ``fp-wccn2``'s)
 and the texture backbone's first blocks (``texture.backbone.*``); nothing is downloaded. An
 encoder fitted with a cohort (``fp-joint2``) also holds its score normalisation
@@ -40,7 +45,7 @@ from ..errors import EncoderError
 from ..scorenorm import ScoreNorm
 from ..views import VIEWS, by_view
 from .base import ViewHead, l2_normalize, tile_slices
-from .fused import TEXTURE_ARCH, TEXTURE_TAPS, TILE, TextureStats, tiles_of
+from .fused import TEXTURE_ARCH, TEXTURE_TAPS, TILE, TextureStats, check_flips, tiles_of, with_flips
 from .selfdesc import SelfDescription
 from .weights import FolderEncoder, folder_weights, write_numpy_folder
 
@@ -64,6 +69,10 @@ class JointEncoder(FolderEncoder):
         backbone = {k.removeprefix("texture.backbone."): v for k, v in weights.items() if k.startswith("texture.backbone.")}
         self.texture = TextureStats(backbone)
         self.tiles = int(inp.get("tiles", 5))
+        try:
+            self.flips = check_flips(str(inp.get("flips", "")))
+        except ValueError as exc:
+            raise EncoderError(f"{folder}: {exc}") from None
         self.score_norm = ScoreNorm.from_weights(weights, config.get("score_norm"))
         self.selfdesc, self.selfdesc_weight = None, 1.0
         if "selfdesc" in inp:
@@ -112,8 +121,9 @@ class JointEncoder(FolderEncoder):
         return l2_normalize((np.asarray(features, np.float32) - mean) @ P)
 
     def _tile_features(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[slice]]:
-        """Every tile's raw features (one pass for the batch) and each image's rows among them."""
-        per_image = [tiles_of(img, TILE, self.tiles) for img in images]
+        """Every tile's raw features (one pass for the batch) and each image's rows among them (an
+        image of one tile: that tile and its :attr:`flips` copies)."""
+        per_image = [with_flips(tiles_of(img, TILE, self.tiles), self.flips) for img in images]
         return self.features([t for tiles in per_image for t in tiles]), tile_slices([len(t) for t in per_image])
 
     def _embed_tiles(self, feats: np.ndarray, slices: Sequence[slice], view: str | None = None) -> np.ndarray:
@@ -153,12 +163,15 @@ def save_joint(
     score_norm: ScoreNorm | None = None,
     selfdesc: dict[str, Any] | None = None,
     views: dict[str, dict[str, Any]] | None = None,
+    flips: str = "",
 ) -> Path:
     """Write a ``residual-texture-wccn`` folder from a WCCN ``(mean, P)`` over ``[residual;
     texture]`` features (``[residual; texture; weight * self-description]`` with ``selfdesc``, the
     :class:`~attrib.encoders.selfdesc.SelfDescription` options and ``weight``), with its cohort
     score normalisation if given; ``views``: per view, its own ``fit`` (a WCCN ``(mean, P)`` of
-    the same shape), ``score_norm`` and ``calibration`` (the module docstring); returns the folder."""
+    the same shape), ``score_norm`` and ``calibration``; ``flips``: the flipped copies a one-tile
+    image is read as besides itself (:data:`attrib.encoders.fused.FLIPS`; the module docstring);
+    returns the folder."""
     mean, P = fit
     weights = {"wccn.mean": np.asarray(mean, np.float32), "wccn.projection": np.ascontiguousarray(P, np.float16)}
     weights.update({f"texture.backbone.{k}": np.ascontiguousarray(v, np.float32) for k, v in texture_state.items()})
@@ -176,6 +189,8 @@ def save_joint(
     }
     if selfdesc is not None:
         config["input"]["selfdesc"] = dict(selfdesc)
+    if flips:
+        config["input"]["flips"] = check_flips(flips)
     if score_norm is not None:
         weights.update(score_norm.weights())
         config["score_norm"] = score_norm.config()
