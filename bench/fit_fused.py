@@ -40,6 +40,7 @@ import numpy as np
 from real_folds import (
     ALPHA,
     COHORT_ZOO_IMAGES,
+    ENCODER_FLIPS,
     FIT_ROWS,
     JOINT,
     JOINT_REG,
@@ -47,6 +48,7 @@ from real_folds import (
     SELFDESC_RECIPE,
     SELFDESC_WEIGHT,
     TEXTURE_REG,
+    VARIANTS,
     VIEW_FIT,
     ZOO_VARIANTS,
     Fold,
@@ -61,6 +63,8 @@ from real_folds import (
     selfdesc_features,
     with_selfdesc,
     zoo_features,
+    zoo_flip_features,
+    zoo_flips_as,
 )
 
 from attrib.encoders import get_encoder
@@ -70,14 +74,19 @@ from attrib.openset import measure_prior
 from attrib.views import JPEG_VIEW
 
 
-def out_of_fold_prior(name: str, feats, labels, meta, fp, shots: int = 5, zoo=None, view: str | None = None) -> dict:
+def out_of_fold_prior(
+    name: str, feats, labels, meta, fp, shots: int = 5, zoo=None, view: str | None = None, flips: str = "", zoo_flipped=None
+) -> dict:
     """Score models of generators the texture fit never saw: each of 3 label groups embedded by
     the fit without it (as the encoder embeds: tiles of the whole image for fp-fuse2, the central
-    crop for fp-fuse1; with ``view``, that view's fit of the whole image re-saved as it does), pooled."""
+    crop for fp-fuse1; with ``view``, that view's fit of the whole image re-saved as it does), pooled.
+    ``flips``, ``zoo_flipped``: an encoder that reads one-tile images with flipped copies (its cohorts)."""
     parts = []
     variant = "crop256" if name == "fp-fuse1" else FIT_ROWS[view][1]
     for fd in make_folds(labels, 3, seed=0):
-        fold = Fold(fd, feats, labels, meta, fp, zoo=zoo, encoders=(name,), cross_priors=False, view=view)
+        fold = Fold(
+            fd, feats, labels, meta, fp, zoo=zoo, encoders=(name,), cross_priors=False, view=view, flips=flips, zoo_flipped=zoo_flipped
+        )
         idx = np.flatnonzero(np.isin(labels, fd["known"] + fd["unknown"]) & feats[f"ok_{variant}"])
         emb = fold.embed(name, variant, idx)
         parts.append(measure_prior(emb, labels[idx], shots, np.random.default_rng(0), norm=fold.norms.get(name)))
@@ -86,17 +95,19 @@ def out_of_fold_prior(name: str, feats, labels, meta, fp, shots: int = 5, zoo=No
     return prior
 
 
-def overlay(folder: Path, base: Path, base_name: str, strict: bool = True) -> None:
+def overlay(folder: Path, base: Path, base_name: str, strict: bool = True, own: tuple[str, ...] = ()) -> None:
     """Keep in ``folder`` only the weights ``base`` lacks or (not ``strict``) holds different
-    values of (those read on top of the base's); ``strict``: refuse if a shared array differs."""
+    values of (those read on top of the base's); ``strict``: refuse if a shared array differs,
+    but for keys under the prefixes ``own`` (what this fit is meant to change: fp-joint6's cohort)."""
     from safetensors.numpy import save_file
 
     from attrib.encoders.weights import WEIGHTS_NAME, folder_weights, read_numpy_weights, weights_from
 
     base_config = json.loads((base / "config.json").read_text())
+    own_prefixes = own
     own, theirs = read_numpy_weights(folder / WEIGHTS_NAME), folder_weights(base_config, base / WEIGHTS_NAME, base)[0]
     same = {key for key in set(own) & set(theirs) if np.array_equal(own[key], theirs[key])}
-    differing = sorted(set(own) & set(theirs) - same)
+    differing = sorted(key for key in set(own) & set(theirs) - same if not key.startswith(own_prefixes))
     if strict and differing:
         raise SystemExit(f"{differing[0]} differs from {base}'s: this fit is not {base_name}'s; ship the whole folder")
     save_file({k: v for k, v in own.items() if k not in same}, str(folder / WEIGHTS_NAME))
@@ -113,10 +124,11 @@ def main(argv=None) -> Path:
     ap.add_argument(
         "--name",
         default="fp-fuse2",
-        choices=["fp-fuse1", "fp-fuse2", "fp-joint1", "fp-joint2", "fp-joint3", "fp-joint4", "fp-joint5"],
+        choices=["fp-fuse1", "fp-fuse2", "fp-joint1", "fp-joint2", "fp-joint3", "fp-joint4", "fp-joint5", "fp-joint6"],
         help="fp-fuse2: 5 tiles per image; fp-joint1: one WCCN over both feature sets, with --zoo; fp-joint2: fp-joint1 + cohort "
         "score normalisation; fp-joint3: fp-joint1 + two cohorts (real crops, zoo images); fp-joint4: fp-joint3's recipe with "
-        "the forensic self-description appended to the features; fp-joint5: fp-joint4 plus its own fit for the jpeg view",
+        "the forensic self-description appended to the features; fp-joint5: fp-joint4 plus its own fit for the jpeg view; "
+        "fp-joint6: fp-joint4's fit, reading a one-tile image with its flipped copies (its cohorts and prior read so too)",
     )
     ap.add_argument("--zoo", type=Path, help="fp-joint1/2/3: the built zoo they are fitted on beside the devset")
     ap.add_argument("--cache", type=Path, default=Path("bench/out/real_features_v2.npz"))
@@ -138,7 +150,9 @@ def main(argv=None) -> Path:
     labels = np.array([r["label"] for r in rows])
     fp = get_encoder("fp-wccn2")
     state = texture_backbone_from_file(_wheel_weights())
-    feats = extract(args.devset, rows, fp.features, TextureStats(state), args.cache)
+    flips = ENCODER_FLIPS.get(args.name, "")
+    variants = list(VARIANTS) + [f"crop256_{o}" for o in flips]  # the cohort's crops are read as the encoder reads them
+    feats = extract(args.devset, rows, fp.features, TextureStats(state), args.cache, variants)
     meta = meta_features(rows)
     zoo = None
     recipe = SELFDESC_RECIPE.get(args.name, args.name)  # the recipe fitted (fp-joint4: fp-joint3's, with the self-description)
@@ -147,11 +161,29 @@ def main(argv=None) -> Path:
             ap.error(f"{args.name} needs --zoo")
         zoo = zoo_features(args.zoo, fp.features, TextureStats(state), args.cache.with_name(f"zoo_features_{args.zoo.name}.npz"))
     if args.name in SELFDESC_RECIPE:
-        feats, zoo = with_selfdesc(feats, zoo, *selfdesc_features(args.devset, rows, args.zoo, selfdesc_cache(args.cache, args.zoo)))
+        feats, zoo = with_selfdesc(
+            feats, zoo, *selfdesc_features(args.devset, rows, args.zoo, selfdesc_cache(args.cache, args.zoo), variants)
+        )
+    zoo_flipped = None
+    if flips:
+        flipped = zoo_flip_features(
+            args.zoo, flips, fp.features, TextureStats(state), args.cache.with_name(f"zoo_flips_{args.zoo.name}.npz")
+        )
+        zoo_flipped = zoo_flips_as(flipped, flips, SELFDESC_WEIGHT if args.name in SELFDESC_RECIPE else None)
     everything = {"known": [], "unknown": [], "fit": sorted(set(labels.tolist()) - {"real"}), "real_fit": np.flatnonzero(labels == "real")}
-    fold = Fold(everything | {"seed": 0, "fold": -1, "real_test": np.zeros(0, int)}, feats, labels, meta, fp, zoo=zoo, encoders=(recipe,))
+    fold = Fold(
+        everything | {"seed": 0, "fold": -1, "real_test": np.zeros(0, int)},
+        feats,
+        labels,
+        meta,
+        fp,
+        zoo=zoo,
+        encoders=(recipe,),
+        flips=flips,
+        zoo_flipped=zoo_flipped,
+    )
     texture_fit = fold.tex_fit[recipe]
-    prior = out_of_fold_prior(recipe, feats, labels, meta, fp, zoo=zoo)
+    prior = out_of_fold_prior(recipe, feats, labels, meta, fp, zoo=zoo, flips=flips, zoo_flipped=zoo_flipped)
     views = None
     if args.name in VIEW_FIT:  # its own fit for the jpeg view: WCCN, cohort and prior on what that view compares
         vfold = Fold(
@@ -231,6 +263,10 @@ def main(argv=None) -> Path:
                 },
                 "rule": "each query keeps its least z-score over the cohorts",
             }
+            if flips:
+                extra["training"]["score_norm"]["read"] = (
+                    f"every cohort image (one tile) read with its flipped copies ({flips}), as the encoder reads"
+                )
         folder = save_joint(
             out,
             args.name,
@@ -243,6 +279,7 @@ def main(argv=None) -> Path:
             score_norm=norm,
             selfdesc=selfdesc,
             views=views,
+            flips=flips,
         )
     else:
         tiles = 5 if args.name == "fp-fuse2" else 0
@@ -252,7 +289,8 @@ def main(argv=None) -> Path:
             folder,
             Path("attrib/data/encoders") / args.weights_from,
             args.weights_from,
-            strict=args.name not in SELFDESC_RECIPE or args.name in VIEW_FIT,
+            strict=args.name not in SELFDESC_RECIPE or args.name in VIEW_FIT or args.name in ENCODER_FLIPS,
+            own=("score_norm.",) if args.name in ENCODER_FLIPS else (),  # its cohorts are read with flips
         )
     enc = get_encoder(str(folder))
     print(f"wrote {folder}: {enc.id}, dim {enc.dim}")

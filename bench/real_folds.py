@@ -71,11 +71,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+from lineage import DEVSET_LINES
 from PIL import Image
 
+from attrib import metrics
 from attrib.encoders import get_encoder
 from attrib.encoders.base import ViewHead, l2_normalize
-from attrib.encoders.fused import TextureStats, fit_texture, fuse, texture_backbone_from_file, tiles_of
+from attrib.encoders.fused import FLIPS, TextureStats, fit_texture, fuse, texture_backbone_from_file, tiles_of
 from attrib.encoders.selfdesc import DEFAULT as SELFDESC
 from attrib.encoders.selfdesc import SelfDescription
 from attrib.encoders.wccn import fit_wccn
@@ -89,17 +91,22 @@ VARIANTS = ("asis", "asis_jpeg75", "crop256", "jpeg75", "half")
 # queries re-saved at other JPEG qualities, on either side of attrib's routing cut (views.ROUTE_MAX_QUALITY):
 # measured only when asked (--variant), their features added to the caches then
 QUALITY_VARIANTS = ("asis_jpeg60", "asis_jpeg85", "asis_jpeg95", "jpeg60", "jpeg85", "jpeg95")
-# the central crop flipped (h: left-right, v: up-down, t: transposed): with --flips, a crop's embedding is the
-# mean of its own and these copies' (on both sides, and in the cohort); features added to the caches when asked for
-FLIPS = {"h": lambda a: a[:, ::-1], "v": lambda a: a[::-1], "t": lambda a: a.transpose(1, 0, 2)}
-FLIP_VARIANTS = tuple(f"crop256_{o}" for o in FLIPS)
+# one-tile variants read with flipped copies (attrib.encoders.fused.FLIPS: h left-right, v up-down, t transposed)
+# by an encoder that flips (ENCODER_FLIPS, or --flips for all): its embedding of such a variant is the mean of its
+# own and the copies' (shots, queries, the cohort alike); their features added to the caches when asked for
+ONE_TILE = ("crop256", "jpeg75")
+FLIP_VARIANTS = tuple(f"{v}_{o}" for v in ONE_TILE for o in FLIPS)
 ALL_VARIANTS = VARIANTS + QUALITY_VARIANTS
-CROP_FLIPS = ""  # the flips a crop256 embedding averages over (--flips; main sets it)
+# the open set split by whether a never-enrolled label has a line-mate enrolled (relatives_and_strangers)
+LINE_OF = {label: line for line, labels in DEVSET_LINES.items() for label in labels}
+RELATIVE_KEYS = ("auroc_strangers", "far_strangers", "far_relatives", "relatives_line", "relatives_share")
 TILED = ("asis", "asis_jpeg60", "asis_jpeg75", "asis_jpeg85", "asis_jpeg95")  # variants also embedded tile by tile
 ENCODERS = ("fp-wccn2", "residual-tiles", "fp-fuse1", "fp-fuse2", "fp-joint1", "fp-joint2", "fp-joint3", "fp-joint4", "size-format")
 JOINT = ("fp-joint1", "fp-joint2", "fp-joint3")  # one fit; fp-joint2 and fp-joint3 add cohort score normalisation
 # encoders that are another's recipe over features with the self-description appended (:mod:`attrib.encoders.selfdesc`)
-SELFDESC_RECIPE = {"fp-joint4": "fp-joint3", "fp-joint5": "fp-joint3"}
+SELFDESC_RECIPE = {"fp-joint4": "fp-joint3", "fp-joint5": "fp-joint3", "fp-joint6": "fp-joint3"}
+# encoders that read a one-tile image with its flipped copies (``flips`` in their folder's input)
+ENCODER_FLIPS = {"fp-joint6": "hvt"}
 # encoders that are another's plus a fit of their own for the jpeg view (:func:`joint_rows`' VIEW_FIT rows):
 # its own WCCN, cohort and prior, that the view's prototypes and queries are embedded and scored with
 VIEW_FIT = {"fp-joint5": "fp-joint4"}
@@ -153,13 +160,16 @@ def variants_of(pixels: np.ndarray, names=VARIANTS) -> dict[str, np.ndarray]:
         crop = np.ascontiguousarray(pixels[oy : oy + 256, ox : ox + 256])
         out["crop256"] = crop
         for v in names:
-            if v.startswith("jpeg"):
+            if v in QUERY_QUALITY and v.startswith("jpeg"):
                 out[v] = resave(crop, QUERY_QUALITY[v])
         if "half" in names:
             out["half"] = np.asarray(Image.fromarray(crop).resize((128, 128), Image.BICUBIC))
         for v in names:
             if v in FLIP_VARIANTS:
-                out[v] = np.ascontiguousarray(FLIPS[v[-1]](crop))
+                base = v[:-2]
+                image = out.get(base, crop if base == "crop256" else None)
+                image = resave(crop, QUERY_QUALITY[base]) if image is None else image
+                out[v] = np.ascontiguousarray(FLIPS[v[-1]](image))
     return out
 
 
@@ -255,9 +265,9 @@ def fit_joint(
     return fit_wccn({k: v for k, v in bank.items() if len(v)}, JOINT_REG)
 
 
-def joint_embed(feats: dict, m: np.ndarray, P: np.ndarray, variant: str, idx: np.ndarray) -> np.ndarray:
-    if variant not in TILED:  # one image; a crop256 with CROP_FLIPS: the mean of it and its flipped copies
-        copies = [variant] + ([f"crop256_{o}" for o in CROP_FLIPS] if variant == "crop256" else [])
+def joint_embed(feats: dict, m: np.ndarray, P: np.ndarray, variant: str, idx: np.ndarray, flips: str = "") -> np.ndarray:
+    if variant not in TILED:  # one tile; one of ONE_TILE with ``flips``: the mean of it and its flipped copies
+        copies = [variant] + ([f"{variant}_{o}" for o in flips] if variant in ONE_TILE else [])
         rows = [np.concatenate([feats[f"res_{v}"][idx], feats[f"tex_{v}"][idx]], 1) for v in copies]
         return l2_normalize(sum(l2_normalize((x - m) @ P) for x in rows))
     x = np.concatenate([feats[f"rest_{variant}"][idx], feats[f"text_{variant}"][idx]], 2)
@@ -322,6 +332,42 @@ def selfdesc_features(devset: Path, rows: list[dict], zoo_dir: Path | None, cach
     return {k: v for k, v in data.items() if not k.startswith("zoo:")}, zoo or None
 
 
+def zoo_flip_features(zoo_dir: Path, flips: str, residual, texture: TextureStats, cache: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Each zoo source's undegraded images (:func:`zoo_features`' every ``1 + ZOO_VARIANTS``-th
+    row) read flipped, as an encoder with ``flips`` reads them: ``{flip: {source: rows}}`` with
+    rows ``[residual; texture]`` and the self-description apart (``{"sd:" + flip: ...}``), cached
+    (flips missing from the cache are added to it)."""
+    from attrib.train import load_images, read_sources
+
+    data = dict(np.load(cache)) if cache.exists() else {}
+    todo = [o for o in flips if not any(k.startswith(f"{o}:") for k in data)]
+    if todo:
+        sd, t0 = SelfDescription(**SELFDESC), time.time()
+        for i, (name, src) in enumerate(read_sources(zoo_dir).items()):
+            images = load_images(src["files"])
+            for o in todo:
+                reads = [np.ascontiguousarray(FLIPS[o](img)) for img in images]
+                data[f"{o}:{name}"] = np.concatenate([residual.features_batch(reads), texture.features_batch(reads)], 1).astype(np.float32)
+                data[f"sd:{o}:{name}"] = sd.features_batch(reads).astype(np.float32)
+            if i % 20 == 0:
+                print(f"  zoo flipped {i} sources ({time.time() - t0:.0f} s)", file=sys.stderr)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, **data)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for key, v in data.items():
+        kind, _, name = key.rpartition(":")
+        out.setdefault(kind, {})[name] = v
+    return out
+
+
+def zoo_flips_as(flipped: dict[str, dict[str, np.ndarray]], flips: str, selfdesc_weight: float | None) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`zoo_flip_features` in a feature layout: ``[residual; texture]``, or with
+    ``selfdesc_weight`` x the self-description appended (:func:`with_selfdesc`'s)."""
+    if selfdesc_weight is None:
+        return {o: flipped[o] for o in flips}
+    return {o: {s: np.concatenate([v, selfdesc_weight * flipped[f"sd:{o}"][s]], 1) for s, v in flipped[o].items()} for o in flips}
+
+
 def selfdesc_cache(cache: Path, zoo_dir: Path) -> Path:
     """Where the self-descriptions of the devset and of zoo ``zoo_dir`` are cached, beside ``cache``."""
     return cache.with_name(f"selfdesc_features_{zoo_dir.name}.npz")
@@ -343,11 +389,22 @@ def with_selfdesc(
     return out, {s: np.concatenate([v, weight * sd_zoo[s]], 1) for s, v in zoo.items()}
 
 
-def zoo_heldout(zoo: dict, zoo_dir: Path, feats: dict, labels: np.ndarray, trials: int = 3, encoder: str = "fp-joint1") -> dict:
+def zoo_heldout(
+    zoo: dict,
+    zoo_dir: Path,
+    feats: dict,
+    labels: np.ndarray,
+    trials: int = 3,
+    encoder: str = "fp-joint1",
+    flips: str = "",
+    zoo_flipped: dict | None = None,
+) -> dict:
     """fp-joint1's recipe with each zoo architecture left out of the fit (all of the devset in),
     5-shot on that architecture's sources (30% never enrolled): as ``heldout_archs.py``. For
     fp-joint2 and fp-joint3, scores normalised as theirs are: by the devset's images through that
-    fit, and for fp-joint3 also by the zoo sources of the fit (never the held-out architecture)."""
+    fit, and for fp-joint3 also by the zoo sources of the fit (never the held-out architecture).
+    With ``flips``, every image (a zoo image is one tile) read with those flipped copies
+    (``zoo_flipped``, :func:`zoo_flips_as`), the cohorts too, as such an encoder reads them."""
     from attrib.train import read_sources
 
     arch = {s: v["arch"] for s, v in read_sources(zoo_dir).items()}
@@ -356,11 +413,12 @@ def zoo_heldout(zoo: dict, zoo_dir: Path, feats: dict, labels: np.ndarray, trial
     for a in sorted(set(arch.values()) - {"real"}):
         fit_zoo = {s: v for s, v in zoo.items() if arch[s] != a}
         m, P = fit_joint(feats, labels, dev, np.flatnonzero(labels == "real"), fit_zoo)
-        norm = make_norm(encoder, feats, (m, P), np.arange(len(labels)), fit_zoo) if encoder in NORMED else None
+        norm = make_norm(encoder, feats, (m, P), np.arange(len(labels)), fit_zoo, None, flips, zoo_flipped) if encoder in NORMED else None
         test = [s for s in zoo if arch[s] == a]
         plain = [zoo[s][:: 1 + ZOO_VARIANTS] for s in test]
         names = [s for s, f in zip(test, plain) for _ in range(len(f))]
-        emb = l2_normalize((np.concatenate(plain) - m) @ P)
+        reads = [np.concatenate(plain)] + [np.concatenate([zoo_flipped[o][s] for s in test]) for o in flips]
+        emb = mean_reading(reads, m, P)
         ds = Dataset(names, [str(i) for i in range(len(names))], [f"h{i}" for i in range(len(names))], emb)
         known, unknown = split_sources(ds.sources(), None, 0.3, seed=0)
         enc = SimpleNamespace(calibration=None, score_norm=norm)
@@ -377,29 +435,64 @@ def cohort_norm(feats: dict, fit: tuple[np.ndarray, np.ndarray], idx: np.ndarray
     return ScoreNorm.from_cohort(joint_embed(feats, m, P, "asis", idx[feats["ok_asis"][idx]]))
 
 
-def two_cohort_norm(feats: dict, fit: tuple[np.ndarray, np.ndarray], idx: np.ndarray, zoo: dict, view: str | None = None) -> ScoreNorm:
+def two_cohort_norm(
+    feats: dict,
+    fit: tuple[np.ndarray, np.ndarray],
+    idx: np.ndarray,
+    zoo: dict,
+    view: str | None = None,
+    flips: str = "",
+    zoo_flipped: dict | None = None,
+) -> ScoreNorm:
     """fp-joint3's score normalisation: a "real" cohort of devset images ``idx`` as 256 px crops
     (in the ``jpeg`` ``view``: re-saved at q75) and a "zoo" cohort of images of the zoo sources
-    ``zoo`` (undegraded, at most ``COHORT_ZOO_IMAGES``), both through the joint fit ``(mean, P)``."""
+    ``zoo`` (undegraded, at most ``COHORT_ZOO_IMAGES``), both through the joint fit ``(mean, P)``;
+    with ``flips``, read with those flipped copies as the encoder reads them (the zoo's from
+    ``zoo_flipped``, :func:`zoo_flips_as`)."""
     m, P = fit
-    crops = joint_embed(feats, m, P, FIT_ROWS[view][0][0], idx[feats["ok_crop256"][idx]])
-    return ScoreNorm.from_cohorts({"real": crops, "zoo": l2_normalize((zoo_sample(zoo, COHORT_ZOO_IMAGES) - m) @ P)}, scale=JOINT3_SCALE)
+    crops = joint_embed(feats, m, P, FIT_ROWS[view][0][0], idx[feats["ok_crop256"][idx]], flips)
+    reads = zoo_sample_reads(zoo, COHORT_ZOO_IMAGES, {o: zoo_flipped[o] for o in flips} if flips else None)
+    return ScoreNorm.from_cohorts({"real": crops, "zoo": mean_reading(reads, m, P)}, scale=JOINT3_SCALE)
 
 
 def zoo_sample(zoo: dict, n: int) -> np.ndarray:
     """Features of ``n`` zoo images (undegraded: every ``1 + ZOO_VARIANTS``-th row), drawn once
     (seed 0) over the sources of ``zoo`` in name order: a cohort's zoo part."""
-    plain = np.concatenate([zoo[s][:: 1 + ZOO_VARIANTS] for s in sorted(zoo)])
-    return plain[np.sort(np.random.default_rng(0).permutation(len(plain))[:n])]
+    return zoo_sample_reads(zoo, n)[0]
+
+
+def zoo_sample_reads(zoo: dict, n: int, flipped: dict | None = None) -> list[np.ndarray]:
+    """:func:`zoo_sample`'s images, and with ``flipped`` (:func:`zoo_flips_as`) the same images'
+    flipped readings after them: one array per reading."""
+    pick = None
+    out = []
+    for rows in [{s: zoo[s][:: 1 + ZOO_VARIANTS] for s in zoo}] + list((flipped or {}).values()):
+        plain = np.concatenate([rows[s] for s in sorted(zoo)])
+        pick = np.sort(np.random.default_rng(0).permutation(len(plain))[:n]) if pick is None else pick
+        out.append(plain[pick])
+    return out
+
+
+def mean_reading(reads: list[np.ndarray], m: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """Unit embeddings of images read several ways (one feature array per reading, rows aligned)
+    through the fit ``(m, P)``: the mean of the readings' unit embeddings, unit length."""
+    return l2_normalize(sum(l2_normalize((x - m) @ P) for x in reads))
 
 
 def make_norm(
-    encoder: str, feats: dict, fit: tuple[np.ndarray, np.ndarray], idx: np.ndarray, zoo: dict, view: str | None = None
+    encoder: str,
+    feats: dict,
+    fit: tuple[np.ndarray, np.ndarray],
+    idx: np.ndarray,
+    zoo: dict,
+    view: str | None = None,
+    flips: str = "",
+    zoo_flipped: dict | None = None,
 ) -> ScoreNorm:
     """The score normalisation of ``encoder`` (one of ``NORMED``) for a joint fit, its real cohort
     drawn from devset images ``idx`` and its zoo cohort (fp-joint3) from the zoo sources ``zoo``
     (fp-joint3 in the ``jpeg`` ``view``: its real cohort re-saved)."""
-    return cohort_norm(feats, fit, idx) if encoder == "fp-joint2" else two_cohort_norm(feats, fit, idx, zoo, view)
+    return cohort_norm(feats, fit, idx) if encoder == "fp-joint2" else two_cohort_norm(feats, fit, idx, zoo, view, flips, zoo_flipped)
 
 
 def pooled(models: list[dict]) -> dict:
@@ -413,7 +506,8 @@ def pooled(models: list[dict]) -> dict:
 class Fold:
     """The encoders of one fold, fitted on its fit labels only; with ``view`` (the joint encoders),
     their fit for that view of :mod:`attrib.views` (:data:`FIT_ROWS`): its WCCN, cohort and prior
-    (measured on whole files re-saved as the view does)."""
+    (measured on whole files re-saved as the view does); with ``flips``, the joint encoders read a
+    one-tile variant (:data:`ONE_TILE`) with those flipped copies (:data:`ENCODER_FLIPS`)."""
 
     def __init__(
         self,
@@ -427,11 +521,17 @@ class Fold:
         encoders: tuple[str, ...] = ENCODERS,
         cross_priors: bool = True,
         view: str | None = None,
+        flips: str = "",
+        fits: dict | None = None,
+        zoo_flipped: dict | None = None,
     ):
-        self.fd, self.feats, self.labels, self.fp, self.zoo, self.view = fd, feats, labels, fp, zoo, view
-        self._fits: dict[tuple, tuple] = {}  # the JOINT encoders share every fit
+        self.fd, self.feats, self.labels, self.fp, self.zoo, self.view, self.flips = fd, feats, labels, fp, zoo, view, flips
+        # the JOINT encoders share every fit (``fits``: another fold's of the same features and view, shared)
+        self._fits: dict[tuple, tuple] = {} if fits is None else fits
         # per normalised encoder: (feats, fit, devset image indices) -> ScoreNorm
-        self.make_norm = {enc: (lambda f, fit, idx, enc=enc: make_norm(enc, f, fit, idx, self.zoo, view)) for enc in NORMED}
+        self.make_norm = {
+            enc: (lambda f, fit, idx, enc=enc: make_norm(enc, f, fit, idx, self.zoo, view, flips, zoo_flipped)) for enc in NORMED
+        }
         fit_idx = np.flatnonzero(np.isin(labels, fd["fit"]))
         fitted = tuple(e for e in ("fp-fuse1", "fp-fuse2") + (JOINT if zoo else ()) if e in encoders)
         self.tex_fit = {enc: self.fit_texture(enc, fit_idx, fd["real_fit"]) for enc in fitted}
@@ -501,7 +601,7 @@ class Fold:
             return self.res_unit(f[f"res_{variant}"][idx])
         m, P = tex_fit or self.tex_fit.get(encoder, (None, None))
         if encoder in JOINT:
-            return joint_embed(f, m, P, variant, idx)
+            return joint_embed(f, m, P, variant, idx, self.flips)
         tiled = variant in TILED and encoder in ("residual-tiles", "fp-fuse2")
         if not tiled:
             res, tex = self.res_unit(f[f"res_{variant}"][idx]), f[f"tex_{variant}"][idx]
@@ -587,6 +687,7 @@ def run_fold(
             rows = np.flatnonzero([v == JPEG_VIEW for v in views["query_views"]])
             queries[rows] = view_fold.embed(encoder, variant, idx[rows])
             enc.view_heads = {JPEG_VIEW: ViewHead(view_fold.norms.get(encoder), view_fold.prior(encoder))}
+    details: list = []
     res = run_protocol(
         ds,
         enc,
@@ -599,19 +700,56 @@ def run_fold(
         seed=fd["seed"],
         query_embeddings=queries,
         rejects=["real"],
+        details=details,
         **views,
     )
+    for k, summary in res["shots"].items():
+        summary.update(relatives_and_strangers([d for d in details if str(d.shots) == k]))
     return res
+
+
+def line_of(label: str) -> str:
+    """A devset label's model line (:data:`lineage.DEVSET_LINES`: sd1, sdxl, flux, stylegan, ...), else itself."""
+    return LINE_OF.get(label, label)
+
+
+def relatives_and_strangers(trials: list) -> dict:
+    """The open set split by what a never-enrolled generator has in the gallery (means over
+    ``trials``, :class:`attrib.evaluate.TrialDetail`): **relatives** (a label of an enrolled
+    label's model line, :data:`lineage.DEVSET_LINES`: stylegan2-ffhq beside stylegan2-community,
+    sd15-finetune beside ic-light-fc-sd15; a fingerprint of the decoder may rightly find them the
+    same, and a tree gallery's right answer for them is the line) and **strangers** (no line-mate
+    enrolled): ``auroc_strangers`` (known against strangers only), ``far_strangers`` and
+    ``far_relatives`` (accepted at the FAR), ``relatives_line`` (relatives accepted as a line-mate),
+    ``relatives_share`` (relatives among the unknown queries)."""
+    figs: dict[str, list] = {}
+    for d in trials:
+        lines = {line_of(s) for s in d.sources}
+        rel = np.array([line_of(t) in lines for t in d.unknown.truth], bool)
+        best_u, best_k = d.unknown.best(), d.known.best()
+        decided = np.array([x is not None for x in d.unknown.decided], bool)
+        line_right = np.array([x is not None and line_of(x) == line_of(t) for x, t in zip(d.unknown.decided, d.unknown.truth)], bool)
+        figs.setdefault("relatives_share", []).append(float(rel.mean()) if len(rel) else None)
+        figs.setdefault("auroc_strangers", []).append(metrics.auroc(best_k, best_u[~rel]) if (~rel).any() else None)
+        figs.setdefault("far_strangers", []).append(float(decided[~rel].mean()) if (~rel).any() else None)
+        figs.setdefault("far_relatives", []).append(float(decided[rel].mean()) if rel.any() else None)
+        figs.setdefault("relatives_line", []).append(float(line_right[rel].mean()) if rel.any() else None)
+    return {
+        key: (round(float(np.mean([v for v in vals if v is not None])), 4) if any(v is not None for v in vals) else None)
+        for key, vals in figs.items()
+    }
 
 
 def summarise(runs: list[dict]) -> dict:
     out = {}
-    keys = ("accuracy", "tar", "auroc", "oscr", "eer", "observed_far", "attributed", "openset_accuracy")
+    keys = ("accuracy", "tar", "auroc", "oscr", "eer", "observed_far", "attributed", "openset_accuracy") + RELATIVE_KEYS
     for k in runs[0]["shots"]:
         rows = [r["shots"][k] for r in runs]
         out[k] = {key: _stat([r.get(key) for r in rows]) for key in keys}
         # each fold's figure, in fold order (seed, fold): to pair two runs over the same folds
-        out[k]["folds"] = {key: [r.get(key) for r in rows] for key in ("accuracy", "auroc", "tar", "observed_far", "attributed")}
+        out[k]["folds"] = {
+            key: [r.get(key) for r in rows] for key in ("accuracy", "auroc", "tar", "observed_far", "attributed", "auroc_strangers")
+        }
         per: dict[str, list] = {}
         for r in rows:
             for s, v in r["per_source"].items():
@@ -638,7 +776,7 @@ def paired(runs: dict[str, list], shots, baseline: str = "fp-wccn2") -> dict:
                     if r["shots"][k][m] is not None and b["shots"][k][m] is not None
                 ]
             )
-            for m in ("accuracy", "auroc", "tar", "attributed")
+            for m in ("accuracy", "auroc", "tar", "attributed", "auroc_strangers", "far_strangers")
         }
     return out
 
@@ -690,8 +828,9 @@ def main(argv=None) -> dict:
     ap.add_argument(
         "--flips",
         default="",
-        help="embed each 256 px crop (shots, queries, the cohort) as the mean of its embedding and those of its flipped "
-        "copies: letters of h (left-right), v (up-down), t (transposed); their features added to the caches when first asked for",
+        help="embed each 256 px crop and its JPEG q75 copy (shots, queries, the cohort) as the mean of its embedding and "
+        "those of its flipped copies, with every encoder (fp-joint6 always reads hvt): letters of h (left-right), v (up-down), "
+        "t (transposed); their features added to the caches when first asked for",
     )
     ap.add_argument("--zoo", type=Path, help="a built zoo (attrib zoo build): enables fp-joint1 (fitted on it) and its zoo check")
     ap.add_argument("--no-zoo-check", action="store_true", help="skip the zoo's held-out-architecture check of the --zoo encoders")
@@ -707,12 +846,10 @@ def main(argv=None) -> dict:
     if set(variants) - set(ALL_VARIANTS):
         ap.error(f"unknown variant {sorted(set(variants) - set(ALL_VARIANTS))[0]}: one of {', '.join(ALL_VARIANTS)}")
     extracted = list(VARIANTS) + [v for v in variants if v not in VARIANTS]  # the fits read VARIANTS
-    if args.flips:
-        global CROP_FLIPS
-        if set(args.flips) - set(FLIPS):
-            ap.error(f"--flips takes letters of {''.join(FLIPS)}, not {args.flips!r}")
-        CROP_FLIPS = args.flips
-        extracted += [f"crop256_{o}" for o in args.flips]
+    if set(args.flips) - set(FLIPS):
+        ap.error(f"--flips takes letters of {''.join(FLIPS)}, not {args.flips!r}")
+    flips_of = {enc: ENCODER_FLIPS.get(enc, args.flips) for enc in args.encoder or ENCODERS}
+    extracted += [f"{v}_{o}" for v in ONE_TILE for o in sorted(set("".join(flips_of.values())))]
     feats = extract(args.devset, rows, fp.features, TextureStats(texture_backbone_from_file(weights)), args.cache, extracted)
     meta = meta_features(rows)
     zoo = None
@@ -727,26 +864,56 @@ def main(argv=None) -> dict:
         feats_sd, zoo_sd = with_selfdesc(
             feats, zoo, *selfdesc_features(args.devset, rows, args.zoo, selfdesc_cache(args.cache, args.zoo), extracted)
         )
+    all_flips = "".join(sorted(set("".join(flips_of.get(e, "") for e in encoders))))
+    zoo_flipped, zoo_flipped_sd = None, None  # per flip, the zoo's images read flipped (cohorts, the zoo check)
+    if zoo and all_flips:
+        texture = TextureStats(texture_backbone_from_file(weights))
+        flipped = zoo_flip_features(args.zoo, all_flips, fp.features, texture, args.cache.with_name(f"zoo_flips_{args.zoo.name}.npz"))
+        zoo_flipped, zoo_flipped_sd = zoo_flips_as(flipped, all_flips, None), zoo_flips_as(flipped, all_flips, SELFDESC_WEIGHT)
     qualities = None if args.views == "off" else file_qualities(args.devset, rows)
     route = ROUTE_MAX_QUALITY if args.route_max_quality is None else args.route_max_quality
     runs: dict[str, list] = {}
     for seed in range(args.seeds):
         keep = pick_one_per_prompt(rows, seed)
         for fd in make_folds(labels, args.folds, seed):
-            fold = Fold(fd, feats, labels, meta, fp, zoo=zoo, encoders=tuple(e for e in encoders if e not in SELFDESC_RECIPE))
+            plain = tuple(e for e in encoders if e not in SELFDESC_RECIPE)
+            fold = Fold(fd, feats, labels, meta, fp, zoo=zoo, encoders=plain, flips=args.flips, zoo_flipped=zoo_flipped)
             # (fold, the recipe's name in it) per encoder: a self-description encoder is its recipe
             # fitted in a fold of its own over the features with the self-description appended
             by_encoder = {enc: (fold, enc) for enc in encoders}
             view_folds: dict[str, Fold] = {}
+            sd_fits: dict = {}  # the self-description recipe's plain WCCN fits, whatever an encoder's reading
             for enc in encoders:
                 if enc in SELFDESC_RECIPE:
                     recipe = SELFDESC_RECIPE[enc]
                     base = by_encoder.get(VIEW_FIT.get(enc, enc), (None,))[0]  # an encoder with a view fit shares its base's plain fit
                     if base is None or base is fold:
-                        base = Fold(fd, feats_sd, labels, meta, fp, zoo=zoo_sd, encoders=(recipe,))
+                        base = Fold(
+                            fd,
+                            feats_sd,
+                            labels,
+                            meta,
+                            fp,
+                            zoo=zoo_sd,
+                            encoders=(recipe,),
+                            flips=flips_of[enc],
+                            fits=sd_fits,
+                            zoo_flipped=zoo_flipped_sd,
+                        )
                     by_encoder[enc] = (base, recipe)
                 if enc in VIEW_FIT:
-                    view_folds[enc] = Fold(fd, feats_sd, labels, meta, fp, zoo=zoo_sd, encoders=(SELFDESC_RECIPE[enc],), view=JPEG_VIEW)
+                    view_folds[enc] = Fold(
+                        fd,
+                        feats_sd,
+                        labels,
+                        meta,
+                        fp,
+                        zoo=zoo_sd,
+                        encoders=(SELFDESC_RECIPE[enc],),
+                        view=JPEG_VIEW,
+                        flips=flips_of[enc],
+                        zoo_flipped=zoo_flipped_sd,
+                    )
             if args.no_near_floor:
                 for f, _ in list(by_encoder.values()) + [(f, None) for f in view_folds.values()]:
                     for prior in f.priors.values():
@@ -779,7 +946,7 @@ def main(argv=None) -> dict:
             "near_floor": not args.no_near_floor,
             "views": args.views,
             "route_max_quality": route,
-            "crop_flips": args.flips,
+            "flips": {enc: f for enc, f in flips_of.items() if f},
             "alpha": ALPHA,
             "texture_reg": TEXTURE_REG,
             "selfdesc": SELFDESC | {"weight": SELFDESC_WEIGHT},
@@ -789,8 +956,11 @@ def main(argv=None) -> dict:
     }
     for enc in JOINT + tuple(SELFDESC_RECIPE):
         if zoo and enc in encoders and not args.no_zoo_check:
-            f, z = (feats_sd, zoo_sd) if enc in SELFDESC_RECIPE else (feats, zoo)
-            result[f"zoo_heldout_{enc}"] = zoo_heldout(z, args.zoo, f, labels, encoder=SELFDESC_RECIPE.get(enc, enc))
+            f, z, zf = (feats_sd, zoo_sd, zoo_flipped_sd) if enc in SELFDESC_RECIPE else (feats, zoo, zoo_flipped)
+            flips = flips_of.get(enc, "")
+            result[f"zoo_heldout_{enc}"] = zoo_heldout(
+                z, args.zoo, f, labels, encoder=SELFDESC_RECIPE.get(enc, enc), flips=flips, zoo_flipped=zf
+            )
             print(f"{enc}, zoo architectures held out (5-shot): {result[f'zoo_heldout_{enc}']['mean']}", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
@@ -805,7 +975,11 @@ def _wheel_weights() -> Path:
 
 
 def format_table(result: dict) -> str:
-    lines = [f"{'encoder/variant':24} {'K':>2} {'top-1':>11} {'TAR':>11} {'AUROC':>11} {'OSCR':>6} {'EER':>6} {'obsFAR':>6} {'real':>6}"]
+    # AUROCs / FARs: against strangers (no line-mate enrolled) only; FARr: relatives accepted (relatives_and_strangers)
+    lines = [
+        f"{'encoder/variant':24} {'K':>2} {'top-1':>11} {'TAR':>11} {'AUROC':>11} {'OSCR':>6} {'EER':>6} {'obsFAR':>6} {'real':>6} "
+        f"{'AUROCs':>6} {'FARs':>6} {'FARr':>6}"
+    ]
     for key, by_k in result["results"].items():
         for k, s in by_k.items():
 
@@ -815,7 +989,7 @@ def format_table(result: dict) -> str:
 
             lines.append(
                 f"{key:24} {k:>2} {f('accuracy', 1):>11} {f('tar', 1):>11} {f('auroc', 1):>11} {f('oscr'):>6} {f('eer'):>6} "
-                f"{f('observed_far'):>6} {f('attributed'):>6}"
+                f"{f('observed_far'):>6} {f('attributed'):>6} {f('auroc_strangers'):>6} {f('far_strangers'):>6} {f('far_relatives'):>6}"
             )
     return "\n".join(lines)
 
