@@ -37,7 +37,11 @@ Protocol (issue 11):
   z-score (its prior measured with them), so that synthetic sources are held to a cohort like
   them too; ``fp-joint4``: ``fp-joint3``'s recipe with each image's (and tile's) forensic
   self-description appended to the features before the joint WCCN
-  (:mod:`attrib.encoders.selfdesc`; cached in ``bench/out/selfdesc_features_ZOO.npz``).
+  (:mod:`attrib.encoders.selfdesc`; cached in ``bench/out/selfdesc_features_ZOO.npz``);
+  ``fp-joint5``: ``fp-joint4`` with a fit of its own for the jpeg view (:data:`VIEW_FIT`);
+  ``fp-joint6``: ``fp-joint4`` reading a one-tile variant (``crop256``, ``jpeg75``) with its
+  flipped copies (:data:`ENCODER_FLIPS`; ``--flips`` for every encoder), the cohorts and the zoo
+  check read the same way (the zoo's flipped images cached in ``bench/out/zoo_flips_ZOO.npz``).
 * **views** (``--views``, default ``on``, as attrib scores: :mod:`attrib.views`): every shot is also
   enrolled re-saved as JPEG q75 (a shot whose file is a JPEG at quality <= 90 as it is), and each
   query is scored in its file's view: ``asis`` by the file's own JPEG quality, ``asis_jpeg75`` and
@@ -46,7 +50,10 @@ Protocol (issue 11):
 * **figures** per encoder, variant and K: closed-set top-1, known accepted and right (TAR), AUROC,
   OSCR, EER, unknowns accepted (observed FAR) and real photos attributed at the default FAR
   (0.01), as mean and standard deviation over every fold x seed (the set is small: one split can
-  mislead by ten points), and top-1 per label.
+  mislead by ten points), and top-1 per label. The open set is also split by what a
+  never-enrolled label has in the gallery (:func:`relatives_and_strangers`): *relatives* (a label
+  of an enrolled label's model line, ``lineage.DEVSET_LINES``) and *strangers*: AUROC against
+  strangers only, each kind's acceptance, relatives accepted as their line-mate.
 * **size/format baseline** (``asis`` only): width, height, aspect, format and bytes per pixel as the
   "fingerprint", through the same enrollment and calibration: what a file-format shortcut alone
   gets.

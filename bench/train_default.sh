@@ -107,3 +107,13 @@ python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint4 --views both --ou
 python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint4 --encoder fp-joint5 --variant asis --variant asis_jpeg75 \
   --variant jpeg75 --no-zoo-check --out bench/results/real_folds_viewfit.json   # its plain fit is fp-joint4's: same zoo check
 python bench/fit_fused.py --name fp-joint5 --zoo "$ZOO/z6" --weights-from fp-joint4 --metrics bench/results/real_folds_viewfit.json
+
+# Flips (attrib/encoders/fused.py FLIPS): fp-joint6 = fp-joint4's fit reading a one-tile image (a 256 px crop, the
+# zoo's images) with its flipped copies (h, v, t), its cohorts read so too. Paired with fp-joint4, 9 folds, with the
+# zoo check read the same way, then the matched-FAR run and attrib demo's protocol:
+python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint4 --encoder fp-joint6 --variant asis --variant crop256 \
+  --variant jpeg75 --variant asis_jpeg75 --shots 5 --out bench/results/real_folds_flips6.json
+python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint6 --variant crop256 --variant asis --shots 5 --no-zoo-check \
+  --far 0.003 --out bench/results/real_folds_flips6_far003.json
+python bench/fit_fused.py --name fp-joint6 --zoo "$ZOO/z6" --weights-from fp-joint4 --metrics bench/results/real_folds_flips6.json
+python bench/demo_check.py --encoder fp-joint4 --encoder fp-joint6 --out bench/out/demo_check6.json   # merged into demo_check.json

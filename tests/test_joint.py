@@ -352,3 +352,20 @@ def test_the_service_embeds_and_scores_in_the_view_head(view_folder, tmp_path, m
     assert any(np.allclose(row, want, atol=1e-4) for row in g.store.view_embeddings("src1", "jpeg"))
     ((emb, views),) = asked
     assert views == ["jpeg"] and emb[0] == pytest.approx(enc.embed([load_image(jpeg_bytes(upload, 75)).pixels], "jpeg")[0], abs=1e-4)
+
+
+def test_shipped_fp_joint6_is_fp_joint4_reading_one_tile_images_with_flips():
+    """fp-joint6 ships fp-joint4's fit (weights_from) with its own cohorts: a larger image embeds
+    exactly as fp-joint4 embeds it, a crop as the mean of fp-joint4's projections of it and its
+    flipped copies."""
+    from attrib.encoders.fused import FLIPS
+
+    j4, j6 = get_encoder("fp-joint4"), get_encoder("fp-joint6")
+    assert j6.flips == "hvt" and not j4.flips and j6.id != j4.id
+    assert np.array_equal(j6.P, j4.P) and np.array_equal(j6.mean, j4.mean)
+    assert j6.score_norm is not None and j6.score_norm.names == j4.score_norm.names
+    big = np.concatenate([synthetic(0, 0, 300), synthetic(2, 1, 300)], axis=1)
+    assert j6.embed([big]) == pytest.approx(j4.embed([big]), abs=1e-5)
+    crop = synthetic(1, 4, 256)
+    want = j4.project(j4.features([crop] + [np.ascontiguousarray(FLIPS[f](crop)) for f in "hvt"])).mean(axis=0)
+    assert j6.embed([crop])[0] == pytest.approx(want / np.linalg.norm(want), abs=1e-5)
