@@ -39,7 +39,7 @@ Protocol (issue 11):
   self-description appended to the features before the joint WCCN
   (:mod:`attrib.encoders.selfdesc`; cached in ``bench/out/selfdesc_features_ZOO.npz``);
   ``fp-joint5``: ``fp-joint4`` with a fit of its own for the jpeg view (:data:`VIEW_FIT`);
-  ``fp-joint6``: ``fp-joint4`` reading a one-tile variant (``crop256``, ``jpeg75``) with its
+  ``fp-joint6``: ``fp-joint4`` reading a one-tile variant (``crop256``, ``jpeg75``, ``half``) with its
   flipped copies (:data:`ENCODER_FLIPS`; ``--flips`` for every encoder), the cohorts and the zoo
   check read the same way (the zoo's flipped images cached in ``bench/out/zoo_flips_ZOO.npz``).
 * **views** (``--views``, default ``on``, as attrib scores: :mod:`attrib.views`): every shot is also
@@ -101,7 +101,7 @@ QUALITY_VARIANTS = ("asis_jpeg60", "asis_jpeg85", "asis_jpeg95", "jpeg60", "jpeg
 # one-tile variants read with flipped copies (attrib.encoders.fused.FLIPS: h left-right, v up-down, t transposed)
 # by an encoder that flips (ENCODER_FLIPS, or --flips for all): its embedding of such a variant is the mean of its
 # own and the copies' (shots, queries, the cohort alike); their features added to the caches when asked for
-ONE_TILE = ("crop256", "jpeg75")
+ONE_TILE = ("crop256", "jpeg75", "half")
 FLIP_VARIANTS = tuple(f"{v}_{o}" for v in ONE_TILE for o in FLIPS)
 ALL_VARIANTS = VARIANTS + QUALITY_VARIANTS
 # the open set split by whether a never-enrolled label has a line-mate enrolled (relatives_and_strangers)
@@ -169,13 +169,12 @@ def variants_of(pixels: np.ndarray, names=VARIANTS) -> dict[str, np.ndarray]:
         for v in names:
             if v in QUERY_QUALITY and v.startswith("jpeg"):
                 out[v] = resave(crop, QUERY_QUALITY[v])
-        if "half" in names:
+        if "half" in names or any(v.startswith("half_") for v in names):
             out["half"] = np.asarray(Image.fromarray(crop).resize((128, 128), Image.BICUBIC))
         for v in names:
             if v in FLIP_VARIANTS:
                 base = v[:-2]
-                image = out.get(base, crop if base == "crop256" else None)
-                image = resave(crop, QUERY_QUALITY[base]) if image is None else image
+                image = out[base] if base in out else resave(crop, QUERY_QUALITY[base])
                 out[v] = np.ascontiguousarray(FLIPS[v[-1]](image))
     return out
 

@@ -117,3 +117,5 @@ python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint6 --variant crop256
   --far 0.003 --out bench/results/real_folds_flips6_far003.json
 python bench/fit_fused.py --name fp-joint6 --zoo "$ZOO/z6" --weights-from fp-joint4 --metrics bench/results/real_folds_flips6.json
 python bench/demo_check.py --encoder fp-joint4 --encoder fp-joint6 --out bench/out/demo_check6.json   # merged into demo_check.json
+python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint4 --encoder fp-joint6 --variant half --shots 5 --no-zoo-check \
+  --out bench/results/real_folds_flips6_half.json   # crops resized 0.5x (128 px), read with flips too
