@@ -142,6 +142,7 @@ def run_protocol(
     node_score: str | None = None,
     enroll_views: dict[str, np.ndarray] | None = None,
     query_views: Sequence[str | None] | None = None,
+    references: Sequence[str] = (),
 ) -> dict[str, Any]:
     """K-shot trials on ``ds`` (see the module docstring) -> ``{"known", "unknown", "shots": {K:
     summary}}``.
@@ -157,7 +158,13 @@ def run_protocol(
     gallery; every other figure is the flat gallery's, as without it. ``enroll_views`` (``{view:
     embeddings}``, rows aligned with ``ds``) and ``query_views`` (one view or None per row): each
     enrolled sample also in those views, each query scored in its own (:mod:`attrib.views`); by
-    default ``ds``'s (its queries' only when they are its own embeddings)."""
+    default ``ds``'s (its queries' only when they are its own embeddings). ``references``: sources
+    enrolled in every trial with all of their images and never queried (a camera class built from
+    many photos beside K-shot generators): a known query or an unknown one named after a reference
+    is counted as a wrong name or an accepted unknown as usual, and each summary also has
+    ``known_named_reference`` and ``unknown_named_reference`` (how often each kind was), and with
+    ``rejects``, ``named_reference`` (rejects named after a reference); ``attributed`` then counts
+    rejects named after a source that is not a reference."""
     names = np.array(ds.names)
     own = ds.embeddings if ds.queries is None else ds.queries
     queries = own if query_embeddings is None else np.asarray(query_embeddings, np.float32)
@@ -170,11 +177,13 @@ def run_protocol(
         per_source: dict[str, list[tuple[float, float]]] = {s: [] for s in known}
         for t in range(trials):
             enroll_idx, query_idx, unk_idx = _draw(names, known, unknown, k, max_queries, np.random.default_rng([seed, k, t]))
+            enroll_idx.update({r: np.flatnonzero(names == r) for r in references})
             g = _enroll_trial(ds, encoder, enroll_idx, views=enroll_views)
             m = _score_trial(g, queries, names, query_idx, unk_idx, far, qv)
             rej = np.flatnonzero(np.isin(names, list(rejects))) if rejects else np.zeros(0, np.int64)
-            if rejects:
-                m["summary"]["attributed"] = _attributed(g, queries[rej], far, _rows(qv, rej))
+            m["summary"].update(
+                _reject_figures(g, queries, {"known": query_idx, "unknown": unk_idx, "rejects": rej}, far, qv, rejects, references)
+            )
             if details is not None:
                 idx = {"known": query_idx, "unknown": unk_idx, "rejects": rej}
                 details.append(_trial_detail(g, queries, names, idx, far, k, t, {s: len(v) for s, v in enroll_idx.items()}, qv))
@@ -183,7 +192,8 @@ def run_protocol(
                 per_level.append(level_figures(tg, tree, queries, names, query_idx, unk_idx, far, qv))
             per_trial.append(m["summary"])
             for s, (acc, e) in m["per_source"].items():
-                per_source[s].append((acc, e))
+                if s in per_source:  # not the references
+                    per_source[s].append((acc, e))
             if progress:
                 progress()
         summary = {key: _mean([p[key] for p in per_trial]) for key in per_trial[0]}
@@ -471,11 +481,36 @@ def _mean(values):
     return round(float(arr.mean()), 4) if len(arr) else None
 
 
-def _attributed(g, embeddings: np.ndarray, far, views=None) -> float | None:
-    """Fraction of ``embeddings`` that ``g`` accepts as one of its sources."""
+def _attributed(g, embeddings: np.ndarray, far, views=None, exclude: Sequence[str] = ()) -> float | None:
+    """Fraction of ``embeddings`` that ``g`` accepts as one of its sources (not one of ``exclude``)."""
     if not len(embeddings):
         return None
-    return float(np.mean([d.source is not None for d in g.identify(embeddings, top_k=1, far=far, views=views)]))
+    decided = [d.source for d in g.identify(embeddings, top_k=1, far=far, views=views)]
+    return float(np.mean([s is not None and s not in exclude for s in decided]))
+
+
+def _reject_figures(g, queries: np.ndarray, rows: dict[str, Any], far, views, rejects, references) -> dict[str, float | None]:
+    """A trial's figures on rejects and references (:func:`run_protocol`): ``attributed``, and
+    with references ``known_named_reference``, ``unknown_named_reference`` (``named_reference``
+    for the rejects)."""
+    out: dict[str, float | None] = {}
+    rej = rows["rejects"]
+    if rejects:
+        out["attributed"] = _attributed(g, queries[rej], far, _rows(views, rej), exclude=references)
+    if references:
+        kinds = {"known_named_reference": rows["known"], "unknown_named_reference": rows["unknown"]}
+        if rejects:
+            kinds["named_reference"] = rej
+        for key, idx in kinds.items():
+            out[key] = _named(g, queries[idx], far, _rows(views, idx), references)
+    return out
+
+
+def _named(g, embeddings: np.ndarray, far, views, sources: Sequence[str]) -> float | None:
+    """Fraction of ``embeddings`` that ``g`` names after one of ``sources``."""
+    if not len(embeddings):
+        return None
+    return float(np.mean([d.source in sources for d in g.identify(embeddings, top_k=1, far=far, views=views)]))
 
 
 def _score_trial(g, queries: np.ndarray, names: np.ndarray, query_idx, unk_idx, far, views=None) -> dict[str, Any]:
@@ -523,6 +558,17 @@ def _score_trial(g, queries: np.ndarray, names: np.ndarray, query_idx, unk_idx, 
     return {"summary": summary, "per_source": per_source}
 
 
+#: figures of a run with reference sources (:func:`run_protocol`'s ``references``)
+REFERENCE_FIGURES = ("named_reference", "known_named_reference", "unknown_named_reference")
+#: column heads of the optional figures in :func:`format_report`
+EXTRA_HEADS = {
+    "attributed": "rejects-attributed",
+    "named_reference": "rejects->ref",
+    "known_named_reference": "known->ref",
+    "unknown_named_reference": "unknown->ref",
+}
+
+
 def format_report(res: dict[str, Any]) -> str:
     lines = [
         f"known sources ({len(res['known'])}): {', '.join(res['known'])}",
@@ -534,10 +580,14 @@ def format_report(res: dict[str, Any]) -> str:
     def f(x):
         return "-" if x is None else f"{x:.3f}"
 
+    extra = [key for key in ("attributed",) + REFERENCE_FIGURES if any(key in s for s in res["shots"].values())]
+    if extra:  # rejects (--reject) and reference sources (--reference)
+        lines[-1] += "".join(f" {EXTRA_HEADS[key]:>{len(EXTRA_HEADS[key])}}" for key in extra)
     for k, s in res["shots"].items():
         lines.append(
             f"{k:>5} {f(s['accuracy']):>7} {f(s['auroc']):>7} {f(s['oscr']):>7} {f(s['eer']):>7} "
             f"{f(s['openset_accuracy']):>8} {f(s['tar']):>7} {f(s['observed_far']):>7}"
+            + "".join(f" {f(s.get(key)):>{len(EXTRA_HEADS[key])}}" for key in extra)
         )
     if any("levels" in s for s in res["shots"].values()):
         lines += ["", format_levels(res)]

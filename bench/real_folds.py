@@ -106,6 +106,8 @@ FLIP_VARIANTS = tuple(f"{v}_{o}" for v in ONE_TILE for o in FLIPS)
 ALL_VARIANTS = VARIANTS + QUALITY_VARIANTS
 # the open set split by whether a never-enrolled label has a line-mate enrolled (relatives_and_strangers)
 LINE_OF = {label: line for line, labels in DEVSET_LINES.items() for label in labels}
+CAMERA = "camera"  # --camera-reference: the source enrolled from a fold's out-of-fold camera photos
+REFERENCE_KEYS = ("named_reference", "known_named_reference", "unknown_named_reference")
 RELATIVE_KEYS = ("auroc_strangers", "far_strangers", "far_relatives", "relatives_line", "relatives_share")
 TILED = ("asis", "asis_jpeg60", "asis_jpeg75", "asis_jpeg85", "asis_jpeg95")  # variants also embedded tile by tile
 ENCODERS = ("fp-wccn2", "residual-tiles", "fp-fuse1", "fp-fuse2", "fp-joint1", "fp-joint2", "fp-joint3", "fp-joint4", "size-format")
@@ -660,18 +662,24 @@ def run_fold(
     qualities: list[int | None] | None = None,
     route_max_quality: int = ROUTE_MAX_QUALITY,
     view_fold: Fold | None = None,
+    camera: bool = False,
 ) -> dict | None:
     """One fold's K-shot trials of ``encoder`` on query ``variant``. With ``qualities`` (each file's
     JPEG quality), as the product does: every shot is enrolled in the ``jpeg`` view too and each
     query is scored in the view of its file (:mod:`attrib.views`); without, in the plain view.
     ``view_fold``: the encoder's fit for the ``jpeg`` view (:data:`VIEW_FIT`), that embeds the
-    view's shots and queries and holds its cohort and prior; without, the plain fit does."""
+    view's shots and queries and holds its cohort and prior; without, the plain fit does.
+    ``camera``: a ``camera`` source enrolled in every trial from all of the fold's out-of-fold camera
+    photos (``real_fit``, which its fits saw too), never queried (``run_protocol``'s references)."""
     fd, labels = fold.fd, fold.labels
     enroll_variant = "asis" if variant in TILED else "crop256"
     ok = fold.feats[f"ok_{enroll_variant}"] & fold.feats[f"ok_{variant}"]
     test_labels = set(fd["known"]) | set(fd["unknown"])
     idx = np.array([i for i in keep if ok[i] and labels[i] in test_labels] + [i for i in fd["real_test"] if ok[i]])
     names = [labels[i] for i in idx]
+    if camera:
+        ref = [i for i in fd["real_fit"] if ok[i]]
+        idx, names = np.concatenate([idx, ref]).astype(int), names + [CAMERA] * len(ref)
     counts = {s: names.count(s) for s in fd["known"]}
     known = [s for s in fd["known"] if counts[s] > max(shots)]
     unknown = [s for s in fd["unknown"] if s in names] + [s for s in fd["known"] if s not in known]
@@ -706,6 +714,7 @@ def run_fold(
         seed=fd["seed"],
         query_embeddings=queries,
         rejects=["real"],
+        references=[CAMERA] if camera else (),
         details=details,
         **views,
     )
@@ -748,7 +757,7 @@ def relatives_and_strangers(trials: list) -> dict:
 
 def summarise(runs: list[dict]) -> dict:
     out = {}
-    keys = ("accuracy", "tar", "auroc", "oscr", "eer", "observed_far", "attributed", "openset_accuracy") + RELATIVE_KEYS
+    keys = ("accuracy", "tar", "auroc", "oscr", "eer", "observed_far", "attributed", "openset_accuracy") + RELATIVE_KEYS + REFERENCE_KEYS
     for k in runs[0]["shots"]:
         rows = [r["shots"][k] for r in runs]
         out[k] = {key: _stat([r.get(key) for r in rows]) for key in keys}
@@ -837,6 +846,12 @@ def main(argv=None) -> dict:
         help="embed each 256 px crop and its JPEG q75 copy (shots, queries, the cohort) as the mean of its embedding and "
         "those of its flipped copies, with every encoder (fp-joint6 always reads hvt): letters of h (left-right), v (up-down), "
         "t (transposed); their features added to the caches when first asked for",
+    )
+    ap.add_argument(
+        "--camera-reference",
+        action="store_true",
+        help="enroll a 'camera' source in every trial from all of the fold's out-of-fold camera photos (never queried): "
+        "real photos named after it are not attributed; figures named_reference, known_/unknown_named_reference",
     )
     ap.add_argument("--zoo", type=Path, help="a built zoo (attrib zoo build): enables fp-joint1 (fitted on it) and its zoo check")
     ap.add_argument("--no-zoo-check", action="store_true", help="skip the zoo's held-out-architecture check of the --zoo encoders")
@@ -928,7 +943,18 @@ def main(argv=None) -> dict:
                 for v in variants:
                     if enc == "size-format" and v != "asis":
                         continue
-                    res = run_fold(*by_encoder[enc], v, keep, shots, args.trials, args.far, qualities, route, view_folds.get(enc))
+                    res = run_fold(
+                        *by_encoder[enc],
+                        v,
+                        keep,
+                        shots,
+                        args.trials,
+                        args.far,
+                        qualities,
+                        route,
+                        view_folds.get(enc),
+                        args.camera_reference,
+                    )
                     if res:
                         runs.setdefault(f"{enc}/{v}", []).append(res)
                     if res and args.views == "both":
@@ -953,6 +979,7 @@ def main(argv=None) -> dict:
             "views": args.views,
             "route_max_quality": route,
             "flips": {enc: f for enc, f in flips_of.items() if f},
+            "camera_reference": args.camera_reference,
             "alpha": ALPHA,
             "texture_reg": TEXTURE_REG,
             "selfdesc": SELFDESC | {"weight": SELFDESC_WEIGHT},

@@ -21,6 +21,7 @@ from attrib.evalreport import Robustness, build_report, num, order_sources, per_
 from attrib.evaluate import Dataset, run_protocol
 from attrib.gallery import MemoryGallery
 
+from .conftest import synthetic, write_png
 from .test_evaluate import WithPrior, dataset
 
 
@@ -287,4 +288,29 @@ def test_cli_post_adds_the_robustness_section(run, tmp_path, source_dirs):
     r = run("eval", data, "--post", "jpeg200", "--report", out)
     assert r.exit_code == 2 and "JPEG quality" in r.output
     r = run("eval", data, "--reject", "nope", "--report", out)
+    assert r.exit_code == 2 and "nope" in r.output
+
+
+def test_cli_reference_sources_are_enrolled_whole_and_reported(run, tmp_path, source_dirs):
+    """`attrib eval --reference` (a camera class beside K-shot generators): enrolled whole, never
+    queried; the text table, the JSON and the HTML report all carry what was named after it."""
+    data = source_dirs["src0"].parent
+    for i in range(8):  # a second known source beside src0 (src1 is the reference)
+        write_png(data / "src4" / f"{i:03d}.png", synthetic(4, i))
+    out = tmp_path / "r.html"
+    base = ("eval", data, "--shots", "3", "--unknown", "src3", "--trials", "1", "--reject", "src2", "--reference", "src1")
+    r = run(*base, "--json", "--report", out)
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert "src1" not in res["known"] + res["unknown"] and "src1" not in res["shots"]["3"]["per_source"]
+    s = res["shots"]["3"]
+    assert {"named_reference", "known_named_reference", "unknown_named_reference", "attributed"} <= set(s)
+    assert s["known_named_reference"] < 0.5
+    page = Tables(out.read_text())
+    assert page.table("kshot-table")["3"]["rejects attributed"] == num(s["attributed"])
+    text = run(*base).output
+    assert "rejects-attributed" in text and "known->ref" in text and "rejects->ref" in text
+    r = run("eval", data, "--reject", "src2", "--reference", "src2")
+    assert r.exit_code == 2 and "both --reject and --reference" in r.output
+    r = run("eval", data, "--reference", "nope")
     assert r.exit_code == 2 and "nope" in r.output

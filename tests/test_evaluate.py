@@ -140,3 +140,23 @@ def test_queries_can_be_embedded_apart_from_enrollment_and_rejects_counted_apart
     assert far["accuracy"] == base["shots"]["5"]["accuracy"]
     with pytest.raises(Exception, match="query_embeddings"):
         run_protocol(ds, enc, known, unknown, query_embeddings=ds.embeddings[:5], **args)
+
+
+def test_a_reference_source_is_enrolled_whole_and_never_queried():
+    """``references`` (a camera class beside K-shot generators): enrolled in every trial with all of
+    its images, never queried; rejects like it are named after it instead of counted attributed."""
+    ds, enc = dataset(), WithPrior()
+    names = np.array(ds.names, dtype=object)
+    s5 = np.flatnonzero(names == "s5")
+    names[s5[::2]] = "camera"  # half of s5's images build the reference, the rest are queried as rejects
+    ref = Dataset(list(names), ds.paths, ds.shas, ds.embeddings)
+    known, unknown = ["s0", "s1", "s2"], ["s3"]
+    args = dict(shots=(5,), trials=2, max_queries=6, seed=2, rejects=["s5"])
+    details = []
+    res = run_protocol(ref, enc, known, unknown, references=["camera"], details=details, **args)["shots"]["5"]
+    plain = run_protocol(ref, enc, known, unknown, **args)["shots"]["5"]
+    assert all(d.enrolled["camera"] == len(s5[::2]) and d.enrolled["s0"] == 5 for d in details)
+    assert all("camera" not in d.known.truth + d.unknown.truth for d in details)
+    assert res["named_reference"] > 0.3 > res["attributed"] and res["attributed"] <= plain["attributed"]
+    assert res["known_named_reference"] < 0.2 and res["unknown_named_reference"] < 0.2
+    assert "camera" not in res["per_source"] and "named_reference" not in plain

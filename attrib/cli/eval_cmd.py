@@ -64,6 +64,13 @@ def _post(ctx, param, value):
     help="Source folder queried only to be rejected, counted apart (e.g. real photos; repeatable): 'rejects attributed'.",
 )
 @click.option(
+    "--reference",
+    multiple=True,
+    help="Source folder enrolled whole in every trial and never queried (e.g. a camera class built from many photos; "
+    "repeatable): a --reject image named after it is not counted attributed; 'rejects->ref', 'known->ref', 'unknown->ref' say "
+    "how often each kind of query was named after one.",
+)
+@click.option(
     "--post",
     multiple=True,
     metavar="STEP",
@@ -103,7 +110,7 @@ def eval_command(ctx, data_dir, encoder, shots, unknown, unknown_fraction, trial
     from ..evaluate import embed_dataset, embed_post, post_view, run_protocol, split_sources
     from ..pipeline import StageTimer
 
-    reject, post = list(extra["reject"]), list(extra["post"])
+    reject, post, reference = list(extra["reject"]), list(extra["post"]), list(extra["reference"])
     want_details = bool(extra["report_path"] or extra["plots_dir"])
     if extra["report_shots"] and extra["report_shots"] not in shots:
         raise click.BadParameter(f"{extra['report_shots']} is not one of --shots", param_hint="--report-shots")
@@ -112,12 +119,16 @@ def eval_command(ctx, data_dir, encoder, shots, unknown, unknown_fraction, trial
     n_files = sum(1 for p in data_dir.rglob("*") if p.is_file())
     with progressbar(n_files, "embedding") as bar:
         ds = embed_dataset(enc, data_dir, timer=timer, progress=bar.update)
-    missing = sorted(set(reject) - set(ds.sources()))
-    if missing:
-        raise click.BadParameter(f"not a source folder of the data: {', '.join(missing)}", param_hint="--reject")
-    known, unk = split_sources([s for s in ds.sources() if s not in reject], unknown, unknown_fraction, seed)
+    for option, given in (("--reject", reject), ("--reference", reference)):
+        missing = sorted(set(given) - set(ds.sources()))
+        if missing:
+            raise click.BadParameter(f"not a source folder of the data: {', '.join(missing)}", param_hint=option)
+    both = sorted(set(reject) & set(reference))
+    if both:
+        raise click.BadParameter(f"{', '.join(both)} is given as both --reject and --reference", param_hint="--reference")
+    known, unk = split_sources([s for s in ds.sources() if s not in reject + reference], unknown, unknown_fraction, seed)
     tree = _tree(data_dir, extra["tree"], ds.sources())
-    args = dict(shots=shots, trials=trials, max_queries=queries, far=far, seed=seed, rejects=reject, tree=tree)
+    args = dict(shots=shots, trials=trials, max_queries=queries, far=far, seed=seed, rejects=reject, tree=tree, references=reference)
     details = [] if want_details else None
     with progressbar(len(shots) * trials, "trials") as bar:
         res = run_protocol(ds, enc, known, unk, progress=lambda: bar.update(1), details=details, **args)
@@ -137,6 +148,7 @@ def eval_command(ctx, data_dir, encoder, shots, unknown, unknown_fraction, trial
         res["post"] = {"steps": post, "shots": robust[0]["shots"]}
     if want_details:
         meta = {"trials": trials, "queries": queries, "far": far, "seed": seed, "rejects": reject, "post": post, "images": len(ds.names)}
+        meta["references"] = reference
         written = _write_report(res, details, meta, robust, data_dir, extra)
         if not json_:
             click.echo("wrote " + ", ".join(map(str, written)), err=True)
