@@ -119,3 +119,6 @@ python bench/fit_fused.py --name fp-joint6 --zoo "$ZOO/z6" --weights-from fp-joi
 python bench/demo_check.py --encoder fp-joint4 --encoder fp-joint6 --out bench/out/demo_check6.json   # merged into demo_check.json
 python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint4 --encoder fp-joint6 --variant half --shots 5 --no-zoo-check \
   --out bench/results/real_folds_flips6_half.json   # crops resized 0.5x (128 px), read with flips too
+# A camera class (the fold's out-of-fold camera photos enrolled whole as `camera`, never queried; attrib eval --reference):
+python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint4 --encoder fp-joint6 --variant asis --variant crop256 --shots 5 \
+  --no-zoo-check --camera-reference --out bench/results/real_folds_camera.json
