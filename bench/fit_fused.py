@@ -44,6 +44,7 @@ from real_folds import (
     FIT_ROWS,
     JOINT,
     JOINT_REG,
+    ONCE,
     SELFDESC,
     SELFDESC_RECIPE,
     SELFDESC_WEIGHT,
@@ -52,6 +53,7 @@ from real_folds import (
     VIEW_FIT,
     ZOO_VARIANTS,
     Fold,
+    Reading,
     _wheel_weights,
     default_devset,
     extract,
@@ -75,18 +77,16 @@ from attrib.views import JPEG_VIEW
 
 
 def out_of_fold_prior(
-    name: str, feats, labels, meta, fp, shots: int = 5, zoo=None, view: str | None = None, flips: str = "", zoo_flipped=None
+    name: str, feats, labels, meta, fp, shots: int = 5, zoo=None, view: str | None = None, reading: Reading = ONCE
 ) -> dict:
     """Score models of generators the texture fit never saw: each of 3 label groups embedded by
     the fit without it (as the encoder embeds: tiles of the whole image for fp-fuse2, the central
     crop for fp-fuse1; with ``view``, that view's fit of the whole image re-saved as it does), pooled.
-    ``flips``, ``zoo_flipped``: an encoder that reads one-tile images with flipped copies (its cohorts)."""
+    ``reading``: how the encoder reads a one-tile image (its cohorts read so too)."""
     parts = []
     variant = "crop256" if name == "fp-fuse1" else FIT_ROWS[view][1]
     for fd in make_folds(labels, 3, seed=0):
-        fold = Fold(
-            fd, feats, labels, meta, fp, zoo=zoo, encoders=(name,), cross_priors=False, view=view, flips=flips, zoo_flipped=zoo_flipped
-        )
+        fold = Fold(fd, feats, labels, meta, fp, zoo=zoo, encoders=(name,), cross_priors=False, view=view, reading=reading)
         idx = np.flatnonzero(np.isin(labels, fd["known"] + fd["unknown"]) & feats[f"ok_{variant}"])
         emb = fold.embed(name, variant, idx)
         parts.append(measure_prior(emb, labels[idx], shots, np.random.default_rng(0), norm=fold.norms.get(name)))
@@ -164,38 +164,24 @@ def main(argv=None) -> Path:
         feats, zoo = with_selfdesc(
             feats, zoo, *selfdesc_features(args.devset, rows, args.zoo, selfdesc_cache(args.cache, args.zoo), variants)
         )
-    zoo_flipped = None
+    reading = ONCE
     if flips:
         flipped = zoo_flip_features(
             args.zoo, flips, fp.features, TextureStats(state), args.cache.with_name(f"zoo_flips_{args.zoo.name}.npz")
         )
-        zoo_flipped = zoo_flips_as(flipped, flips, SELFDESC_WEIGHT if args.name in SELFDESC_RECIPE else None)
+        reading = Reading(flips, zoo_flips_as(flipped, flips, SELFDESC_WEIGHT if args.name in SELFDESC_RECIPE else None))
     everything = {"known": [], "unknown": [], "fit": sorted(set(labels.tolist()) - {"real"}), "real_fit": np.flatnonzero(labels == "real")}
-    fold = Fold(
-        everything | {"seed": 0, "fold": -1, "real_test": np.zeros(0, int)},
-        feats,
-        labels,
-        meta,
-        fp,
-        zoo=zoo,
-        encoders=(recipe,),
-        flips=flips,
-        zoo_flipped=zoo_flipped,
-    )
+
+    def whole(view: str | None = None) -> Fold:  # one fold fitted on all of the devset
+        fd = everything | {"seed": 0, "fold": -1, "real_test": np.zeros(0, int)}
+        return Fold(fd, feats, labels, meta, fp, zoo=zoo, encoders=(recipe,), view=view, reading=reading)
+
+    fold = whole()
     texture_fit = fold.tex_fit[recipe]
-    prior = out_of_fold_prior(recipe, feats, labels, meta, fp, zoo=zoo, flips=flips, zoo_flipped=zoo_flipped)
+    prior = out_of_fold_prior(recipe, feats, labels, meta, fp, zoo=zoo, reading=reading)
     views = None
     if args.name in VIEW_FIT:  # its own fit for the jpeg view: WCCN, cohort and prior on what that view compares
-        vfold = Fold(
-            everything | {"seed": 0, "fold": -1, "real_test": np.zeros(0, int)},
-            feats,
-            labels,
-            meta,
-            fp,
-            zoo=zoo,
-            encoders=(recipe,),
-            view=JPEG_VIEW,
-        )
+        vfold = whole(JPEG_VIEW)
         vprior = out_of_fold_prior(recipe, feats, labels, meta, fp, zoo=zoo, view=JPEG_VIEW)
         vprior.pop("near_impostor")  # as the plain prior (below)
         views = {JPEG_VIEW: {"fit": vfold.tex_fit[recipe], "score_norm": vfold.norms.get(recipe), "calibration": vprior}}

@@ -74,6 +74,7 @@ import os
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -376,6 +377,23 @@ def zoo_flips_as(flipped: dict[str, dict[str, np.ndarray]], flips: str, selfdesc
     return {o: {s: np.concatenate([v, selfdesc_weight * flipped[f"sd:{o}"][s]], 1) for s, v in flipped[o].items()} for o in flips}
 
 
+@dataclass(frozen=True)
+class Reading:
+    """How an encoder reads an image of one tile: the flipped copies it averages with it (letters
+    of :data:`FLIPS`; none: read once) and, per flip, the zoo's images read so
+    (:func:`zoo_flips_as`), for its zoo cohort and the zoo check."""
+
+    flips: str = ""
+    zoo: dict | None = None
+
+    def zoo_reads(self) -> dict | None:
+        """The zoo's flipped readings this reading averages ({flip: {source: rows}}), or None."""
+        return {o: self.zoo[o] for o in self.flips} if self.flips else None
+
+
+ONCE = Reading()  # every image read once
+
+
 def selfdesc_cache(cache: Path, zoo_dir: Path) -> Path:
     """Where the self-descriptions of the devset and of zoo ``zoo_dir`` are cached, beside ``cache``."""
     return cache.with_name(f"selfdesc_features_{zoo_dir.name}.npz")
@@ -404,15 +422,13 @@ def zoo_heldout(
     labels: np.ndarray,
     trials: int = 3,
     encoder: str = "fp-joint1",
-    flips: str = "",
-    zoo_flipped: dict | None = None,
+    reading: Reading = ONCE,
 ) -> dict:
     """fp-joint1's recipe with each zoo architecture left out of the fit (all of the devset in),
     5-shot on that architecture's sources (30% never enrolled): as ``heldout_archs.py``. For
     fp-joint2 and fp-joint3, scores normalised as theirs are: by the devset's images through that
     fit, and for fp-joint3 also by the zoo sources of the fit (never the held-out architecture).
-    With ``flips``, every image (a zoo image is one tile) read with those flipped copies
-    (``zoo_flipped``, :func:`zoo_flips_as`), the cohorts too, as such an encoder reads them."""
+    Every image (a zoo image is one tile) and the cohorts read as ``reading`` says."""
     from attrib.train import read_sources
 
     arch = {s: v["arch"] for s, v in read_sources(zoo_dir).items()}
@@ -421,11 +437,11 @@ def zoo_heldout(
     for a in sorted(set(arch.values()) - {"real"}):
         fit_zoo = {s: v for s, v in zoo.items() if arch[s] != a}
         m, P = fit_joint(feats, labels, dev, np.flatnonzero(labels == "real"), fit_zoo)
-        norm = make_norm(encoder, feats, (m, P), np.arange(len(labels)), fit_zoo, None, flips, zoo_flipped) if encoder in NORMED else None
+        norm = make_norm(encoder, feats, (m, P), np.arange(len(labels)), fit_zoo, None, reading) if encoder in NORMED else None
         test = [s for s in zoo if arch[s] == a]
         plain = [zoo[s][:: 1 + ZOO_VARIANTS] for s in test]
         names = [s for s, f in zip(test, plain) for _ in range(len(f))]
-        reads = [np.concatenate(plain)] + [np.concatenate([zoo_flipped[o][s] for s in test]) for o in flips]
+        reads = [np.concatenate(plain)] + [np.concatenate([rows[s] for s in test]) for rows in (reading.zoo_reads() or {}).values()]
         emb = mean_reading(reads, m, P)
         ds = Dataset(names, [str(i) for i in range(len(names))], [f"h{i}" for i in range(len(names))], emb)
         known, unknown = split_sources(ds.sources(), None, 0.3, seed=0)
@@ -443,23 +459,14 @@ def cohort_norm(feats: dict, fit: tuple[np.ndarray, np.ndarray], idx: np.ndarray
     return ScoreNorm.from_cohort(joint_embed(feats, m, P, "asis", idx[feats["ok_asis"][idx]]))
 
 
-def two_cohort_norm(
-    feats: dict,
-    fit: tuple[np.ndarray, np.ndarray],
-    idx: np.ndarray,
-    zoo: dict,
-    view: str | None = None,
-    flips: str = "",
-    zoo_flipped: dict | None = None,
-) -> ScoreNorm:
+def two_cohort_norm(feats: dict, fit: tuple, idx: np.ndarray, zoo: dict, view: str | None = None, reading: Reading = ONCE) -> ScoreNorm:
     """fp-joint3's score normalisation: a "real" cohort of devset images ``idx`` as 256 px crops
     (in the ``jpeg`` ``view``: re-saved at q75) and a "zoo" cohort of images of the zoo sources
-    ``zoo`` (undegraded, at most ``COHORT_ZOO_IMAGES``), both through the joint fit ``(mean, P)``;
-    with ``flips``, read with those flipped copies as the encoder reads them (the zoo's from
-    ``zoo_flipped``, :func:`zoo_flips_as`)."""
+    ``zoo`` (undegraded, at most ``COHORT_ZOO_IMAGES``), both through the joint fit ``(mean, P)``
+    and read as the encoder reads them (``reading``)."""
     m, P = fit
-    crops = joint_embed(feats, m, P, FIT_ROWS[view][0][0], idx[feats["ok_crop256"][idx]], flips)
-    reads = zoo_sample_reads(zoo, COHORT_ZOO_IMAGES, {o: zoo_flipped[o] for o in flips} if flips else None)
+    crops = joint_embed(feats, m, P, FIT_ROWS[view][0][0], idx[feats["ok_crop256"][idx]], reading.flips)
+    reads = zoo_sample_reads(zoo, COHORT_ZOO_IMAGES, reading.zoo_reads())
     return ScoreNorm.from_cohorts({"real": crops, "zoo": mean_reading(reads, m, P)}, scale=JOINT3_SCALE)
 
 
@@ -488,19 +495,12 @@ def mean_reading(reads: list[np.ndarray], m: np.ndarray, P: np.ndarray) -> np.nd
 
 
 def make_norm(
-    encoder: str,
-    feats: dict,
-    fit: tuple[np.ndarray, np.ndarray],
-    idx: np.ndarray,
-    zoo: dict,
-    view: str | None = None,
-    flips: str = "",
-    zoo_flipped: dict | None = None,
+    encoder: str, feats: dict, fit: tuple, idx: np.ndarray, zoo: dict, view: str | None = None, reading: Reading = ONCE
 ) -> ScoreNorm:
     """The score normalisation of ``encoder`` (one of ``NORMED``) for a joint fit, its real cohort
     drawn from devset images ``idx`` and its zoo cohort (fp-joint3) from the zoo sources ``zoo``
     (fp-joint3 in the ``jpeg`` ``view``: its real cohort re-saved)."""
-    return cohort_norm(feats, fit, idx) if encoder == "fp-joint2" else two_cohort_norm(feats, fit, idx, zoo, view, flips, zoo_flipped)
+    return cohort_norm(feats, fit, idx) if encoder == "fp-joint2" else two_cohort_norm(feats, fit, idx, zoo, view, reading)
 
 
 def pooled(models: list[dict]) -> dict:
@@ -514,8 +514,8 @@ def pooled(models: list[dict]) -> dict:
 class Fold:
     """The encoders of one fold, fitted on its fit labels only; with ``view`` (the joint encoders),
     their fit for that view of :mod:`attrib.views` (:data:`FIT_ROWS`): its WCCN, cohort and prior
-    (measured on whole files re-saved as the view does); with ``flips``, the joint encoders read a
-    one-tile variant (:data:`ONE_TILE`) with those flipped copies (:data:`ENCODER_FLIPS`)."""
+    (measured on whole files re-saved as the view does); the joint encoders read a one-tile variant
+    (:data:`ONE_TILE`) and their cohorts as ``reading`` says (:data:`ENCODER_FLIPS`)."""
 
     def __init__(
         self,
@@ -529,17 +529,14 @@ class Fold:
         encoders: tuple[str, ...] = ENCODERS,
         cross_priors: bool = True,
         view: str | None = None,
-        flips: str = "",
+        reading: Reading = ONCE,
         fits: dict | None = None,
-        zoo_flipped: dict | None = None,
     ):
-        self.fd, self.feats, self.labels, self.fp, self.zoo, self.view, self.flips = fd, feats, labels, fp, zoo, view, flips
+        self.fd, self.feats, self.labels, self.fp, self.zoo, self.view, self.reading = fd, feats, labels, fp, zoo, view, reading
         # the JOINT encoders share every fit (``fits``: another fold's of the same features and view, shared)
         self._fits: dict[tuple, tuple] = {} if fits is None else fits
         # per normalised encoder: (feats, fit, devset image indices) -> ScoreNorm
-        self.make_norm = {
-            enc: (lambda f, fit, idx, enc=enc: make_norm(enc, f, fit, idx, self.zoo, view, flips, zoo_flipped)) for enc in NORMED
-        }
+        self.make_norm = {enc: (lambda f, fit, idx, enc=enc: make_norm(enc, f, fit, idx, self.zoo, view, reading)) for enc in NORMED}
         fit_idx = np.flatnonzero(np.isin(labels, fd["fit"]))
         fitted = tuple(e for e in ("fp-fuse1", "fp-fuse2") + (JOINT if zoo else ()) if e in encoders)
         self.tex_fit = {enc: self.fit_texture(enc, fit_idx, fd["real_fit"]) for enc in fitted}
@@ -609,7 +606,7 @@ class Fold:
             return self.res_unit(f[f"res_{variant}"][idx])
         m, P = tex_fit or self.tex_fit.get(encoder, (None, None))
         if encoder in JOINT:
-            return joint_embed(f, m, P, variant, idx, self.flips)
+            return joint_embed(f, m, P, variant, idx, self.reading.flips)
         tiled = variant in TILED and encoder in ("residual-tiles", "fp-fuse2")
         if not tiled:
             res, tex = self.res_unit(f[f"res_{variant}"][idx]), f[f"tex_{variant}"][idx]
@@ -886,11 +883,14 @@ def main(argv=None) -> dict:
             feats, zoo, *selfdesc_features(args.devset, rows, args.zoo, selfdesc_cache(args.cache, args.zoo), extracted)
         )
     all_flips = "".join(sorted(set("".join(flips_of.get(e, "") for e in encoders))))
-    zoo_flipped, zoo_flipped_sd = None, None  # per flip, the zoo's images read flipped (cohorts, the zoo check)
+    flipped = {}  # per flip, the zoo's images read flipped (cohorts, the zoo check)
     if zoo and all_flips:
         texture = TextureStats(texture_backbone_from_file(weights))
         flipped = zoo_flip_features(args.zoo, all_flips, fp.features, texture, args.cache.with_name(f"zoo_flips_{args.zoo.name}.npz"))
-        zoo_flipped, zoo_flipped_sd = zoo_flips_as(flipped, all_flips, None), zoo_flips_as(flipped, all_flips, SELFDESC_WEIGHT)
+
+    def reading(flips: str, selfdesc: bool) -> Reading:  # in the layout of the features with or without self-descriptions
+        return Reading(flips, zoo_flips_as(flipped, flips, SELFDESC_WEIGHT if selfdesc else None) if flips and zoo else None)
+
     qualities = None if args.views == "off" else file_qualities(args.devset, rows)
     route = ROUTE_MAX_QUALITY if args.route_max_quality is None else args.route_max_quality
     runs: dict[str, list] = {}
@@ -898,43 +898,34 @@ def main(argv=None) -> dict:
         keep = pick_one_per_prompt(rows, seed)
         for fd in make_folds(labels, args.folds, seed):
             plain = tuple(e for e in encoders if e not in SELFDESC_RECIPE)
-            fold = Fold(fd, feats, labels, meta, fp, zoo=zoo, encoders=plain, flips=args.flips, zoo_flipped=zoo_flipped)
+            fold = Fold(fd, feats, labels, meta, fp, zoo=zoo, encoders=plain, reading=reading(args.flips, False))
             # (fold, the recipe's name in it) per encoder: a self-description encoder is its recipe
             # fitted in a fold of its own over the features with the self-description appended
             by_encoder = {enc: (fold, enc) for enc in encoders}
             view_folds: dict[str, Fold] = {}
             sd_fits: dict = {}  # the self-description recipe's plain WCCN fits, whatever an encoder's reading
+
+            def sd_fold(enc: str, view: str | None = None, fd=fd, sd_fits=sd_fits) -> Fold:  # ENC's recipe over the self-descriptions
+                fits = sd_fits if view is None else None
+                return Fold(
+                    fd,
+                    feats_sd,
+                    labels,
+                    meta,
+                    fp,
+                    zoo=zoo_sd,
+                    encoders=(SELFDESC_RECIPE[enc],),
+                    view=view,
+                    reading=reading(flips_of[enc], True),
+                    fits=fits,
+                )
+
             for enc in encoders:
                 if enc in SELFDESC_RECIPE:
-                    recipe = SELFDESC_RECIPE[enc]
                     base = by_encoder.get(VIEW_FIT.get(enc, enc), (None,))[0]  # an encoder with a view fit shares its base's plain fit
-                    if base is None or base is fold:
-                        base = Fold(
-                            fd,
-                            feats_sd,
-                            labels,
-                            meta,
-                            fp,
-                            zoo=zoo_sd,
-                            encoders=(recipe,),
-                            flips=flips_of[enc],
-                            fits=sd_fits,
-                            zoo_flipped=zoo_flipped_sd,
-                        )
-                    by_encoder[enc] = (base, recipe)
+                    by_encoder[enc] = (sd_fold(enc) if base is None or base is fold else base, SELFDESC_RECIPE[enc])
                 if enc in VIEW_FIT:
-                    view_folds[enc] = Fold(
-                        fd,
-                        feats_sd,
-                        labels,
-                        meta,
-                        fp,
-                        zoo=zoo_sd,
-                        encoders=(SELFDESC_RECIPE[enc],),
-                        view=JPEG_VIEW,
-                        flips=flips_of[enc],
-                        zoo_flipped=zoo_flipped_sd,
-                    )
+                    view_folds[enc] = sd_fold(enc, JPEG_VIEW)
             if args.no_near_floor:
                 for f, _ in list(by_encoder.values()) + [(f, None) for f in view_folds.values()]:
                     for prior in f.priors.values():
@@ -989,10 +980,10 @@ def main(argv=None) -> dict:
     }
     for enc in JOINT + tuple(SELFDESC_RECIPE):
         if zoo and enc in encoders and not args.no_zoo_check:
-            f, z, zf = (feats_sd, zoo_sd, zoo_flipped_sd) if enc in SELFDESC_RECIPE else (feats, zoo, zoo_flipped)
-            flips = flips_of.get(enc, "")
+            sd = enc in SELFDESC_RECIPE
+            f, z = (feats_sd, zoo_sd) if sd else (feats, zoo)
             result[f"zoo_heldout_{enc}"] = zoo_heldout(
-                z, args.zoo, f, labels, encoder=SELFDESC_RECIPE.get(enc, enc), flips=flips, zoo_flipped=zf
+                z, args.zoo, f, labels, encoder=SELFDESC_RECIPE.get(enc, enc), reading=reading(flips_of.get(enc, ""), sd)
             )
             print(f"{enc}, zoo architectures held out (5-shot): {result[f'zoo_heldout_{enc}']['mean']}", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
