@@ -122,3 +122,5 @@ python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint4 --encoder fp-join
 # A camera class (the fold's out-of-fold camera photos enrolled whole as `camera`, never queried; attrib eval --reference):
 python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint4 --encoder fp-joint6 --variant asis --variant crop256 --shots 5 \
   --no-zoo-check --camera-reference --out bench/results/real_folds_camera.json
+python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint4 --encoder fp-joint6 --variant crop256 --shots 1,3,5 --no-zoo-check \
+  --out bench/results/real_folds_flips6_kshot.json   # the K-shot curve on crops
