@@ -181,9 +181,7 @@ def run_protocol(
             g = _enroll_trial(ds, encoder, enroll_idx, views=enroll_views)
             m = _score_trial(g, queries, names, query_idx, unk_idx, far, qv)
             rej = np.flatnonzero(np.isin(names, list(rejects))) if rejects else np.zeros(0, np.int64)
-            m["summary"].update(
-                _reject_figures(g, queries, {"known": query_idx, "unknown": unk_idx, "rejects": rej}, far, qv, rejects, references)
-            )
+            m["summary"].update(_reject_figures(g, queries, rej, m["decided"], far, _rows(qv, rej), rejects, references))
             if details is not None:
                 idx = {"known": query_idx, "unknown": unk_idx, "rejects": rej}
                 details.append(_trial_detail(g, queries, names, idx, far, k, t, {s: len(v) for s, v in enroll_idx.items()}, qv))
@@ -481,36 +479,20 @@ def _mean(values):
     return round(float(arr.mean()), 4) if len(arr) else None
 
 
-def _attributed(g, embeddings: np.ndarray, far, views=None, exclude: Sequence[str] = ()) -> float | None:
-    """Fraction of ``embeddings`` that ``g`` accepts as one of its sources (not one of ``exclude``)."""
-    if not len(embeddings):
-        return None
-    decided = [d.source for d in g.identify(embeddings, top_k=1, far=far, views=views)]
-    return float(np.mean([s is not None and s not in exclude for s in decided]))
-
-
-def _reject_figures(g, queries: np.ndarray, rows: dict[str, Any], far, views, rejects, references) -> dict[str, float | None]:
-    """A trial's figures on rejects and references (:func:`run_protocol`): ``attributed``, and
-    with references ``known_named_reference``, ``unknown_named_reference`` (``named_reference``
-    for the rejects)."""
+def _reject_figures(g, queries: np.ndarray, rej, decided: dict[str, list], far, views, rejects, references) -> dict[str, float | None]:
+    """A trial's figures on rejects (rows ``rej``, in ``views``) and references (:func:`run_protocol`):
+    ``attributed``, and with references ``known_named_reference``, ``unknown_named_reference``
+    (from ``decided``: :func:`_score_trial`'s decisions) and ``named_reference`` (the rejects)."""
     out: dict[str, float | None] = {}
-    rej = rows["rejects"]
+    kinds = {f"{kind}_named_reference": decided[kind] for kind in ("known", "unknown")} if references else {}
     if rejects:
-        out["attributed"] = _attributed(g, queries[rej], far, _rows(views, rej), exclude=references)
-    if references:
-        kinds = {"known_named_reference": rows["known"], "unknown_named_reference": rows["unknown"]}
-        if rejects:
-            kinds["named_reference"] = rej
-        for key, idx in kinds.items():
-            out[key] = _named(g, queries[idx], far, _rows(views, idx), references)
+        rejected = [d.source for d in g.identify(queries[rej], top_k=1, far=far, views=views)] if len(rej) else []
+        out["attributed"] = float(np.mean([s is not None and s not in references for s in rejected])) if rejected else None
+        if references:
+            kinds["named_reference"] = rejected
+    for key, sources in kinds.items():
+        out[key] = float(np.mean([s in references for s in sources])) if sources else None
     return out
-
-
-def _named(g, embeddings: np.ndarray, far, views, sources: Sequence[str]) -> float | None:
-    """Fraction of ``embeddings`` that ``g`` names after one of ``sources``."""
-    if not len(embeddings):
-        return None
-    return float(np.mean([d.source in sources for d in g.identify(embeddings, top_k=1, far=far, views=views)]))
 
 
 def _score_trial(g, queries: np.ndarray, names: np.ndarray, query_idx, unk_idx, far, views=None) -> dict[str, Any]:
@@ -555,7 +537,8 @@ def _score_trial(g, queries: np.ndarray, names: np.ndarray, query_idx, unk_idx, 
             v for c in full_u for name, v in c if name == s
         ]
         per_source[s] = (float(correct[sel].mean()) if sel.any() else None, metrics.eer(np.array(gen), np.array(imp)))
-    return {"summary": summary, "per_source": per_source}
+    decided = {"known": [d.source for d in dec_q], "unknown": [d.source for d in dec_u]}
+    return {"summary": summary, "per_source": per_source, "decided": decided}
 
 
 #: figures of a run with reference sources (:func:`run_protocol`'s ``references``)

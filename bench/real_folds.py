@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import os
 import re
@@ -867,12 +868,13 @@ def main(argv=None) -> dict:
     if set(args.flips) - set(FLIPS):
         ap.error(f"--flips takes letters of {''.join(FLIPS)}, not {args.flips!r}")
     flips_of = {enc: ENCODER_FLIPS.get(enc, args.flips) for enc in args.encoder or ENCODERS}
-    extracted += [f"{v}_{o}" for v in ONE_TILE for o in sorted(set("".join(flips_of.values())))]
-    feats = extract(args.devset, rows, fp.features, TextureStats(texture_backbone_from_file(weights)), args.cache, extracted)
+    all_flips = "".join(sorted(set("".join(flips_of.values()))))
+    extracted += [f"{v}_{o}" for v in ONE_TILE for o in all_flips]
+    texture = TextureStats(texture_backbone_from_file(weights))
+    feats = extract(args.devset, rows, fp.features, texture, args.cache, extracted)
     meta = meta_features(rows)
     zoo = None
     if args.zoo:
-        texture = TextureStats(texture_backbone_from_file(weights))
         zoo = zoo_features(args.zoo, fp.features, texture, args.cache.with_name(f"zoo_features_{args.zoo.name}.npz"))
     encoders = args.encoder or [e for e in ENCODERS if zoo or (e not in JOINT and e not in SELFDESC_RECIPE)]
     feats_sd, zoo_sd = feats, zoo
@@ -882,12 +884,11 @@ def main(argv=None) -> dict:
         feats_sd, zoo_sd = with_selfdesc(
             feats, zoo, *selfdesc_features(args.devset, rows, args.zoo, selfdesc_cache(args.cache, args.zoo), extracted)
         )
-    all_flips = "".join(sorted(set("".join(flips_of.get(e, "") for e in encoders))))
     flipped = {}  # per flip, the zoo's images read flipped (cohorts, the zoo check)
     if zoo and all_flips:
-        texture = TextureStats(texture_backbone_from_file(weights))
         flipped = zoo_flip_features(args.zoo, all_flips, fp.features, texture, args.cache.with_name(f"zoo_flips_{args.zoo.name}.npz"))
 
+    @functools.cache  # built once, shared by every fold
     def reading(flips: str, selfdesc: bool) -> Reading:  # in the layout of the features with or without self-descriptions
         return Reading(flips, zoo_flips_as(flipped, flips, SELFDESC_WEIGHT if selfdesc else None) if flips and zoo else None)
 

@@ -147,8 +147,8 @@ def eval_command(ctx, data_dir, encoder, shots, unknown, unknown_fraction, trial
     if post:
         res["post"] = {"steps": post, "shots": robust[0]["shots"]}
     if want_details:
-        meta = {"trials": trials, "queries": queries, "far": far, "seed": seed, "rejects": reject, "post": post, "images": len(ds.names)}
-        meta["references"] = reference
+        meta = {"trials": trials, "queries": queries, "far": far, "seed": seed, "rejects": reject, "references": reference}
+        meta |= {"post": post, "images": len(ds.names)}
         written = _write_report(res, details, meta, robust, data_dir, extra)
         if not json_:
             click.echo("wrote " + ", ".join(map(str, written)), err=True)
