@@ -224,6 +224,23 @@ def test_cli_build(tmp_path):
         assert _files(out / source["name"]) == ["00000.jpg", "00001.jpg", "00002.jpg"]
 
 
+def test_cli_build_trains_for_the_steps_asked(tmp_path):
+    """--steps is the generators' training length: recorded in the manifest, and other steps are
+    other generators (same names, other weights, other images); the help states the default."""
+    runner = CliRunner()
+    args = ["-n", "1", "--images", "2", "--size", "32", "--no-real", "--quiet"]
+    assert runner.invoke(zoo_cli, ["build", str(tmp_path / "a"), *args]).exit_code == 0
+    result = runner.invoke(zoo_cli, ["build", str(tmp_path / "b"), "--steps", "3", *args])
+    assert result.exit_code == 0, result.output
+    a, b = (json.loads((tmp_path / d / "zoo.json").read_text()) for d in "ab")
+    assert a["settings"]["train"]["steps"] == zoo.GeneratorTrainConfig().steps and b["settings"]["train"]["steps"] == 3
+    name = a["sources"][0]["name"]
+    assert name == b["sources"][0]["name"]
+    assert (tmp_path / "a" / name / "00000.png").read_bytes() != (tmp_path / "b" / name / "00000.png").read_bytes()
+    assert f"default: {zoo.GeneratorTrainConfig().steps}," in runner.invoke(zoo_cli, ["build", "--help"]).output
+    assert runner.invoke(zoo_cli, ["build", str(tmp_path / "c"), "--steps", "0", *args]).exit_code == 2
+
+
 def test_cli_errors(tmp_path):
     runner = CliRunner()
     result = runner.invoke(zoo_cli, ["build", str(tmp_path / "z"), "--post", "jpeg999"])

@@ -94,6 +94,12 @@ def zoo():
 @click.option(
     "-j", "--workers", type=click.IntRange(min=1), help="Generators trained at once, one process each [default: usable cores, at most 4]."
 )
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    help="Training steps per generator [default: 250, every shipped zoo's]; part of each generator's cache key "
+    "(other steps, other generators of the same names).",
+)
 @_kind_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def build(
@@ -105,6 +111,7 @@ def build(
     no_real: bool,
     seed: int,
     workers: int | None,
+    steps: int,
     kinds: tuple[str, ...] | None,
     quiet: bool,
 ):
@@ -114,7 +121,7 @@ def build(
     architecture, family and hyperparameters. Training takes a few seconds per generator the
     first time; rebuilding reuses the cache. Progress goes to stderr, the summary to stdout.
     """
-    from ..zoo import build_zoo, default_zoo
+    from ..zoo import GeneratorTrainConfig, build_zoo, default_zoo
 
     try:
         manifest = build_zoo(
@@ -126,6 +133,7 @@ def build(
             include_real=not no_real,
             seed=seed,
             progress=not quiet,
+            train=GeneratorTrainConfig() if steps is None else GeneratorTrainConfig(steps=steps),
             workers=workers,
         )
     except AttribError as exc:
