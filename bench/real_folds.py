@@ -311,6 +311,16 @@ def zoo_features(zoo_dir: Path, residual, texture: TextureStats, cache: Path) ->
     return out
 
 
+def zoo_of_kinds(zoo: dict[str, np.ndarray], zoo_dir: Path, kinds: list[str]) -> dict[str, np.ndarray]:
+    """The sources of ``zoo`` (:func:`zoo_features`) whose architecture in ``zoo_dir``'s zoo.json
+    is one of ``kinds``, and its real source."""
+    arch = {s["name"]: s["arch"] for s in json.loads((zoo_dir / "zoo.json").read_text())["sources"]}
+    unknown = set(kinds) - set(arch.values())
+    if unknown:
+        raise SystemExit(f"--zoo-kinds: {sorted(unknown)[0]!r} is no architecture of {zoo_dir} ({', '.join(sorted(set(arch.values())))})")
+    return {s: v for s, v in zoo.items() if arch.get(s) in set(kinds) | {"real"}}
+
+
 def selfdesc_features(devset: Path, rows: list[dict], zoo_dir: Path | None, cache: Path, variants=VARIANTS) -> tuple[dict, dict | None]:
     """Self-descriptions (:class:`attrib.encoders.selfdesc.SelfDescription`, default options) of
     every devset file and variant as :func:`extract` reads them (``sd_V``; ``sdt_V`` tile by tile
@@ -407,6 +417,9 @@ def with_selfdesc(
     part (the joint fit concatenates ``[residual; texture]``: so ``[residual; texture; sd]``)."""
     out = dict(feats)
     for v in ALL_VARIANTS + FLIP_VARIANTS:
+        if f"sd_{v}" not in sd:  # not described (a cache begun for another zoo): not in this layout at all
+            out.pop(f"tex_{v}", None), out.pop(f"text_{v}", None)
+            continue
         if f"tex_{v}" in feats:
             out[f"tex_{v}"] = np.concatenate([feats[f"tex_{v}"], weight * sd[f"sd_{v}"]], 1)
         if f"text_{v}" in feats:
@@ -435,7 +448,7 @@ def zoo_heldout(
     arch = {s: v["arch"] for s, v in read_sources(zoo_dir).items()}
     dev = np.flatnonzero(labels != "real")
     out = {}
-    for a in sorted(set(arch.values()) - {"real"}):
+    for a in sorted({arch[s] for s in zoo} - {"real"}):  # the architectures of the zoo it is given (--zoo-kinds)
         fit_zoo = {s: v for s, v in zoo.items() if arch[s] != a}
         m, P = fit_joint(feats, labels, dev, np.flatnonzero(labels == "real"), fit_zoo)
         norm = make_norm(encoder, feats, (m, P), np.arange(len(labels)), fit_zoo, None, reading) if encoder in NORMED else None
@@ -852,6 +865,11 @@ def main(argv=None) -> dict:
         "real photos named after it are not attributed; figures named_reference, known_/unknown_named_reference",
     )
     ap.add_argument("--zoo", type=Path, help="a built zoo (attrib zoo build): enables fp-joint1 (fitted on it) and its zoo check")
+    ap.add_argument(
+        "--zoo-kinds",
+        help="fit and normalise with these zoo architectures only (comma-separated `arch` values of the zoo's zoo.json, "
+        "e.g. vae,unet; its real source is always kept): which part of the zoo the real folds use",
+    )
     ap.add_argument("--no-zoo-check", action="store_true", help="skip the zoo's held-out-architecture check of the --zoo encoders")
     ap.add_argument("--cache", type=Path, default=Path("bench/out/real_features_v2.npz"))
     ap.add_argument("--out", type=Path, default=Path("bench/results/real_folds.json"))
@@ -876,6 +894,8 @@ def main(argv=None) -> dict:
     zoo = None
     if args.zoo:
         zoo = zoo_features(args.zoo, fp.features, texture, args.cache.with_name(f"zoo_features_{args.zoo.name}.npz"))
+        if args.zoo_kinds:
+            zoo = zoo_of_kinds(zoo, args.zoo, args.zoo_kinds.split(","))
     encoders = args.encoder or [e for e in ENCODERS if zoo or (e not in JOINT and e not in SELFDESC_RECIPE)]
     feats_sd, zoo_sd = feats, zoo
     if any(e in SELFDESC_RECIPE for e in encoders):
@@ -972,6 +992,7 @@ def main(argv=None) -> dict:
             "route_max_quality": route,
             "flips": {enc: f for enc, f in flips_of.items() if f},
             "camera_reference": args.camera_reference,
+            "zoo": {"folder": str(args.zoo), "sources": len(zoo), "kinds": args.zoo_kinds or "all"} if zoo else None,
             "alpha": ALPHA,
             "texture_reg": TEXTURE_REG,
             "selfdesc": SELFDESC | {"weight": SELFDESC_WEIGHT},

@@ -124,3 +124,19 @@ python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint4 --encoder fp-join
   --no-zoo-check --camera-reference --out bench/results/real_folds_camera.json
 python bench/real_folds.py --zoo "$ZOO/z6" --encoder fp-joint4 --encoder fp-joint6 --variant crop256 --shots 1,3,5 --no-zoo-check \
   --out bench/results/real_folds_flips6_kshot.json   # the K-shot curve on crops
+
+# Is the zoo's distance from real decoders what holds the real folds back? (issue 11, section 2; one shuffle each)
+# fp-joint4's recipe with its fit and zoo cohort given part of the zoo (--zoo-kinds, by zoo.json arch), then zoos of
+# learned decoders only: 12 seeds at 256 px, and 6 seeds trained 4x longer (--steps 1000) at 256 px.
+RF="--seeds 1 --encoder fp-joint4 --variant crop256 --variant jpeg75 --variant asis --shots 5 --no-zoo-check"
+python bench/real_folds.py $RF --zoo "$ZOO/z6" --out bench/results/real_folds_zoo_all.json
+python bench/real_folds.py $RF --zoo "$ZOO/z6" --zoo-kinds real --out bench/results/real_folds_zoo_real.json
+python bench/real_folds.py $RF --zoo "$ZOO/z6" --zoo-kinds tconv,transformer,vae,stylegan,unet,vqgan,denoise \
+  --out bench/results/real_folds_zoo_decoders.json
+python bench/real_folds.py $RF --zoo "$ZOO/z6" --zoo-kinds nearest,bilinear,bicubic,pixelshuffle,mixed,fir,shuffle \
+  --out bench/results/real_folds_zoo_upsamplers.json
+DECODERS=tconv-k4,tconv-k3,vae,stylegan,transformer-p4,transformer-p8,unet,vqgan,denoise
+attrib zoo build "$ZOO/dec256" --generators 108 --images 20 --size 256 --kind $DECODERS
+attrib zoo build "$ZOO/declong" --generators 54 --images 20 --size 256 --steps 1000 --kind $DECODERS
+python bench/real_folds.py $RF --zoo "$ZOO/dec256" --out bench/results/real_folds_zoo_dec256.json
+python bench/real_folds.py $RF --zoo "$ZOO/declong" --out bench/results/real_folds_zoo_declong.json
