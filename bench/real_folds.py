@@ -314,7 +314,9 @@ def zoo_features(zoo_dir: Path, residual, texture: TextureStats, cache: Path) ->
 def zoo_of_kinds(zoo: dict[str, np.ndarray], zoo_dir: Path, kinds: list[str]) -> dict[str, np.ndarray]:
     """The sources of ``zoo`` (:func:`zoo_features`) whose architecture in ``zoo_dir``'s zoo.json
     is one of ``kinds``, and its real source."""
-    arch = {s["name"]: s["arch"] for s in json.loads((zoo_dir / "zoo.json").read_text())["sources"]}
+    from attrib.train import read_sources
+
+    arch = {s: v["arch"] for s, v in read_sources(zoo_dir).items()}
     unknown = set(kinds) - set(arch.values())
     if unknown:
         raise SystemExit(f"--zoo-kinds: {sorted(unknown)[0]!r} is no architecture of {zoo_dir} ({', '.join(sorted(set(arch.values())))})")
@@ -418,7 +420,8 @@ def with_selfdesc(
     out = dict(feats)
     for v in ALL_VARIANTS + FLIP_VARIANTS:
         if f"sd_{v}" not in sd:  # not described (a cache begun for another zoo): not in this layout at all
-            out.pop(f"tex_{v}", None), out.pop(f"text_{v}", None)
+            out.pop(f"tex_{v}", None)
+            out.pop(f"text_{v}", None)
             continue
         if f"tex_{v}" in feats:
             out[f"tex_{v}"] = np.concatenate([feats[f"tex_{v}"], weight * sd[f"sd_{v}"]], 1)

@@ -111,7 +111,7 @@ def build(
     no_real: bool,
     seed: int,
     workers: int | None,
-    steps: int,
+    steps: int | None,
     kinds: tuple[str, ...] | None,
     quiet: bool,
 ):
